@@ -1,0 +1,98 @@
+"""`ClassPolicy`: what a fairness strategy decides for each class.
+
+One type expresses every method fairadv ships (see METHODS.md):
+
+- DAFA scales the cross-entropy term and the attack radius of class y by W_y (reduction ``"batch"``);
+- FRL weights the cross-entropy and the KL term with separate normalised weights (reduction ``"weights"``) and
+  scales the radius;
+- CFA scales the radius (CCM) and TRADES' beta (CCR) per class.
+
+Objectives read the policy per sample by indexing with the labels: ``policy.ce_weight[y]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import attrs
+import torch
+
+Reduction = Literal["batch", "weights"]
+VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale")
+
+
+def _class_vector(name: str, value: object) -> torch.Tensor:
+    tensor = torch.as_tensor(value, dtype=torch.float32).detach().clone()
+    if tensor.ndim != 1 or tensor.numel() == 0:
+        raise ValueError(f"ClassPolicy.{name} must be a non-empty vector of per-class values, got {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"ClassPolicy.{name} has non-finite values: {tensor.tolist()}")
+    if (tensor <= 0).any():
+        raise ValueError(f"ClassPolicy.{name} must be positive, got {tensor.tolist()}")
+    return tensor
+
+
+@attrs.frozen(eq=False)
+class ClassPolicy:
+    """Per-class loss weights, attack-radius scales and TRADES-beta scales. Validates itself on construction.
+
+    Attributes:
+        ce_weight: weight of each class's cross-entropy term (clean CE in TRADES, adversarial CE in PGD-AT).
+        kl_weight: weight of each class's TRADES KL term (unused by PGD-AT).
+        eps_scale: attack radius and step of class y are ``eps * eps_scale[y]`` and ``step * eps_scale[y]``.
+        beta_scale: TRADES' beta of class y is ``beta * beta_scale[y]``.
+        reduction: ``"batch"`` averages weighted per-sample terms over the batch, (1/B) sum_b w_b l_b, as DAFA's
+            code does; ``"weights"`` divides by the weight sum, sum_b w_b l_b / sum_b w_b, as FRL's code does.
+
+    Shape:
+        every vector is [C], finite and strictly positive.
+    """
+
+    ce_weight: torch.Tensor = attrs.field(converter=lambda v: _class_vector("ce_weight", v))
+    kl_weight: torch.Tensor = attrs.field(converter=lambda v: _class_vector("kl_weight", v))
+    eps_scale: torch.Tensor = attrs.field(converter=lambda v: _class_vector("eps_scale", v))
+    beta_scale: torch.Tensor = attrs.field(converter=lambda v: _class_vector("beta_scale", v))
+    reduction: Reduction = attrs.field(default="batch", validator=attrs.validators.in_(("batch", "weights")))
+
+    def __attrs_post_init__(self) -> None:
+        sizes = {getattr(self, name).numel() for name in VECTORS}
+        if len(sizes) != 1:
+            raise ValueError(f"ClassPolicy vectors must share one length (the class count), got {sorted(sizes)}")
+
+    @classmethod
+    def uniform(cls, num_classes: int) -> ClassPolicy:
+        """Every class weighted 1 with the base radius and beta: plain TRADES / PGD-AT."""
+        ones = torch.ones(num_classes)
+        return cls(ones, ones, ones, ones)
+
+    @property
+    def num_classes(self) -> int:
+        return self.ce_weight.numel()
+
+    def evolve(self, **changes: object) -> ClassPolicy:
+        """A copy with some fields replaced (validated again)."""
+        return attrs.evolve(self, **changes)
+
+    def to(self, device: torch.device | str) -> ClassPolicy:
+        """The same policy with its vectors on ``device`` (for indexing by on-device labels)."""
+        return attrs.evolve(self, **{name: getattr(self, name).to(device) for name in VECTORS})
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, as written to ``policy.jsonl`` and checkpoints."""
+        return {**{name: getattr(self, name).tolist() for name in VECTORS}, "reduction": self.reduction}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ClassPolicy:
+        return cls(**data)  # type: ignore[arg-type]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClassPolicy):
+            return NotImplemented
+        return self.reduction == other.reduction and all(
+            torch.equal(getattr(self, n).cpu(), getattr(other, n).cpu())
+            for n in VECTORS
+        )
+
+    def is_uniform(self) -> bool:
+        return all(math.isclose(v, 1.0) for n in VECTORS for v in getattr(self, n).tolist())
