@@ -1,0 +1,93 @@
+"""The `Attack` interface and what every attack shares: model-mode handling and projection.
+
+An attack is an attrs class whose fields are its hyperparameters. `Attack.perturb` puts the model in eval mode
+(BatchNorm uses running statistics, as TRADES' and DAFA's code do), restores the previous mode even if the attack
+raises, and returns adversarial inputs detached from the graph. Parameter gradients are never touched: subclasses use
+`torch.autograd.grad` with respect to the input only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import nn
+
+from fairadv.registry import Registry
+
+ATTACKS = Registry("attack", "attacks")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode; restore each one's own mode afterwards, even on error.
+
+    Restoring per submodule (not ``model.train(was_training)``) keeps parts a user froze in eval mode frozen.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+Norm = Literal["linf", "l2"]
+EpsLike = float | torch.Tensor
+
+
+class Attack:
+    """Base class. Subclasses set ``eps`` (the base radius) and implement `_perturb`.
+
+    Shape:
+        x: (B, C, H, W) in [0, 1]; y: (B,) int64; eps: a float or a (B,) tensor of per-sample radii.
+        returns x_adv: same shape as x, in [0, 1] and within each sample's eps-ball.
+    """
+
+    eps: float
+    norm: Norm = "linf"
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
+                **overrides: object) -> torch.Tensor:
+        """Adversarial examples for ``(x, y)``; ``eps`` defaults to the attack's own radius.
+
+        ``overrides`` replace hyperparameters for this call only (an objective uses this to set the inner loss,
+        e.g. TRADES attacks the KL to the clean prediction).
+        """
+        radius = self.per_sample_eps(x, self.eps if eps is None else eps)
+        with eval_mode(model):
+            x_adv = self._perturb(model, x.detach(), y, radius, **overrides)
+        return x_adv.detach()
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+                 **overrides: object) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def per_sample_eps(x: torch.Tensor, eps: EpsLike) -> torch.Tensor:
+        """Radii as a (B, 1, ..., 1) tensor that broadcasts against ``x``."""
+        radius = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+        if radius.ndim == 0:
+            radius = radius.expand(x.shape[0])
+        if radius.shape != (x.shape[0],):
+            raise ValueError(f"eps must be a float or a tensor of shape ({x.shape[0]},), got {tuple(radius.shape)}")
+        return radius.view(-1, *([1] * (x.ndim - 1)))
+
+    def project(self, x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Project onto each sample's eps-ball around ``x`` (in ``self.norm``), then onto the [0, 1] box."""
+        delta = x_adv - x
+        if self.norm == "linf":
+            delta = torch.maximum(torch.minimum(delta, eps), -eps)
+        else:
+            norms = delta.flatten(1).norm(dim=1).view_as(eps).clamp_min(1e-12)
+            delta = delta * torch.clamp(eps / norms, max=1.0)
+        return (x + delta).clamp(0.0, 1.0)
+
+    def ascent_direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """Steepest-ascent direction of unit size in ``self.norm``: sign for L-inf, normalised gradient for L2."""
+        if self.norm == "linf":
+            return grad.sign()
+        norms = grad.flatten(1).norm(dim=1).view(-1, *([1] * (grad.ndim - 1))).clamp_min(1e-12)
+        return grad / norms
