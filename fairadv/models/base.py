@@ -1,0 +1,8 @@
+"""The model registry. A model factory takes the recipe's ``[model]`` keys plus three values the engine injects
+from the data: ``num_classes``, ``in_channels`` and ``input_size`` (H, W)."""
+
+from __future__ import annotations
+
+from fairadv.registry import Registry
+
+MODELS = Registry("model", "models", injected=("num_classes", "in_channels", "input_size"))
