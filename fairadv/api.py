@@ -1,0 +1,39 @@
+"""The Python API: load a recipe, run it, get a trained model or a data split back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from fairadv.build import build_dataset
+from fairadv.checkpoint import load_checkpoint
+from fairadv.engine import run, tomllib_loads
+from fairadv.errors import FairadvError
+from fairadv.recipe import Recipe
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """The trained model of a run folder (its ``checkpoints/last.pt``) or of a checkpoint file, in eval mode.
+
+    The architecture comes from the recipe stored in the checkpoint; the data set is not needed.
+    """
+    from fairadv.models import MODELS
+
+    path = Path(path)
+    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    state = load_checkpoint(ckpt)
+    try:
+        recipe = Recipe.from_dict(tomllib_loads(state["recipe"], ckpt), source=str(ckpt))
+        spec = state["model_spec"]
+        model = MODELS.create(recipe.model.name, num_classes=int(spec["num_classes"]),
+                              in_channels=int(spec["input_shape"][0]), input_size=tuple(spec["input_shape"][1:]),
+                              **recipe.model.params)
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FairadvError(f"{ckpt}: not a usable fairadv checkpoint: {reason}") from None
+    return model.eval()
+
+
+__all__ = ["Recipe", "build_dataset", "load_model", "run"]

@@ -1,0 +1,81 @@
+"""Checkpoints: written atomically, read without unpickling code.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, saved with `torch.save` to a temporary
+file in the same folder and renamed into place, so a crash never leaves a half-written file. Loading uses
+``torch.load(weights_only=True)``: a file that carries a pickled object is refused and nothing in it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fairadv.errors import FairadvError
+
+FORMAT_VERSION = 1
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """Save ``obj`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file via a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a fairadv checkpoint safely; any problem is a one-line `FairadvError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FairadvError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated or unsafe: all the user's to fix
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it contains pickled Python objects, which fairadv refuses to load (nothing was executed)"
+        raise FairadvError(f"{path}: not a readable fairadv checkpoint: {reason}") from None
+    if not isinstance(state, dict):
+        raise FairadvError(f"{path}: not a fairadv checkpoint (expected a dict, got {type(state).__name__})")
+    return state
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A model state dict from a fairadv checkpoint or a bare state-dict file (e.g. a published checkpoint).
+
+    Accepts ``{"model": sd}``, ``{"state_dict": sd}`` or a bare ``sd``, and strips a DataParallel ``module.`` prefix.
+    """
+    state = load_checkpoint(path)
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FairadvError(f"{path}: no model state dict found (expected tensors under 'model' or at the top level)")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state

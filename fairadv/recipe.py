@@ -1,0 +1,437 @@
+"""Recipes: TOML files parsed into frozen attrs classes, validated before anything is built.
+
+One attrs class per table. A component table (``[attack]``, ``[strategy]``, ...) names a registered component with
+``name`` and sets that component's hyperparameters, which are the component's own attrs fields (or factory keyword
+arguments): the schema is never written twice. Every problem is one line that names the file (or the ``--set``
+that caused it), the ``table.key``, the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any, Literal
+
+import attrs
+import tomli_w
+
+from fairadv.errors import FairadvError, closest
+from fairadv.registry import Param, Registry, signature_params
+from fairadv.validators import InvalidValue, ge, gt
+
+# --- plain tables --------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RunConfig:
+    """``[run]``: where the run goes and how it is seeded.
+
+    Attributes:
+        name: run folder name under ``out``; defaults to the recipe file's stem.
+        seed: seeds model initialisation, data order, augmentation and attack starts.
+        out: output root folder (``--out`` overrides it).
+        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    """
+
+    name: str | None = None
+    seed: int = attrs.field(default=0, validator=ge(0))
+    out: str = "runs"
+    device: str = attrs.field(default="auto")
+
+    @device.validator
+    def _check_device(self, attribute: attrs.Attribute, value: str) -> None:
+        if value not in ("auto", "cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
+            raise InvalidValue("device", value, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+@attrs.frozen
+class TrainConfig:
+    """``[train]``: the training loop.
+
+    Attributes:
+        epochs: number of epochs.
+        batch_size: training batch size (global, over all processes).
+        eval_every: also evaluate per-class robustness on the test split every N epochs (0: only at the end).
+    """
+
+    epochs: int = attrs.field(default=10, validator=gt(0))
+    batch_size: int = attrs.field(default=128, validator=gt(0))
+    eval_every: int = attrs.field(default=0, validator=ge(0))
+
+
+# --- component tables ----------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ComponentConfig:
+    """A table that names a registered component and sets its hyperparameters (``params``, defaults filled in)."""
+
+    name: str
+    params: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+
+
+@attrs.frozen
+class DataConfig(ComponentConfig):
+    """``[data]``: a registered data set plus how fairadv splits and loads it.
+
+    Attributes:
+        val_per_class: images per class held out of the training split for validation (FRL, CFA); 0 for none.
+        holdout_seed: seed of the hold-out draw, fixed across runs so every run validates on the same images.
+        num_workers: data-loader worker processes; -1 picks automatically (0 for in-memory sets).
+    """
+
+    val_per_class: int = attrs.field(default=0, validator=ge(0))
+    holdout_seed: int = attrs.field(default=0, validator=ge(0))
+    num_workers: int = attrs.field(default=-1, validator=ge(-1))
+
+
+@attrs.frozen
+class EvalConfig:
+    """``[eval]`` and ``[eval.attack]``: the final per-class robustness evaluation.
+
+    Attributes:
+        batch_size: evaluation batch size.
+        n: evaluate a class-stratified subset of this many test images (0: the whole test split).
+        attack: the evaluation attack; default PGD-20 as in DAFA's code (eps 0.031, step 0.003, uniform start, a
+            sample robust only if correct at every iterate).
+    """
+
+    batch_size: int = attrs.field(default=256, validator=gt(0))
+    n: int = attrs.field(default=0, validator=ge(0))
+    attack: ComponentConfig = attrs.field(
+        factory=lambda: ComponentConfig("pgd", {"eps": 0.031, "step_size": 0.003, "steps": 20,
+                                                "random_start": "uniform", "loss": "ce", "stop_on_success": True})
+    )
+
+
+def component_registries() -> dict[str, Registry]:
+    """Which registry each component table draws from (imported late: building them registers everything)."""
+    from fairadv.attacks import ATTACKS
+    from fairadv.data import DATASETS
+    from fairadv.models import MODELS
+    from fairadv.objectives import OBJECTIVES
+    from fairadv.optim import OPTIMIZERS, SCHEDULES
+    from fairadv.strategies import STRATEGIES
+
+    return {"data": DATASETS, "model": MODELS, "objective": OBJECTIVES, "attack": ATTACKS, "strategy": STRATEGIES,
+            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "eval.attack": ATTACKS}
+
+
+_COMPONENT_DEFAULTS = {"objective": "trades", "attack": "pgd", "strategy": "uniform", "optimizer": "sgd",
+                       "schedule": "bag_of_tricks"}
+
+
+@attrs.frozen
+class Recipe:
+    """A whole experiment. Load with `Recipe.load`; every field is validated and resolved (defaults filled in)."""
+
+    run: RunConfig
+    data: DataConfig
+    model: ComponentConfig
+    objective: ComponentConfig
+    attack: ComponentConfig
+    strategy: ComponentConfig
+    optimizer: ComponentConfig
+    schedule: ComponentConfig
+    train: TrainConfig
+    eval: EvalConfig
+    source: str = attrs.field(default="<recipe>", eq=False)
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+        """Read, override (``"table.key=value"`` strings, values in TOML syntax) and validate a recipe file."""
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise FairadvError(f"{path}: recipe file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FairadvError(f"{path}: cannot read recipe: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise FairadvError(f"{path}: not valid TOML: {exc}") from None
+        origins: dict[str, str] = {}
+        for override in overrides:
+            key = apply_override(raw, override)
+            origins[key] = f"--set {override}"
+        if "run" not in raw or "name" not in raw.get("run", {}):
+            raw.setdefault("run", {})
+            if isinstance(raw["run"], dict):
+                raw["run"]["name"] = path.stem
+        return cls.from_dict(raw, source=str(path), origins=origins)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "<recipe>",
+                  origins: Mapping[str, str] | None = None) -> Recipe:
+        """Validate a nested dict (the parsed TOML) into a Recipe. ``origins`` maps ``table.key`` to what set it."""
+        return _Loader(source, origins or {}).recipe(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe as nested dicts, ready for TOML (None values left out: TOML has no null)."""
+        out: dict[str, Any] = {}
+        for field in attrs.fields(Recipe):
+            if field.name != "source":
+                out[field.name] = _table(getattr(self, field.name))
+        return out
+
+    def dump(self, path: str | Path) -> None:
+        """Write the resolved recipe as TOML; `Recipe.load` of that file gives an equal recipe."""
+        Path(path).write_text(self.to_toml())
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def override(self, *overrides: str) -> Recipe:
+        """A copy with ``"table.key=value"`` overrides applied and validated again."""
+        raw = self.to_dict()
+        origins = {apply_override(raw, o): f"--set {o}" for o in overrides}
+        return Recipe.from_dict(raw, source=self.source, origins=origins)
+
+
+def _table(value: Any) -> Any:
+    if isinstance(value, ComponentConfig):
+        extra = {f.name: getattr(value, f.name) for f in attrs.fields(type(value)) if f.name not in ("name", "params")}
+        return _plain({"name": value.name, **extra, **value.params})
+    if attrs.has(type(value)):
+        return _plain({f.name: _table(getattr(value, f.name)) for f in attrs.fields(type(value))})
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def apply_override(raw: dict[str, Any], override: str) -> str:
+    """Set ``a.b.c=value`` in ``raw`` (value parsed as TOML, else taken as a string); return ``"a.b.c"``."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not all(parts) or len(parts) < 2:
+        raise FairadvError(f"--set {override!r}: expected table.key=value, e.g. --set train.epochs=5")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise FairadvError(f"--set {override!r}: {'.'.join(parts[:i + 1])} is a value, not a table")
+    node[parts[-1]] = value
+    return key
+
+
+# --- validation ----------------------------------------------------------------------------------------------------
+
+
+class _Loader:
+    """Structures the parsed TOML into a Recipe, raising one-line FairadvErrors."""
+
+    def __init__(self, source: str, origins: Mapping[str, str]):
+        self.source = source
+        self.origins = origins
+
+    def fail(self, key: str, message: str) -> FairadvError:
+        where = self.origins.get(key) or next((o for k, o in self.origins.items() if key.startswith(k + ".")), None)
+        prefix = f"{self.source} ({where})" if where else self.source
+        return FairadvError(f"{prefix}: {message}")
+
+    def recipe(self, raw: Mapping[str, Any]) -> Recipe:
+        tables = [f.name for f in attrs.fields(Recipe) if f.name != "source"]
+        self.reject_unknown("", raw, tables)
+        registries = component_registries()
+        for required in ("data", "model"):
+            if required not in raw:
+                raise self.fail(required, f"missing table [{required}]; it needs at least name = \"...\"")
+        built: dict[str, Any] = {
+            "run": self.plain("run", raw.get("run", {}), RunConfig),
+            "train": self.plain("train", raw.get("train", {}), TrainConfig),
+        }
+        for table in ("data", "model", "objective", "attack", "strategy", "optimizer", "schedule"):
+            section_cls = DataConfig if table == "data" else ComponentConfig
+            body = dict(self.as_table(table, raw.get(table, {})))
+            body.setdefault("name", _COMPONENT_DEFAULTS.get(table))
+            built[table] = self.component(table, body, registries[table], section_cls)
+        eval_raw = dict(self.as_table("eval", raw.get("eval", {})))
+        attack_raw = dict(self.as_table("eval.attack", eval_raw.pop("attack", None)
+                                        or _table(EvalConfig().attack)))
+        attack_raw.setdefault("name", "pgd")
+        eval_attack = self.component("eval.attack", attack_raw, registries["eval.attack"], ComponentConfig)
+        built["eval"] = attrs.evolve(self.plain("eval", eval_raw, EvalConfig, skip=("attack",)), attack=eval_attack)
+        recipe = Recipe(**built, source=self.source)
+        self.cross_check(recipe, registries)
+        return recipe
+
+    def as_table(self, key: str, value: Any) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"{key} = {value!r}: expected a table [{key}]")
+        return value
+
+    def reject_unknown(self, table: str, body: Mapping[str, Any], known: Iterable[str],
+                       accepts_any: bool = False) -> None:
+        known = list(known)
+        for key in body:
+            if key not in known and not accepts_any:
+                dotted = f"{table}.{key}" if table else key
+                what = "key" if table else "table"
+                raise self.fail(dotted, f"unknown {what} {dotted}{closest(key, known)}; expected one of: "
+                                        f"{', '.join(sorted(known))}")
+
+    def plain(self, table: str, body: Any, cls: type, skip: tuple[str, ...] = ()) -> Any:
+        body = self.as_table(table, body)
+        hints = typing.get_type_hints(cls)
+        fields = [f.name for f in attrs.fields(cls) if f.name not in skip]
+        self.reject_unknown(table, body, fields + list(skip))
+        values = {k: self.typed(f"{table}.{k}", v, hints[k]) for k, v in body.items() if k not in skip}
+        return self.construct(table, cls, values)
+
+    def component(self, table: str, body: dict[str, Any], registry: Registry, section_cls: type) -> ComponentConfig:
+        name = body.pop("name")
+        if not isinstance(name, str):
+            raise self.fail(f"{table}.name", f"{table}.name = {name!r}: expected a string naming a {registry.kind}")
+        try:
+            target = registry.get(name)
+        except FairadvError as exc:
+            raise self.fail(f"{table}.name", f"{table}.name = {name!r}: {exc}") from None
+        section_hints = typing.get_type_hints(section_cls)
+        section_keys = [f.name for f in attrs.fields(section_cls) if f.name not in ("name", "params")]
+        section_values = {k: self.typed(f"{table}.{k}", body.pop(k), section_hints[k])
+                          for k in section_keys if k in body}
+        params = [p for p in signature_params(target) if p.name not in registry.injected]
+        self.reject_unknown(table, body, [p.name for p in params] + section_keys,
+                            accepts_any=_takes_var_kwargs(target))
+        hints = _type_hints(target)
+        resolved: dict[str, Any] = {}
+        for p in params:
+            if p.name in body:
+                resolved[p.name] = self.typed(f"{table}.{p.name}", body.pop(p.name), hints.get(p.name, Any))
+            elif p.default is Param.REQUIRED:
+                raise self.fail(f"{table}.{p.name}", f"missing key {table}.{p.name} (required by {registry.kind} "
+                                                     f"{name!r})")
+            else:
+                resolved[p.name] = p.default
+        resolved.update(body)  # only reaches here for factories taking **kwargs (e.g. timm models)
+        if attrs.has(target):
+            self.construct(table, target, resolved)  # run the component's own validators now
+        return self.construct(table, section_cls, {"name": name, "params": resolved, **section_values})
+
+    def construct(self, table: str, cls: type, values: dict[str, Any]) -> Any:
+        try:
+            return cls(**values)
+        except InvalidValue as exc:
+            raise self.fail(f"{table}.{exc.key}", f"{table}.{exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise self.fail(table, f"[{table}]: {exc}") from None
+
+    def typed(self, key: str, value: Any, hint: Any) -> Any:
+        try:
+            return coerce(value, hint)
+        except TypeError as exc:
+            raise self.fail(key, f"{key} = {value!r}: expected {exc}") from None
+
+    def cross_check(self, recipe: Recipe, registries: Mapping[str, Registry]) -> None:
+        strategy = registries["strategy"].create(recipe.strategy.name, **recipe.strategy.params)
+        try:
+            strategy.check_recipe(recipe.train.epochs)
+        except InvalidValue as exc:
+            raise self.fail(f"strategy.{exc.key}", f"strategy.{exc}") from None
+        except ValueError as exc:
+            raise self.fail("strategy", f"[strategy]: {exc}") from None
+
+
+def _takes_var_kwargs(target: Any) -> bool:
+    import inspect
+
+    if attrs.has(target):
+        return False
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(target).parameters.values())
+
+
+def _type_hints(target: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are then not type-checked
+        return {}
+
+
+def coerce(value: Any, hint: Any) -> Any:
+    """Return ``value`` as type ``hint`` (int -> float, list -> tuple), or raise TypeError describing ``hint``."""
+    if hint is Any:
+        return value
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (UnionType, typing.Union):
+        if value is None and NoneType in args:
+            return None
+        for arg in args:
+            if arg is NoneType:
+                continue
+            try:
+                return coerce(value, arg)
+            except TypeError:
+                pass
+        raise TypeError(" or ".join(describe(a) for a in args if a is not NoneType))
+    if origin is Literal:
+        if value in args and all(type(value) is type(a) for a in args if a == value):
+            return value
+        raise TypeError(describe(hint))
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(describe(hint))
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise TypeError(describe(hint))
+            items = [coerce(v, a) for v, a in zip(value, args)]
+        else:
+            items = [coerce(v, args[0]) for v in value] if args else list(value)
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise TypeError("a table")
+        return dict(value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError("a number")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError("an integer")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError("true or false")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError("a string")
+    if isinstance(hint, type) and hint.__module__ == "builtins" and not isinstance(value, hint):
+        raise TypeError(describe(hint))
+    return value
+
+
+def describe(hint: Any) -> str:
+    """A readable name for a type hint, for error messages."""
+    names = {float: "a number", int: "an integer", bool: "true or false", str: "a string", NoneType: "nothing"}
+    if hint in names:
+        return names[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (tuple, list):
+        if args and args[-1] is not Ellipsis and origin is tuple:
+            return f"a list of {len(args)} items ({', '.join(describe(a) for a in args)})"
+        return f"a list of {describe(args[0]) if args else 'values'}"
+    if origin in (UnionType, typing.Union):
+        return " or ".join(describe(a) for a in args if a is not NoneType)
+    return getattr(hint, "__name__", str(hint))
+
+
+__all__ = ["ComponentConfig", "DataConfig", "EvalConfig", "Recipe", "RunConfig", "TrainConfig", "apply_override",
+           "coerce", "describe"]

@@ -1,0 +1,77 @@
+"""The `FairnessStrategy` interface: statistics in, per-class policy out.
+
+A strategy is an attrs class whose fields are its hyperparameters. The engine calls its hooks at fixed points of
+training and uses the `ClassPolicy` they return for the following batches:
+
+- `on_fit_start` once, before the first epoch, for the initial policy;
+- `on_epoch_start` before each epoch (e.g. FRL, which evaluates on a hold-out before training);
+- `on_epoch_end` after each epoch, with the epoch's class statistics.
+
+A hook returns a new policy or None (keep the current one). Strategies keep whatever state they need in
+`state_dict` so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from torch import nn
+
+from fairadv.policy import ClassPolicy
+from fairadv.registry import Registry
+from fairadv.stats import EpochStats
+
+STRATEGIES = Registry("strategy", "strategies")
+
+
+@attrs.frozen
+class EpochContext:
+    """What a strategy may look at after (or before) an epoch.
+
+    Attributes:
+        epoch: 1-based number of the epoch just finished (``on_epoch_end``) or about to start (``on_epoch_start``).
+        num_epochs: total epochs of the run.
+        num_classes: C.
+        policy: the policy in force during this epoch.
+        stats: the epoch's training statistics (None in ``on_fit_start`` / ``on_epoch_start``).
+        model: the model being trained (read-only use: e.g. classifier weights for a distance).
+        evaluate: ``evaluate(attack=None) -> ClasswiseResult``: per-class clean and robust accuracy on the
+            validation hold-out, computed on demand (the recipe's evaluation attack unless one is given).
+        measure: ``measure(features=False) -> EpochStats``: class statistics from a separate eval-mode pass over the
+            training split (no augmentation) with the training attack under the current policy, computed on demand;
+            with ``features`` also the class means of the penultimate features.
+    """
+
+    epoch: int
+    num_epochs: int
+    num_classes: int
+    policy: ClassPolicy
+    stats: EpochStats | None = None
+    model: nn.Module | None = None
+    evaluate: Callable[..., Any] | None = None
+    measure: Callable[..., EpochStats] | None = None
+
+
+class FairnessStrategy:
+    """Base class with no-op hooks; a subclass overrides the ones it needs."""
+
+    def on_fit_start(self, num_classes: int) -> ClassPolicy:
+        """The policy for the first epoch; uniform unless a strategy says otherwise."""
+        return ClassPolicy.uniform(num_classes)
+
+    def on_epoch_start(self, ctx: EpochContext) -> ClassPolicy | None:
+        return None
+
+    def on_epoch_end(self, ctx: EpochContext) -> ClassPolicy | None:
+        return None
+
+    def check_recipe(self, epochs: int) -> None:
+        """Raise ValueError when the strategy's settings do not fit a run of ``epochs`` epochs."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

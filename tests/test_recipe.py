@@ -1,0 +1,112 @@
+"""Recipe loading: defaults, round trip, overrides, and one-line errors that name file, key, value and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fairadv.errors import FairadvError
+from fairadv.recipe import Recipe, coerce
+
+RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
+
+MINIMAL = """
+[data]
+name = "digits"
+[model]
+name = "small_cnn"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "r.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_minimal_recipe_fills_defaults(tmp_path):
+    recipe = Recipe.load(write(tmp_path, MINIMAL))
+    assert recipe.run.name == "r"
+    assert recipe.objective.name == "trades" and recipe.objective.params == {"beta": 6.0}
+    assert recipe.attack.params["eps"] == 0.031 and recipe.attack.params["steps"] == 10
+    assert recipe.strategy.name == "uniform"
+    assert recipe.eval.attack.params["steps"] == 20 and recipe.eval.attack.params["stop_on_success"] is True
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_round_trip(path, tmp_path):
+    recipe = Recipe.load(path)
+    out = tmp_path / "resolved.toml"
+    recipe.dump(out)
+    again = Recipe.load(out)
+    assert again == recipe
+    assert again.to_dict() == recipe.to_dict()
+
+
+def test_overrides_apply_and_keep_types(tmp_path):
+    recipe = Recipe.load(write(tmp_path, MINIMAL), ["train.epochs=5", "strategy.name=uniform", "attack.eps=0.05",
+                                                   "eval.attack.steps=7", "run.name=x"])
+    assert recipe.train.epochs == 5 and recipe.attack.params["eps"] == 0.05
+    assert recipe.eval.attack.params["steps"] == 7 and recipe.run.name == "x"
+    assert recipe.override("train.epochs=3").train.epochs == 3
+
+
+def test_int_is_accepted_for_float_but_not_bool_for_int():
+    assert coerce(1, float) == 1.0 and isinstance(coerce(1, float), float)
+    with pytest.raises(TypeError):
+        coerce(True, int)
+    assert coerce([1, 2], tuple[int, ...]) == (1, 2)
+
+
+BAD = [
+    ("[train]\nepoch = 5", ["r.toml", "train.epoch", "did you mean 'epochs'"]),
+    ("[train]\nepochs = 'ten'", ["r.toml", "train.epochs = 'ten'", "expected an integer"]),
+    ("[train]\nepochs = 0", ["r.toml", "train.epochs = 0", "expected a number > 0"]),
+    ("[attack]\neps = -0.1", ["r.toml", "attack.eps = -0.1", "expected a number > 0"]),
+    ("[attack]\nnorm = 'l3'", ["r.toml", "attack.norm = 'l3'", "expected one of"]),
+    ("[attack]\nsteps = 2.5", ["r.toml", "attack.steps = 2.5", "expected an integer"]),
+    ("[strategy]\nname = 'dafaa'", ["r.toml", "strategy.name = 'dafaa'", "unknown strategy"]),
+    ("[objective]\nname = 'trade'", ["r.toml", "objective.name", "did you mean 'trades'"]),
+    ("[objective]\nbeta = 6\ngamma = 1", ["r.toml", "objective.gamma", "expected one of: beta"]),
+    ("[trian]\nepochs = 5", ["r.toml", "unknown table trian", "did you mean 'train'"]),
+    ("[eval.attack]\nsteps = 0", ["r.toml", "eval.attack.steps = 0", "expected a number > 0"]),
+    ("[run]\ndevice = 'gpu'", ["r.toml", "run.device = 'gpu'", "expected"]),
+    ("train = 3", ["r.toml", "train = 3", "expected a table"]),
+]
+
+
+@pytest.mark.parametrize("extra,fragments", BAD, ids=[b[0].splitlines()[-1] for b in BAD])
+def test_bad_recipes_give_one_line_naming_file_key_and_expectation(tmp_path, extra, fragments):
+    # A top-level key must come before the first table, or TOML puts it inside that table.
+    path = write(tmp_path, MINIMAL + extra + "\n" if extra.startswith("[") else extra + "\n" + MINIMAL)
+    with pytest.raises(FairadvError) as info:
+        Recipe.load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_missing_tables_and_bad_files(tmp_path):
+    with pytest.raises(FairadvError, match=r"missing table \[model\]"):
+        Recipe.load(write(tmp_path, "[data]\nname = 'digits'\n"))
+    with pytest.raises(FairadvError, match="not valid TOML"):
+        Recipe.load(write(tmp_path, "[data\nname=", "broken.toml"))
+    with pytest.raises(FairadvError, match="recipe file not found"):
+        Recipe.load(tmp_path / "nope.toml")
+    write(tmp_path, "\xff\xfe", "binary.toml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(FairadvError, match="binary.toml"):
+        Recipe.load(tmp_path / "binary.toml")
+
+
+def test_bad_override_is_named(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(FairadvError, match=r"--set train.epochs=-1.*train.epochs = -1"):
+        Recipe.load(path, ["train.epochs=-1"])
+    with pytest.raises(FairadvError, match="expected table.key=value"):
+        Recipe.load(path, ["epochs=3"])
+    with pytest.raises(FairadvError, match="is a value, not a table"):
+        Recipe.load(path, ["data.name.x=3"])
+    with pytest.raises(FairadvError, match=r"--set train.epoch=3.*unknown key train.epoch"):
+        Recipe.load(path, ["train.epoch=3"])
