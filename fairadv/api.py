@@ -16,7 +16,8 @@ from fairadv.recipe import Recipe
 def load_model(path: str | Path) -> nn.Module:
     """The trained model of a run folder (its ``checkpoints/last.pt``) or of a checkpoint file, in eval mode.
 
-    The architecture comes from the recipe stored in the checkpoint; the data set is not needed.
+    These are the weights the run reports (a strategy's weight average where it keeps one, e.g. CFA's FAWA). The
+    architecture comes from the recipe stored in the checkpoint; the data set is not needed.
     """
     from fairadv.models import MODELS
 
@@ -29,7 +30,7 @@ def load_model(path: str | Path) -> nn.Module:
         model = MODELS.create(recipe.model.name, num_classes=int(spec["num_classes"]),
                               in_channels=int(spec["input_shape"][0]), input_size=tuple(spec["input_shape"][1:]),
                               **recipe.model.params)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("eval_model", state["model"]))
     except (KeyError, RuntimeError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FairadvError(f"{ckpt}: not a usable fairadv checkpoint: {reason}") from None

@@ -67,10 +67,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A model state dict from a fairadv checkpoint or a bare state-dict file (e.g. a published checkpoint).
 
-    Accepts ``{"model": sd}``, ``{"state_dict": sd}`` or a bare ``sd``, and strips a DataParallel ``module.`` prefix.
+    Accepts ``{"eval_model": sd}`` (what a fairadv run reports), ``{"model": sd}``, ``{"state_dict": sd}`` or a bare
+    ``sd``, and strips a DataParallel ``module.`` prefix.
     """
     state = load_checkpoint(path)
-    for key in ("model", "state_dict", "model_state_dict"):
+    for key in ("eval_model", "model", "state_dict", "model_state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]
             break

@@ -32,7 +32,7 @@ from rich.table import Table
 from fairadv.attacks.base import eval_mode
 from fairadv.build import (build_component, build_dataset, build_model, build_source, dataset_labels, make_loader,
                            select_device, subset_per_class)
-from fairadv.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic, write_text_atomic
+from fairadv.checkpoint import FORMAT_VERSION, load_checkpoint, load_state_dict_file, save_atomic, write_text_atomic
 from fairadv.errors import FairadvError
 from fairadv.evaluation import ClasswiseResult, evaluate
 from fairadv.policy import ClassPolicy
@@ -86,7 +86,10 @@ class Trainer:
         self.val_set = build_dataset(recipe, "val") if recipe.data.val_per_class else None
 
         seed_everything(recipe.run.seed)
-        self.model = build_model(recipe, self.num_classes, self.input_shape).to(self.device)
+        self.model = build_model(recipe, self.num_classes, self.input_shape)
+        if recipe.model.init_from and not resume:
+            self._load_initial_weights(recipe.model.init_from)
+        self.model.to(self.device)
         self.attack = build_component("attack", recipe.attack)
         self.objective = build_component("objective", recipe.objective)
         self.strategy = build_component("strategy", recipe.strategy)
@@ -163,6 +166,8 @@ class Trainer:
             self._set_policy(ended, epoch, applies_from=epoch + 1)
         self._append_jsonl("metrics.jsonl", metrics)
         self._save_checkpoint(epoch)
+        if self.show_progress:
+            self.console.print(_epoch_line(metrics, recipe.train.epochs), highlight=False)
 
     def _train_epoch(self, epoch: int, progress: Progress | None) -> tuple[float, int]:
         """One pass over the training data; returns (mean loss, images seen)."""
@@ -220,11 +225,15 @@ class Trainer:
         return make_loader(dataset, self.recipe.eval.batch_size, self.device, shuffle=False,
                            num_workers=self.recipe.data.num_workers)
 
+    def evaluated_model(self) -> torch.nn.Module:
+        """The model that evaluations and reports use: the strategy's (e.g. a weight average) or the trained one."""
+        return self.strategy.evaluation_model(self.model) or self.model
+
     def evaluate_test(self, attack: Any = None) -> ClasswiseResult:
         """Per-class clean and robust accuracy on the test split (``eval.n`` images, stratified, if set)."""
         seed_everything(self.recipe.run.seed)
         loader = self._eval_loader(self.test_set, self.recipe.eval.n)
-        return evaluate(self.model, loader, attack or self.eval_attack, self.num_classes, self.device)
+        return evaluate(self.evaluated_model(), loader, attack or self.eval_attack, self.num_classes, self.device)
 
     def evaluate_validation(self, attack: Any = None) -> ClasswiseResult:
         """Per-class clean and robust accuracy on the validation hold-out (strategies call this)."""
@@ -323,7 +332,21 @@ class Trainer:
             "policy": self.policy.to_dict(),
             "stats": self.stats.state_dict(),
         }
+        reported = self.strategy.evaluation_model(self.model)
+        if reported is not None:  # only strategies that keep a separate model (weight averaging) pay for a copy
+            state["eval_model"] = reported.state_dict()
         save_atomic(state, self.ckpt_path)
+
+    def _load_initial_weights(self, source: str) -> None:
+        path = Path(source)
+        ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+        state = load_state_dict_file(ckpt)
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise FairadvError(f"{self.recipe.source}: model.init_from = {source!r}: weights do not fit model "
+                               f"{self.recipe.model.name!r}: {first}") from None
 
     def _restore(self) -> None:
         """Load the last checkpoint of an existing run and trim logs written after it."""
@@ -374,6 +397,19 @@ class Trainer:
         return Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s"),
                         TimeElapsedColumn(), console=self.console, transient=False)
+
+
+def _epoch_line(metrics: dict[str, Any], epochs: int) -> str:
+    """One line per finished epoch for people: loss, training accuracies, test figures when measured, speed."""
+    parts = [f"epoch {metrics['epoch']}/{epochs}", f"lr {metrics['lr']:.4g}", f"loss {metrics['loss']:.4f}"]
+    for key, label in (("train_clean_accuracy", "train clean"), ("train_robust_accuracy", "train robust"),
+                       ("test_robust_accuracy", "test robust"),
+                       ("test_worst_class_robust_accuracy", "test worst class")):
+        if metrics.get(key) is not None:
+            parts.append(f"{label} {100 * metrics[key]:.1f}%")
+    timing = metrics[TIMING_KEY]
+    parts.append(f"{timing['seconds']:.1f}s ({timing['images_per_s']:.0f} img/s)")
+    return "  ".join(parts)
 
 
 class _NoProgress:

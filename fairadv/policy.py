@@ -40,8 +40,10 @@ class ClassPolicy:
     Attributes:
         ce_weight: weight of each class's cross-entropy term (clean CE in TRADES, adversarial CE in PGD-AT).
         kl_weight: weight of each class's TRADES KL term (unused by PGD-AT).
-        eps_scale: attack radius and step of class y are ``eps * eps_scale[y]`` and ``step * eps_scale[y]``.
+        eps_scale: attack radius of class y is ``eps * eps_scale[y]``.
         beta_scale: TRADES' beta of class y is ``beta * beta_scale[y]``.
+        step_scale: attack step of class y is ``step * step_scale[y]``; None (the default) scales the step like the
+            radius, ``step * eps_scale[y]``, as DAFA's code does. FRL and CFA set it to keep steps fixed.
         reduction: ``"batch"`` averages weighted per-sample terms over the batch, (1/B) sum_b w_b l_b, as DAFA's
             code does; ``"weights"`` divides by the weight sum, sum_b w_b l_b / sum_b w_b, as FRL's code does.
 
@@ -54,9 +56,13 @@ class ClassPolicy:
     eps_scale: torch.Tensor = attrs.field(converter=lambda v: _class_vector("eps_scale", v))
     beta_scale: torch.Tensor = attrs.field(converter=lambda v: _class_vector("beta_scale", v))
     reduction: Reduction = attrs.field(default="batch", validator=attrs.validators.in_(("batch", "weights")))
+    step_scale: torch.Tensor | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else _class_vector("step_scale", v))
 
     def __attrs_post_init__(self) -> None:
         sizes = {getattr(self, name).numel() for name in VECTORS}
+        if self.step_scale is not None:
+            sizes.add(self.step_scale.numel())
         if len(sizes) != 1:
             raise ValueError(f"ClassPolicy vectors must share one length (the class count), got {sorted(sizes)}")
 
@@ -76,11 +82,16 @@ class ClassPolicy:
 
     def to(self, device: torch.device | str) -> ClassPolicy:
         """The same policy with its vectors on ``device`` (for indexing by on-device labels)."""
-        return attrs.evolve(self, **{name: getattr(self, name).to(device) for name in VECTORS})
+        step = None if self.step_scale is None else self.step_scale.to(device)
+        return attrs.evolve(self, **{name: getattr(self, name).to(device) for name in VECTORS}, step_scale=step)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as written to ``policy.jsonl`` and checkpoints."""
-        return {**{name: getattr(self, name).tolist() for name in VECTORS}, "reduction": self.reduction}
+        out: dict[str, object] = {name: getattr(self, name).tolist() for name in VECTORS}
+        out["reduction"] = self.reduction
+        if self.step_scale is not None:
+            out["step_scale"] = self.step_scale.tolist()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ClassPolicy:
@@ -89,10 +100,13 @@ class ClassPolicy:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassPolicy):
             return NotImplemented
+        if (self.step_scale is None) != (other.step_scale is None):
+            return False
+        names = VECTORS + (("step_scale",) if self.step_scale is not None else ())
         return self.reduction == other.reduction and all(
-            torch.equal(getattr(self, n).cpu(), getattr(other, n).cpu())
-            for n in VECTORS
+            torch.equal(getattr(self, n).cpu(), getattr(other, n).cpu()) for n in names
         )
 
     def is_uniform(self) -> bool:
-        return all(math.isclose(v, 1.0) for n in VECTORS for v in getattr(self, n).tolist())
+        steps_uniform = self.step_scale is None or all(math.isclose(v, 1.0) for v in self.step_scale.tolist())
+        return steps_uniform and all(math.isclose(v, 1.0) for n in VECTORS for v in getattr(self, n).tolist())

@@ -89,6 +89,19 @@ class DataConfig(ComponentConfig):
 
 
 @attrs.frozen
+class ModelConfig(ComponentConfig):
+    """``[model]``: a registered model (or ``timm:<name>``) plus where its starting weights come from.
+
+    Attributes:
+        init_from: start from these weights instead of a random initialisation: a run folder (its
+            ``checkpoints/last.pt``) or a checkpoint / state-dict file. FRL fine-tunes an adversarially trained
+            model this way.
+    """
+
+    init_from: str | None = None
+
+
+@attrs.frozen
 class EvalConfig:
     """``[eval]`` and ``[eval.attack]``: the final per-class robustness evaluation.
 
@@ -130,7 +143,7 @@ class Recipe:
 
     run: RunConfig
     data: DataConfig
-    model: ComponentConfig
+    model: ModelConfig
     objective: ComponentConfig
     attack: ComponentConfig
     strategy: ComponentConfig
@@ -254,7 +267,7 @@ class _Loader:
             "train": self.plain("train", raw.get("train", {}), TrainConfig),
         }
         for table in ("data", "model", "objective", "attack", "strategy", "optimizer", "schedule"):
-            section_cls = DataConfig if table == "data" else ComponentConfig
+            section_cls = {"data": DataConfig, "model": ModelConfig}.get(table, ComponentConfig)
             body = dict(self.as_table(table, raw.get(table, {})))
             body.setdefault("name", _COMPONENT_DEFAULTS.get(table))
             built[table] = self.component(table, body, registries[table], section_cls)
@@ -433,5 +446,5 @@ def describe(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-__all__ = ["ComponentConfig", "DataConfig", "EvalConfig", "Recipe", "RunConfig", "TrainConfig", "apply_override",
+__all__ = ["ComponentConfig", "DataConfig", "EvalConfig", "ModelConfig", "Recipe", "RunConfig", "TrainConfig", "apply_override",
            "coerce", "describe"]

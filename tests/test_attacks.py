@@ -462,7 +462,7 @@ class Replace(Attack):
     def __init__(self, x_adv: torch.Tensor):
         self.x_adv = x_adv
 
-    def _perturb(self, model, x, y, eps, **overrides):
+    def _perturb(self, model, x, y, eps, step, **overrides):
         return self.x_adv
 
 

@@ -27,7 +27,7 @@ class FixedAttack(Attack):
     def __init__(self, x_adv: torch.Tensor, eps: float = 0.031):
         self.x_adv, self.eps, self.calls = x_adv, eps, []
 
-    def _perturb(self, model, x, y, eps, **overrides):
+    def _perturb(self, model, x, y, eps, step, **overrides):
         self.calls.append({"eps": eps.flatten().clone(), "overrides": dict(overrides), "training": model.training})
         return self.x_adv.clone()
 

@@ -50,24 +50,34 @@ class Attack:
     norm: Norm = "linf"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
-                **overrides: object) -> torch.Tensor:
-        """Adversarial examples for ``(x, y)``; ``eps`` defaults to the attack's own radius.
+                step: EpsLike | None = None, **overrides: object) -> torch.Tensor:
+        """Adversarial examples for ``(x, y)``.
 
-        ``overrides`` replace hyperparameters for this call only (an objective uses this to set the inner loss,
-        e.g. TRADES attacks the KL to the clean prediction).
+        Args:
+            eps: radius, a float or per-sample (B,) tensor; defaults to the attack's own ``eps``.
+            step: step size, a float or per-sample (B,) tensor; by default the attack's step scaled like the radius,
+                ``base_step * eps_b / self.eps`` (DAFA's code). FRL and CFA keep the step fixed instead.
+            overrides: hyperparameters replaced for this call only (TRADES sets the inner loss to the KL).
         """
         radius = self.per_sample_eps(x, self.eps if eps is None else eps)
+        steps = radius * (self.base_step / self.eps) if step is None else self.per_sample_eps(x, step)
         with eval_mode(model):
-            x_adv = self._perturb(model, x.detach(), y, radius, **overrides)
+            x_adv = self._perturb(model, x.detach(), y, radius, steps, **overrides)
         return x_adv.detach()
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+    @property
+    def base_step(self) -> float:
+        """The step size for a sample whose radius is ``eps``."""
+        return self.eps
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
                  **overrides: object) -> torch.Tensor:
+        """The algorithm; ``eps`` and ``step`` are per-sample, shaped (B, 1, ..., 1)."""
         raise NotImplementedError
 
     @staticmethod
     def per_sample_eps(x: torch.Tensor, eps: EpsLike) -> torch.Tensor:
-        """Radii as a (B, 1, ..., 1) tensor that broadcasts against ``x``."""
+        """Radii (or steps) as a (B, 1, ..., 1) tensor that broadcasts against ``x``."""
         radius = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
         if radius.ndim == 0:
             radius = radius.expand(x.shape[0])

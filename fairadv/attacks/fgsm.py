@@ -34,7 +34,11 @@ class FGSM(Attack):
     loss: str = attrs.field(default="ce", validator=one_of(tuple(LOSSES)))
     random_start: bool = False
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+    @property
+    def base_step(self) -> float:
+        return self.step_size or self.eps
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
                  **overrides: object) -> torch.Tensor:
         hp = attrs.evolve(self, **overrides) if overrides else self
         clean_probs = None
@@ -46,5 +50,6 @@ class FGSM(Attack):
             x0 = hp.project(x + (2 * torch.rand_like(x) - 1) * eps, x, eps)
         x0.requires_grad_(True)
         grad, = torch.autograd.grad(LOSSES[hp.loss](model(x0), y, clean_probs).sum(), x0)
-        step = eps * ((hp.step_size or hp.eps) / hp.eps)
+        if "step_size" in overrides or "eps" in overrides:
+            step = eps * (hp.base_step / hp.eps)
         return hp.project(x0.detach() + step * hp.ascent_direction(grad), x, eps)

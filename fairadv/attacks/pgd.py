@@ -1,7 +1,8 @@
 """Projected gradient descent (Madry et al., 2018, https://arxiv.org/abs/1706.06083), L-inf or L2.
 
-Per-sample radii: with ``eps`` a (B,) tensor, sample b is projected to its own ball and steps by
-``step_size * eps_b / self.eps``, so a class whose margin is scaled by w also has its step scaled by w (DAFA's code).
+Per-sample radii: with ``eps`` a (B,) tensor, sample b is projected to its own ball and, unless a per-sample
+``step`` is given, steps by ``step_size * eps_b / self.eps``, so a class whose margin is scaled by w also has its step
+scaled by w (DAFA's code).
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ class PGD(Attack):
     random_start: Start = attrs.field(default="uniform", validator=one_of(("uniform", "normal", "none")))
     stop_on_success: bool = False
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+    @property
+    def base_step(self) -> float:
+        return self.step_size
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
                  **overrides: object) -> torch.Tensor:
         hp = attrs.evolve(self, **overrides) if overrides else self
         loss_fn = LOSSES[hp.loss]
@@ -57,7 +62,8 @@ class PGD(Attack):
         if hp.loss in NEEDS_CLEAN_PROBS:
             with torch.no_grad():
                 clean_probs = torch.softmax(model(x), dim=1)
-        step = eps * (hp.step_size / hp.eps)
+        if "step_size" in overrides or "eps" in overrides:
+            step = eps * (hp.step_size / hp.eps)
         x_adv = hp.project(hp.start(x, eps), x, eps)
 
         active = None  # indices still being attacked; None means all (the common training case, no indexing)

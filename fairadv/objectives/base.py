@@ -37,7 +37,7 @@ class Objective:
     def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                     policy: ClassPolicy) -> torch.Tensor:
         """The training adversarial examples under ``policy`` (per-class radii); the attack's own inner loss."""
-        return attack.perturb(model, x, y, class_eps(attack, policy, y))
+        return attack.perturb(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y))
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                  policy: ClassPolicy) -> ObjectiveOutput:
@@ -53,3 +53,8 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor, reduction: Reduct
 def class_eps(attack: Attack, policy: ClassPolicy, y: torch.Tensor) -> torch.Tensor:
     """Per-sample attack radius: the attack's base eps times the policy's scale for each label."""
     return attack.eps * policy.eps_scale[y]
+
+
+def class_step(attack: Attack, policy: ClassPolicy, y: torch.Tensor) -> torch.Tensor | None:
+    """Per-sample attack step when the policy fixes it (``step_scale``); None lets it scale with the radius."""
+    return None if policy.step_scale is None else attack.base_step * policy.step_scale[y]

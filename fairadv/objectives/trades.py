@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairadv.attacks.base import Attack
-from fairadv.objectives.base import OBJECTIVES, Objective, ObjectiveOutput, class_eps, weighted_mean
+from fairadv.objectives.base import OBJECTIVES, Objective, ObjectiveOutput, class_eps, class_step, weighted_mean
 from fairadv.policy import ClassPolicy
 from fairadv.validators import ge
 
@@ -32,7 +32,7 @@ class TRADES(Objective):
     def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                     policy: ClassPolicy) -> torch.Tensor:
         """TRADES' inner maximisation: the KL to the clean prediction, per-class radii."""
-        return attack.perturb(model, x, y, class_eps(attack, policy, y), loss="kl")
+        return attack.perturb(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y), loss="kl")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                  policy: ClassPolicy) -> ObjectiveOutput:

@@ -67,6 +67,11 @@ class FairnessStrategy:
     def on_epoch_end(self, ctx: EpochContext) -> ClassPolicy | None:
         return None
 
+    def evaluation_model(self, model: nn.Module) -> nn.Module | None:
+        """The model to evaluate and report instead of the trained one (e.g. CFA's weight average); None: the
+        trained model itself."""
+        return None
+
     def check_recipe(self, epochs: int) -> None:
         """Raise ValueError when the strategy's settings do not fit a run of ``epochs`` epochs."""
 
