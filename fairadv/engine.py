@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ class Trainer:
             group["lr"] = base * factor
         ctx = EpochContext(epoch=epoch, num_epochs=recipe.train.epochs, num_classes=self.num_classes,
                            policy=self.policy, model=self.model, evaluate=self.evaluate_validation,
-                           measure=self.measure_train_stats)
+                           measure=self.measure_train_stats, batches=self.batches)
         started = self._checked_policy(lambda: self.strategy.on_epoch_start(ctx), epoch)
         if started is not None:
             self._set_policy(started, epoch, applies_from=epoch)
@@ -243,6 +244,17 @@ class Trainer:
         return evaluate(self.model, self._eval_loader(self.val_set), attack or self.eval_attack, self.num_classes,
                         self.device)
 
+    def batches(self, split: str = "val") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` batches of a split on the device: ``"train"`` (un-augmented, hold-out excluded), ``"val"`` or
+        ``"test"``, in a fixed order."""
+        dataset = {"train": lambda: build_dataset(self.recipe, "train", augment=False),
+                   "val": lambda: self.val_set if self.val_set is not None else build_dataset(self.recipe, "val"),
+                   "test": lambda: self.test_set}[split]()
+        loader = make_loader(dataset, self.recipe.eval.batch_size, self.device, shuffle=False,
+                             num_workers=self.recipe.data.num_workers)
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
     def measure_train_stats(self, features: bool = False) -> EpochStats:
         """Class statistics from an eval-mode pass over the un-augmented training split (for strategies).
 
@@ -254,11 +266,8 @@ class Trainer:
                                "needs penultimate features")
         stats = ClassStats(self.num_classes, self.device)
         policy = self.policy.to(self.device)
-        loader = make_loader(build_dataset(self.recipe, "train", augment=False), self.recipe.eval.batch_size,
-                             self.device, shuffle=False, num_workers=self.recipe.data.num_workers)
         with eval_mode(self.model):
-            for x, y in loader:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            for x, y in self.batches("train"):
                 x_adv = self.objective.adversarial(self.model, x, y, self.attack, policy)
                 with torch.no_grad():
                     feats = self.model.forward_features(x_adv) if features else None

@@ -13,10 +13,11 @@ A hook returns a new policy or None (keep the current one). Strategies keep what
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+import torch
 from torch import nn
 
 from fairadv.policy import ClassPolicy
@@ -42,6 +43,8 @@ class EpochContext:
         measure: ``measure(features=False) -> EpochStats``: class statistics from a separate eval-mode pass over the
             training split (no augmentation) with the training attack under the current policy, computed on demand;
             with ``features`` also the class means of the penultimate features.
+        batches: ``batches(split="val")`` iterates ``(x, y)`` batches of ``"train"`` (un-augmented), ``"val"`` or
+            ``"test"`` on the training device, for strategies that need their own pass (e.g. per-class losses).
     """
 
     epoch: int
@@ -52,6 +55,7 @@ class EpochContext:
     model: nn.Module | None = None
     evaluate: Callable[..., Any] | None = None
     measure: Callable[..., EpochStats] | None = None
+    batches: Callable[..., Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
 
 class FairnessStrategy:
