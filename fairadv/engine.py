@@ -37,6 +37,7 @@ from fairadv.checkpoint import FORMAT_VERSION, load_checkpoint, load_state_dict_
 from fairadv.errors import FairadvError
 from fairadv.evaluation import ClasswiseResult, evaluate
 from fairadv.policy import ClassPolicy
+from fairadv.precision import resolve_speed
 from fairadv.recipe import Recipe
 from fairadv.report import print_summary, summarize
 from fairadv.stats import ClassStats, EpochStats
@@ -91,6 +92,10 @@ class Trainer:
         if recipe.model.init_from and not resume:
             self._load_initial_weights(recipe.model.init_from)
         self.model.to(self.device)
+        self.speed = resolve_speed(self.device, recipe.train.precision, recipe.train.channels_last,
+                                   recipe.train.compile)
+        self.train_model = self.speed.prepare_model(self.model)  # what the training step calls (maybe compiled)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.speed.needs_scaler)
         self.attack = build_component("attack", recipe.attack)
         self.objective = build_component("objective", recipe.objective)
         self.strategy = build_component("strategy", recipe.strategy)
@@ -119,6 +124,10 @@ class Trainer:
         """Train the remaining epochs, evaluate on the test split, write ``summary.json``; return the summary."""
         self._prepare_run_dir()
         epochs = self.recipe.train.epochs
+        log.info("training: %s", self.speed.describe())
+        if self.show_progress:
+            self.console.print(f"fairadv: {self.speed.describe()}; run folder {self.run_dir}", highlight=False,
+                               soft_wrap=True)
         with self._progress() as progress:
             for epoch in range(self.start_epoch, epochs + 1):
                 self._run_epoch(epoch, progress)
@@ -168,7 +177,7 @@ class Trainer:
         self._append_jsonl("metrics.jsonl", metrics)
         self._save_checkpoint(epoch)
         if self.show_progress:
-            self.console.print(_epoch_line(metrics, recipe.train.epochs), highlight=False)
+            self.console.print(_epoch_line(metrics, recipe.train.epochs), highlight=False, soft_wrap=True)
 
     def _train_epoch(self, epoch: int, progress: Progress | None) -> tuple[float, int]:
         """One pass over the training data; returns (mean loss, images seen)."""
@@ -185,11 +194,13 @@ class Trainer:
         task = progress.add_task("train", total=len(loader), epoch=f"{epoch}/{recipe.train.epochs}", loss="-",
                                  ips="-") if progress is not None else None
         for batch, (x, y) in enumerate(loader):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = self.objective(self.model, x, y, self.attack, policy)
+            x, y = self.speed.prepare_input(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            with self.speed.autocast():
+                out = self.objective(self.train_model, x, y, self.attack, policy)
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(out.loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.stats.update(y, out.logits_adv, out.logits_clean)
             loss = out.loss.detach()
             # Remember the first non-finite batch on the device: no host sync in the step.
@@ -337,6 +348,7 @@ class Trainer:
                            "class_names": list(self.class_names)},
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "strategy": self.strategy.state_dict(),
             "policy": self.policy.to_dict(),
             "stats": self.stats.state_dict(),
@@ -374,6 +386,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state.get("scaler", {}))
             self.strategy.load_state_dict(state.get("strategy", {}))
             self.policy = ClassPolicy.from_dict(state["policy"])
             self.stats.load_state_dict(state.get("stats", {}))

@@ -20,7 +20,7 @@ import tomli_w
 
 from fairadv.errors import FairadvError, closest
 from fairadv.registry import Param, Registry, signature_params
-from fairadv.validators import InvalidValue, ge, gt
+from fairadv.validators import InvalidValue, ge, gt, one_of
 
 # --- plain tables --------------------------------------------------------------------------------------------------
 
@@ -55,11 +55,20 @@ class TrainConfig:
         epochs: number of epochs.
         batch_size: training batch size (global, over all processes).
         eval_every: also evaluate per-class robustness on the test split every N epochs (0: only at the end).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 with a gradient scaler on CUDA).
+            Training attacks follow it; evaluation always runs in fp32. ``"auto"``: bf16 on CUDA GPUs that support
+            it, else fp16 on CUDA, fp32 on the CPU.
+        channels_last: NHWC memory layout for 4-D inputs and the model; unset (automatic) = on for CUDA, off on CPU.
+        compile: wrap the training forward passes in ``torch.compile``; unset (automatic) = off, since compiling
+            costs minutes that short runs never win back.
     """
 
     epochs: int = attrs.field(default=10, validator=gt(0))
     batch_size: int = attrs.field(default=128, validator=gt(0))
     eval_every: int = attrs.field(default=0, validator=ge(0))
+    precision: str = attrs.field(default="auto", validator=one_of(("auto", "fp32", "bf16", "fp16")))
+    channels_last: bool | None = None
+    compile: bool | None = None
 
 
 # --- component tables ----------------------------------------------------------------------------------------------
