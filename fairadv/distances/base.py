@@ -17,7 +17,21 @@ DISTANCES = Registry("distance", "distances")
 
 
 class ClassDistance:
-    """Base class: subclasses implement `similarity`."""
+    """Base class: subclasses implement `similarity`.
+
+    Attributes:
+        needs: what beyond the epoch's logit statistics the distance reads: ``"features"`` (penultimate-feature
+            class means, from an extra measuring pass) or ``"model"``.
+        row_stochastic: True when each row is a distribution over predictions whose diagonal is the class's
+            easiness (``softmax``, ``confusion``); DAFA then applies the paper's rule unchanged.
+    """
+
+    needs: frozenset[str] = frozenset()
+    row_stochastic: bool = False
+
+    def easiness(self, stats: EpochStats) -> torch.Tensor:
+        """[C] how easy each class is (higher = easier); by default its robust training accuracy."""
+        return stats.robust_accuracy
 
     def similarity(self, stats: EpochStats, model: nn.Module | None = None) -> torch.Tensor:
         """[C, C] non-negative similarity; row i, column j = how much class i resembles (is taken for) class j."""
