@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from fairadv.errors import FairadvError
 from fairadv.recipe import ComponentConfig, Recipe
@@ -99,40 +99,51 @@ def dataset_labels(dataset: Dataset) -> torch.Tensor:
 class TensorLoader:
     """Batches of an in-memory `TensorDataset` kept on the device: no workers, no per-item Python calls.
 
-    Shuffles with its own generator (seeded per epoch by the engine) so the order is reproducible.
+    Shuffles with its own generator (seeded per epoch by the engine) so the order is reproducible. With
+    ``world_size`` > 1, every rank draws the same order and takes samples ``rank::world_size`` of each global batch,
+    so the ranks together see exactly the batches a single process would.
     """
 
     def __init__(self, dataset: TensorDataset, batch_size: int, device: torch.device, shuffle: bool = False,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1):
         self.x, self.y = (t.to(device) for t in dataset.tensors[:2])
-        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+        self.batch_size, self.shuffle, self.generator = batch_size * world_size, shuffle, generator
+        self.rank, self.world_size = rank, world_size
         n = len(self.y)
         # A lone final sample would break BatchNorm in train mode: drop it (it is seen in other epochs).
-        self.length = n - 1 if shuffle and n % batch_size == 1 and n > 1 else n
+        self.length = n - 1 if shuffle and n % self.batch_size == 1 and n > 1 else n
 
     def __len__(self) -> int:
         return -(-self.length // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.y)
-        order = torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle else None
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.x.device)
         for start in range(0, self.length, self.batch_size):
-            if order is None:
-                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
-            else:
-                idx = order[start:min(start + self.batch_size, self.length)]
-                yield self.x[idx], self.y[idx]
+            idx = order[start:min(start + self.batch_size, self.length)][self.rank::self.world_size]
+            yield self.x[idx], self.y[idx]
 
 
 def make_loader(dataset: Dataset, batch_size: int, device: torch.device, shuffle: bool, num_workers: int = -1,
-                generator: torch.Generator | None = None) -> Any:
-    """A `TensorLoader` for in-memory sets, else a `DataLoader` with workers and pinned memory on CUDA."""
+                generator: torch.Generator | None = None, rank: int = 0, world_size: int = 1) -> Any:
+    """A `TensorLoader` for in-memory sets, else a `DataLoader` with workers and pinned memory on CUDA.
+
+    ``batch_size`` is per process; with ``world_size`` > 1 each rank gets its own share of the data (a
+    `DistributedSampler` for disk data sets, reshuffled per epoch from ``generator``'s seed).
+    """
     if isinstance(dataset, TensorDataset):
-        return TensorLoader(dataset, batch_size, device, shuffle, generator)
+        return TensorLoader(dataset, batch_size, device, shuffle, generator, rank, world_size)
     if num_workers < 0:
         num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else min(2, os.cpu_count() or 1)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", generator=generator,
+    sampler = None
+    if world_size > 1 and not shuffle:  # evaluation: a strided shard per rank, no padding, no sample twice
+        dataset = Subset(dataset, range(rank, len(dataset), world_size))  # type: ignore[arg-type]
+    elif world_size > 1:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=num_workers, pin_memory=device.type == "cuda", generator=generator,
                       drop_last=shuffle and len(dataset) % batch_size == 1,  # type: ignore[arg-type]
                       persistent_workers=num_workers > 0)
 

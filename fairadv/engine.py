@@ -34,6 +34,7 @@ from fairadv.attacks.base import eval_mode
 from fairadv.build import (build_component, build_dataset, build_model, build_source, dataset_labels, make_loader,
                            select_device, subset_per_class)
 from fairadv.checkpoint import FORMAT_VERSION, load_checkpoint, load_state_dict_file, save_atomic, write_text_atomic
+from fairadv.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size, wrap_model
 from fairadv.errors import FairadvError
 from fairadv.evaluation import ClasswiseResult, evaluate
 from fairadv.policy import ClassPolicy
@@ -77,8 +78,11 @@ class Trainer:
                  progress: bool = True, console: Console | None = None):
         self.recipe = recipe
         self.console = console or Console(stderr=True)
-        self.show_progress = progress
+        self.dist = init_from_env(recipe.run.device)
+        self.show_progress = progress and self.dist.is_main
         self.device = select_device(recipe.run.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         source = build_source(recipe)
         self.class_names = tuple(source.class_names)
         self.num_classes = len(self.class_names)
@@ -91,10 +95,14 @@ class Trainer:
         self.model = build_model(recipe, self.num_classes, self.input_shape)
         if recipe.model.init_from and not resume:
             self._load_initial_weights(recipe.model.init_from)
+        if self.dist.enabled and recipe.train.sync_batchnorm:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         self.speed = resolve_speed(self.device, recipe.train.precision, recipe.train.channels_last,
                                    recipe.train.compile)
-        self.train_model = self.speed.prepare_model(self.model)  # what the training step calls (maybe compiled)
+        # What the training step calls: maybe compiled, maybe wrapped in DDP; it shares self.model's parameters.
+        self.train_model = wrap_model(self.speed.prepare_model(self.model), self.dist, self.device)
+        self.local_batch = local_batch_size(recipe.train.batch_size, self.dist)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.speed.needs_scaler)
         self.attack = build_component("attack", recipe.attack)
         self.objective = build_component("objective", recipe.objective)
@@ -117,6 +125,7 @@ class Trainer:
         elif self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise FairadvError(f"{self.run_dir}: run folder already exists; continue it with --resume, or choose "
                                "another name with --set run.name=... or another --out")
+        barrier()  # every process has checked the run folder before rank 0 writes to it
 
     # --- the loop ---------------------------------------------------------------------------------------------------
 
@@ -132,7 +141,8 @@ class Trainer:
             for epoch in range(self.start_epoch, epochs + 1):
                 self._run_epoch(epoch, progress)
         summary = self.final_evaluation()
-        write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if self.dist.is_main:
+            write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         if self.show_progress:
             print_summary(summary, self.console)
             self.console.print(f"run folder: {self.run_dir}")
@@ -154,6 +164,7 @@ class Trainer:
         tic = time.perf_counter()
         loss, seen = self._train_epoch(epoch, progress)
         seconds = time.perf_counter() - tic
+        all_reduce_sum(*self.stats.sums())  # every rank's strategy sees the whole epoch
         stats = self.stats.compute()
         ended = self._checked_policy(
             lambda: self.strategy.on_epoch_end(attrs.evolve(ctx, stats=stats, policy=self.policy)), epoch)
@@ -183,8 +194,9 @@ class Trainer:
         """One pass over the training data; returns (mean loss, images seen)."""
         recipe, device = self.recipe, self.device
         generator = torch.Generator().manual_seed(epoch_seed(recipe.run.seed, epoch))
-        loader = make_loader(self.train_set, recipe.train.batch_size, device, shuffle=True,
-                             num_workers=recipe.data.num_workers, generator=generator)
+        loader = make_loader(self.train_set, self.local_batch, device, shuffle=True,
+                             num_workers=recipe.data.num_workers, generator=generator, rank=self.dist.rank,
+                             world_size=self.dist.world_size)
         policy = self.policy.to(device)
         self.model.train()
         self.stats.reset()
@@ -217,7 +229,9 @@ class Trainer:
         if progress is not None:
             progress.remove_task(task)
         self._check_finite(first_bad, epoch)
-        return float(loss_sum) / max(seen, 1), seen
+        totals = torch.stack([loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)])
+        all_reduce_sum(totals)
+        return float(totals[0] / totals[1].clamp_min(1)), int(totals[1])
 
     def _check_finite(self, first_bad: torch.Tensor, epoch: int) -> None:
         bad = int(first_bad)
@@ -235,7 +249,15 @@ class Trainer:
                 dataset, torch.utils.data.TensorDataset) else torch.utils.data.TensorDataset(
                 *(t[indices] for t in dataset.tensors))
         return make_loader(dataset, self.recipe.eval.batch_size, self.device, shuffle=False,
-                           num_workers=self.recipe.data.num_workers)
+                           num_workers=self.recipe.data.num_workers, rank=self.dist.rank,
+                           world_size=self.dist.world_size)
+
+    def _evaluate(self, model: torch.nn.Module, loader: Any, attack: Any) -> ClasswiseResult:
+        """`evaluate` on this rank's shard, summed over ranks."""
+        result = evaluate(model, loader, attack, self.num_classes, self.device)
+        parts = [t.to(self.device) for t in attrs.astuple(result, recurse=False)]
+        all_reduce_sum(*parts)
+        return ClasswiseResult(*(t.cpu() for t in parts))
 
     def evaluated_model(self) -> torch.nn.Module:
         """The model that evaluations and reports use: the strategy's (e.g. a weight average) or the trained one."""
@@ -245,24 +267,24 @@ class Trainer:
         """Per-class clean and robust accuracy on the test split (``eval.n`` images, stratified, if set)."""
         seed_everything(self.recipe.run.seed)
         loader = self._eval_loader(self.test_set, self.recipe.eval.n)
-        return evaluate(self.evaluated_model(), loader, attack or self.eval_attack, self.num_classes, self.device)
+        return self._evaluate(self.evaluated_model(), loader, attack or self.eval_attack)
 
     def evaluate_validation(self, attack: Any = None) -> ClasswiseResult:
         """Per-class clean and robust accuracy on the validation hold-out (strategies call this)."""
         if self.val_set is None:
             raise FairadvError(f"{self.recipe.source}: strategy {self.recipe.strategy.name!r} needs a validation "
                                "hold-out; set data.val_per_class")
-        return evaluate(self.model, self._eval_loader(self.val_set), attack or self.eval_attack, self.num_classes,
-                        self.device)
+        return self._evaluate(self.model, self._eval_loader(self.val_set), attack or self.eval_attack)
 
-    def batches(self, split: str = "val") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, split: str = "val", shard: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` batches of a split on the device: ``"train"`` (un-augmented, hold-out excluded), ``"val"`` or
-        ``"test"``, in a fixed order."""
+        ``"test"``, in a fixed order; every process sees the whole split unless ``shard``."""
         dataset = {"train": lambda: build_dataset(self.recipe, "train", augment=False),
                    "val": lambda: self.val_set if self.val_set is not None else build_dataset(self.recipe, "val"),
                    "test": lambda: self.test_set}[split]()
+        ranks = (self.dist.rank, self.dist.world_size) if shard else (0, 1)
         loader = make_loader(dataset, self.recipe.eval.batch_size, self.device, shuffle=False,
-                             num_workers=self.recipe.data.num_workers)
+                             num_workers=self.recipe.data.num_workers, rank=ranks[0], world_size=ranks[1])
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
@@ -278,12 +300,17 @@ class Trainer:
         stats = ClassStats(self.num_classes, self.device)
         policy = self.policy.to(self.device)
         with eval_mode(self.model):
-            for x, y in self.batches("train"):
+            for x, y in self.batches("train", shard=True):
                 x_adv = self.objective.adversarial(self.model, x, y, self.attack, policy)
                 with torch.no_grad():
                     feats = self.model.forward_features(x_adv) if features else None
                     logits_adv = self.model.forward_head(feats) if features else self.model(x_adv)
                     stats.update(y, logits_adv, self.model(x), feats)
+        if features:
+            all_reduce_sum(*stats.sums()[:5])
+            all_reduce_sum(stats.feature_sum)  # allocated on every rank: each shard is non-empty
+        else:
+            all_reduce_sum(*stats.sums())
         return stats.compute()
 
     def final_evaluation(self) -> dict[str, Any]:
@@ -326,7 +353,7 @@ class Trainer:
     # --- files ------------------------------------------------------------------------------------------------------
 
     def _prepare_run_dir(self) -> None:
-        if self.start_epoch > 1:
+        if self.start_epoch > 1 or not self.dist.is_main:
             return
         try:
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -336,10 +363,14 @@ class Trainer:
         self._append_jsonl("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
 
     def _append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.run_dir / name, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def _save_checkpoint(self, epoch: int) -> None:
+        if not self.dist.is_main:
+            return
         state = {
             "format": FORMAT_VERSION,
             "epoch": epoch,
@@ -408,7 +439,7 @@ class Trainer:
 
     def _truncate_jsonl(self, name: str, keep_through: int) -> None:
         path = self.run_dir / name
-        if path.exists():
+        if path.exists() and self.dist.is_main:
             lines = [line for line in path.read_text().splitlines()
                      if line.strip() and json.loads(line)["epoch"] <= keep_through]
             write_text_atomic(path, "".join(line + "\n" for line in lines))

@@ -46,10 +46,13 @@ class SpeedSettings:
             yield
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        """Move ``model`` to channels-last when asked; return the module to call in training (compiled or not)."""
+        """Move ``model`` to channels-last when asked; return the module to call in training (compiled or not).
+
+        The compiled module shares ``model``'s parameters; checkpoints and evaluation keep using ``model``.
+        """
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
-        return torch.compile(model) if self.compile else model
+        return torch.compile(model) if self.compile else model  # type: ignore[return-value]
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x

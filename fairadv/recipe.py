@@ -61,6 +61,8 @@ class TrainConfig:
         channels_last: NHWC memory layout for 4-D inputs and the model; unset (automatic) = on for CUDA, off on CPU.
         compile: wrap the training forward passes in ``torch.compile``; unset (automatic) = off, since compiling
             costs minutes that short runs never win back.
+        sync_batchnorm: under torchrun with several processes, compute BatchNorm statistics over the global batch
+            (SyncBatchNorm) instead of each process's share; ignored in a single process.
     """
 
     epochs: int = attrs.field(default=10, validator=gt(0))
@@ -69,6 +71,7 @@ class TrainConfig:
     precision: str = attrs.field(default="auto", validator=one_of(("auto", "fp32", "bf16", "fp16")))
     channels_last: bool | None = None
     compile: bool | None = None
+    sync_batchnorm: bool = False
 
 
 # --- component tables ----------------------------------------------------------------------------------------------

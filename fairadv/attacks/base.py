@@ -59,6 +59,8 @@ class Attack:
                 ``base_step * eps_b / self.eps`` (DAFA's code). FRL and CFA keep the step fixed instead.
             overrides: hyperparameters replaced for this call only (TRADES sets the inner loss to the KL).
         """
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module  # attacks need no gradient synchronisation across processes
         radius = self.per_sample_eps(x, self.eps if eps is None else eps)
         steps = radius * (self.base_step / self.eps) if step is None else self.per_sample_eps(x, step)
         with eval_mode(model):

@@ -1,0 +1,121 @@
+"""torchrun + DistributedDataParallel on CPU (gloo): two processes match one, write one folder, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.slow
+
+# PGD-AT without a random start makes a step depend only on the data order, which both set-ups share, so one and
+# two processes must agree to float rounding (random starts are drawn per process and would differ).
+RECIPE = """
+[data]
+name = "digits"
+[model]
+name = "small_cnn"
+width = 8
+[objective]
+name = "pgd_at"
+[attack]
+name = "pgd"
+eps = 0.1
+step_size = 0.025
+steps = 3
+random_start = "none"
+[strategy]
+name = "dafa"
+warmup_epochs = 2
+[optimizer]
+name = "sgd"
+lr = 0.05
+[schedule]
+name = "constant"
+[train]
+epochs = 4
+batch_size = 64
+[eval]
+n = 100
+[eval.attack]
+name = "pgd"
+eps = 0.1
+step_size = 0.01
+steps = 3
+stop_on_success = true
+"""
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "fairadv", "run", *args, "--quiet"]
+
+
+def records(run_dir: Path, name: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+    for row in rows:
+        row.pop("timing", None)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ddp")
+    recipe = base / "ddp.toml"
+    recipe.write_text(RECIPE)
+    subprocess.run(torchrun(str(recipe), "--out", str(base / "two")), check=True, env=env(), cwd=base,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "fairadv", "run", str(recipe), "--out", str(base / "one"), "--quiet"],
+                   check=True, env=env(), cwd=base, capture_output=True)
+    return base, recipe
+
+
+def test_two_processes_reach_the_single_process_policy(runs):
+    base, _ = runs
+    two, one = records(base / "two" / "ddp", "policy.jsonl"), records(base / "one" / "ddp", "policy.jsonl")
+    assert [r["epoch"] for r in two] == [r["epoch"] for r in one] == [0, 2]
+    for key in ("ce_weight", "eps_scale"):
+        assert two[1][key] == pytest.approx(one[1][key], rel=1e-5, abs=1e-6)
+    assert two[1]["ce_weight"] != pytest.approx([1.0] * 10)  # the policy really moved
+    losses_two = [r["loss"] for r in records(base / "two" / "ddp", "metrics.jsonl")]
+    losses_one = [r["loss"] for r in records(base / "one" / "ddp", "metrics.jsonl")]
+    assert losses_two == pytest.approx(losses_one, rel=1e-5)
+
+
+def test_only_rank_zero_writes_one_run_folder(runs):
+    base, _ = runs
+    assert [p.name for p in (base / "two").iterdir()] == ["ddp"]
+    run_dir = base / "two" / "ddp"
+    assert len(records(run_dir, "metrics.jsonl")) == 4  # one line per epoch, not one per process
+    assert json.loads((run_dir / "summary.json").read_text())["per_class"][0]["count"] > 0
+
+
+def test_kill_and_resume_under_ddp_matches_the_uninterrupted_run(runs):
+    base, recipe = runs
+    out = base / "killed"
+    proc = subprocess.Popen(torchrun(str(recipe), "--out", str(out)), env=env(), cwd=base,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = out / "ddp" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(metrics.read_text().splitlines()) < 4, "the run finished before it could be killed"
+    subprocess.run(torchrun(str(recipe), "--out", str(out), "--resume"), check=True, env=env(), cwd=base,
+                   capture_output=True)
+    assert records(out / "ddp", "metrics.jsonl") == records(base / "two" / "ddp", "metrics.jsonl")
+    assert records(out / "ddp", "policy.jsonl") == records(base / "two" / "ddp", "policy.jsonl")
