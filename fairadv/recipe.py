@@ -363,7 +363,7 @@ class _Loader:
     def cross_check(self, recipe: Recipe, registries: Mapping[str, Registry]) -> None:
         strategy = registries["strategy"].create(recipe.strategy.name, **recipe.strategy.params)
         try:
-            strategy.check_recipe(recipe.train.epochs)
+            strategy.check_recipe(recipe)
         except InvalidValue as exc:
             raise self.fail(f"strategy.{exc.key}", f"strategy.{exc}") from None
         except ValueError as exc:

@@ -1,8 +1,11 @@
 """Fairness strategies: the `FairnessStrategy` interface, its registry `STRATEGIES`, and the built-ins."""
 
 from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
+from fairadv.strategies.cfa import CFA, cfa_policy, weight_average_
 from fairadv.strategies.dafa import DAFA, dafa_class_weights, distance_aware_weights, error_shares
+from fairadv.strategies.frl import FRL, frl_policy, frl_update
 from fairadv.strategies.uniform import Uniform
 
-__all__ = ["DAFA", "STRATEGIES", "EpochContext", "FairnessStrategy", "Uniform", "dafa_class_weights",
-           "distance_aware_weights", "error_shares"]
+__all__ = ["CFA", "DAFA", "FRL", "STRATEGIES", "EpochContext", "FairnessStrategy", "Uniform", "cfa_policy",
+           "dafa_class_weights", "distance_aware_weights", "error_shares", "frl_policy", "frl_update",
+           "weight_average_"]

@@ -14,7 +14,7 @@ A hook returns a new policy or None (keep the current one). Strategies keep what
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -23,6 +23,9 @@ from torch import nn
 from fairadv.policy import ClassPolicy
 from fairadv.registry import Registry
 from fairadv.stats import EpochStats
+
+if TYPE_CHECKING:
+    from fairadv.recipe import Recipe
 
 STRATEGIES = Registry("strategy", "strategies")
 
@@ -76,8 +79,9 @@ class FairnessStrategy:
         trained model itself."""
         return None
 
-    def check_recipe(self, epochs: int) -> None:
-        """Raise ValueError when the strategy's settings do not fit a run of ``epochs`` epochs."""
+    def check_recipe(self, recipe: Recipe) -> None:
+        """Raise ValueError (or `fairadv.validators.InvalidValue` naming the key) when the strategy's settings do
+        not fit the rest of ``recipe``, e.g. a warm-up longer than the run; called when the recipe is loaded."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

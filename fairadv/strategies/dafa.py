@@ -234,7 +234,9 @@ class DAFA(FairnessStrategy):
         """What the distance needs beyond the training statistics: ``"features"``, ``"model"``."""
         return frozenset(getattr(self._class_distance, "needs", frozenset()))
 
-    def check_recipe(self, epochs: int) -> None:
+    def check_recipe(self, recipe: Any) -> None:
+        """Reject a warm-up that leaves no epoch for the weights. Accepts the `Recipe` or ``train.epochs``."""
+        epochs = recipe if isinstance(recipe, int) else recipe.train.epochs
         if self.warmup_epochs >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
                                f"fewer than train.epochs = {epochs}: the weights are computed when warm-up ends and "
