@@ -143,6 +143,7 @@ class Trainer:
         summary = self.final_evaluation()
         if self.dist.is_main:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            self._write_plots(summary)
         if self.show_progress:
             print_summary(summary, self.console)
             self.console.print(f"run folder: {self.run_dir}")
@@ -315,6 +316,16 @@ class Trainer:
 
     def final_evaluation(self) -> dict[str, Any]:
         return summarize(self.evaluate_test(), self.class_names, self._attack_info())
+
+    def _write_plots(self, summary: dict[str, Any]) -> None:
+        """Per-class accuracy bars, the confusion under attack, and the last epoch's class similarity (p_i(j))."""
+        from fairadv.plots import plot_class_accuracy, plot_confusion, plot_similarity
+
+        names = list(self.class_names)
+        plot_class_accuracy(summary, self.run_dir / "class_accuracy.png")
+        plot_confusion(summary["confusion_under_attack"], names, self.run_dir / "confusion_under_attack.png")
+        plot_similarity(self.stats.compute().prob_matrix, names, self.run_dir / "class_similarity.png",
+                        title="Class similarity p_i(j), last epoch")
 
     def _attack_info(self) -> dict[str, Any]:
         return {"name": self.recipe.eval.attack.name, **self.recipe.eval.attack.params}

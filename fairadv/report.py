@@ -17,7 +17,8 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
     """The ``summary.json`` content. Accuracies are fractions in [0, 1]; averages are over classes.
 
     ``worst_class_confusions`` lists the classes the worst class is most often mistaken for under attack (the
-    paper's observation: a hard class loses mostly to similar classes).
+    paper's observation: a hard class loses mostly to similar classes); ``confusion_under_attack`` holds the counts,
+    row = true class, column = prediction under attack.
     """
     clean, robust = result.clean_accuracy, result.robust_accuracy
     worst = int(torch.argmin(robust))
@@ -42,6 +43,7 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
             for i in range(len(class_names))
         ],
         "attack": dict(attack),
+        "confusion_under_attack": result.confusion.tolist(),
     }
 
 
