@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 from rich.table import Table
 
@@ -29,7 +30,7 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except FairadvError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("interrupted; continue the run with --resume")
@@ -53,9 +54,9 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="TABLE.K
 
 
 @main.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe")
 @_set_option
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output root (default: run.out).")
+@click.option("--out", default=None, help="Output root (default: run.out).")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @_user_errors
@@ -69,7 +70,7 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, 
 
 
 @main.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe")
 @_set_option
 @_user_errors
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
@@ -106,6 +107,60 @@ def list_components(kind: str | None) -> None:
         out_console.print(table)
     for plugin, error in broken_plugins().items():
         out_console.print(f"[red]plugin {plugin!r} failed to load:[/] {error}", highlight=False)
+
+
+@main.command(name="eval")
+@click.argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
+@click.option("--attack", "attacks", multiple=True, metavar="PRESET",
+              help="pgd<K> (e.g. pgd20), cw<K>, fgsm, autoattack or recipe; repeatable (default: pgd20).")
+@click.option("--n", "n", type=int, default=0, help="Evaluate a class-stratified subset of N test images (0: all).")
+@click.option("--batch-size", type=int, default=None, help="Evaluation batch size (default: the recipe's).")
+@click.option("--recipe", "recipe_path", default=None, metavar="R.toml",
+              help="Recipe for the data set (replaces the checkpoint's [data]); needed for a bare state dict.")
+@click.option("--model", "model_name", default=None, metavar="NAME",
+              help="Model architecture, for a checkpoint without a recipe (e.g. resnet18).")
+@click.option("--eps", type=float, default=None, help="Attack radius (default: the recipe's eval.attack eps, 0.031).")
+@click.option("--seed", type=int, default=0, help="Seed of the subset and of the attacks' random starts.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", default=None, help="Write the results here (default: eval.json beside the run).")
+@_user_errors
+def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int | None, recipe_path: str | None,
+                 model_name: str | None, eps: float | None, seed: int, device: str, out: str | None) -> None:
+    """Per-class clean and robust accuracy of a run folder or checkpoint under each attack; writes eval.json."""
+    from fairadv.evaluate_cli import run_eval
+
+    run_eval(target, attacks or ("pgd20",), n=n, batch_size=batch_size, recipe_path=recipe_path,
+             model_name=model_name, eps=eps, seed=seed, device=device, out=out, console=out_console,
+             progress=err_console)
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@_user_errors
+def report(run_dir: str) -> None:
+    """Write RUN_DIR/report.md: recipe, per-class table, plots, eval.json results, policy changes."""
+    from fairadv.markdown_report import write_report
+
+    path = write_report(run_dir)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, metavar="RUN...")
+@click.option("--baseline", default=None, metavar="RUN", help="Add the fairness scores rho_nat and rho_rob "
+              "against this run (its seeds pooled); per-class deltas are then against it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@_user_errors
+def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool) -> None:
+    """Runs side by side: clean, robust and worst-class robust accuracy, per-class deltas, eval.json results.
+
+    Runs whose recipes differ only in run.seed and run.name are pooled into mean ± sample std.
+    """
+    from fairadv.compare import run_compare
+
+    text = run_compare(runs, baseline, as_json=as_json, console=out_console)
+    if text is not None:
+        click.echo(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,281 @@
+"""``fairadv compare``: runs side by side, seeds pooled into mean ± std, fairness scores against a baseline.
+
+Runs whose resolved ``recipe.toml`` differ only in ``run.seed`` and ``run.name`` (and in ``run.out`` and
+``run.device``, which do not change what is trained) form one group, reported as mean ± sample standard deviation
+(n - 1 in the denominator, the usual convention for a spread over seeds; a single run has no spread).
+
+With a baseline, the DAFA paper's fairness score (METHODS.md, section 2) is computed from group means:
+
+    rho = (worst - worst_B) / worst_B - (avg_B - avg) / avg_B
+
+rho_nat from clean accuracy, rho_rob from robust accuracy: the relative gain of the worst class minus the relative
+drop of the average. It is undefined (None) when the baseline's worst class or average is 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from rich.console import Console
+from rich.table import Table
+
+from fairadv.errors import FairadvError
+
+IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
+METRICS = ("clean_accuracy", "worst_class_clean_accuracy", "robust_accuracy", "worst_class_robust_accuracy")
+
+
+def rho(avg: float, worst: float, base_avg: float, base_worst: float) -> float | None:
+    """The DAFA paper's fairness score against a baseline: relative worst-class gain minus relative average drop."""
+    if base_worst == 0 or base_avg == 0:
+        return None
+    return (worst - base_worst) / base_worst - (base_avg - avg) / base_avg
+
+
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """``{"mean", "std", "n"}``; std is the sample standard deviation (n - 1), None for a single value."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return {"mean": mean, "std": std, "n": n}
+
+
+@attrs.frozen
+class Run:
+    """What compare reads from one run folder."""
+
+    path: Path
+    name: str
+    seed: int | None
+    recipe: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    evaluation: Mapping[str, Any] | None
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(row["name"]) for row in self.summary["per_class"]]
+
+
+def load_run(path: str | Path) -> Run:
+    """Read ``summary.json``, ``recipe.toml`` and, if present, ``eval.json``; problems are one-line errors."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FairadvError(f"{path}: no such run folder")
+    summary = _read_json(path / "summary.json", "summary.json (the run has not finished its final evaluation)")
+    for key in (*METRICS, "per_class"):
+        if key not in summary:
+            raise FairadvError(f"{path / 'summary.json'}: missing {key!r}; not a fairadv summary")
+    recipe_file = path / "recipe.toml"
+    try:
+        recipe = tomllib.loads(recipe_file.read_text())
+    except FileNotFoundError:
+        raise FairadvError(f"{recipe_file}: not found; a run folder holds its resolved recipe") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise FairadvError(f"{recipe_file}: cannot read: {exc}") from None
+    evaluation = _read_json(path / "eval.json", None) if (path / "eval.json").exists() else None
+    run = recipe.get("run", {}) if isinstance(recipe.get("run"), dict) else {}
+    seed = run.get("seed") if isinstance(run.get("seed"), int) else None
+    return Run(path, path.name, seed, recipe, summary, evaluation)
+
+
+def _read_json(path: Path, what: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FairadvError(f"{path}: not found; no {what}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FairadvError(f"{path}: not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise FairadvError(f"{path}: expected a JSON object")
+    return data
+
+
+def group_key(recipe: Mapping[str, Any]) -> str:
+    """The recipe without the keys that do not change what is trained: equal keys mean seeds of one setting."""
+    stripped = {k: v for k, v in recipe.items() if k != "run"}
+    stripped["run"] = {k: v for k, v in (recipe.get("run") or {}).items() if k not in IGNORED_RUN_KEYS}
+    return json.dumps(stripped, sort_keys=True, default=str)
+
+
+def group_runs(runs: Sequence[Run]) -> list[list[Run]]:
+    """Runs grouped by `group_key`, groups in order of first appearance."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run.recipe), []).append(run)
+    return list(groups.values())
+
+
+def group_label(runs: Sequence[Run]) -> str:
+    if len(runs) == 1:
+        return runs[0].name
+    prefix = os.path.commonprefix([r.name for r in runs]).rstrip("_-. ")
+    return f"{prefix or runs[0].name} ({len(runs)} seeds)"
+
+
+def _attack_metrics(evaluation: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    return dict((evaluation or {}).get("attacks") or {})
+
+
+def compare_runs(paths: Sequence[str | Path], baseline: str | Path | None = None) -> dict[str, Any]:
+    """The comparison as a JSON-ready dict (what ``--json`` prints).
+
+    Groups come in the order given (the baseline's group first when it was not among ``paths``). Per-class robust
+    deltas are against the baseline's group, or the first group without a baseline.
+    """
+    if not paths and baseline is None:
+        raise FairadvError("compare needs at least one run folder")
+    runs = [load_run(p) for p in paths]
+    base_run = None
+    if baseline is not None:
+        base_path = Path(baseline).resolve()
+        base_run = next((r for r in runs if r.path.resolve() == base_path), None)
+        if base_run is None:
+            base_run = load_run(baseline)
+            runs.insert(0, base_run)
+    names = runs[0].class_names
+    for run in runs[1:]:
+        if run.class_names != names:
+            raise FairadvError(f"{run.path}: its classes ({len(run.class_names)}) differ from those of "
+                               f"{runs[0].path} ({len(names)}); only runs on the same data compare")
+    groups = group_runs(runs)
+    reference = next(g for g in groups if base_run in g) if base_run is not None else groups[0]
+    out_groups = [_group_entry(g) for g in groups]
+    ref_entry = out_groups[groups.index(reference)]
+    for entry in out_groups:
+        entry["per_class_robust_delta"] = [a - b for a, b in zip(entry["per_class_robust"]["mean"],
+                                                                  ref_entry["per_class_robust"]["mean"])]
+        if base_run is not None:
+            _add_rho(entry, ref_entry)
+    return {
+        "std": "sample (n - 1)",
+        "baseline": ref_entry["label"] if base_run is not None else None,
+        "reference": ref_entry["label"],
+        "class_names": names,
+        "groups": out_groups,
+    }
+
+
+def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "label": group_label(runs),
+        "runs": [str(r.path) for r in runs],
+        "seeds": [r.seed for r in runs],
+        "recipe": {k: v for k, v in runs[0].recipe.items() if k != "run"},
+    }
+    for metric in METRICS:
+        entry[metric] = mean_std([float(r.summary[metric]) for r in runs])
+    per_class = [[float(row["robust"]) for row in r.summary["per_class"]] for r in runs]
+    entry["per_class_robust"] = _columns(per_class)
+    entry["attack"] = runs[0].summary.get("attack")
+    attacks: dict[str, Any] = {}
+    common = set.intersection(*(set(_attack_metrics(r.evaluation)) for r in runs))
+    for name in sorted(common, key=list(_attack_metrics(runs[0].evaluation)).index):
+        results = [_attack_metrics(r.evaluation)[name] for r in runs]
+        attacks[name] = {
+            metric: mean_std([float(res[metric]) for res in results]) for metric in METRICS if metric in results[0]
+        }
+        attacks[name]["per_class_robust"] = _columns([[float(row["robust"]) for row in res["per_class"]]
+                                                      for res in results])
+        attacks[name]["images"] = [(r.evaluation or {}).get("images") for r in runs]
+    entry["eval"] = attacks
+    return entry
+
+
+def _columns(rows: Sequence[Sequence[float]]) -> dict[str, Any]:
+    stats = [mean_std(list(col)) for col in zip(*rows)]
+    return {"mean": [s["mean"] for s in stats], "std": [s["std"] for s in stats]}
+
+
+def _add_rho(entry: dict[str, Any], base: Mapping[str, Any]) -> None:
+    m = lambda e, k: e[k]["mean"]  # noqa: E731
+    entry["rho_nat"] = rho(m(entry, "clean_accuracy"), m(entry, "worst_class_clean_accuracy"),
+                           m(base, "clean_accuracy"), m(base, "worst_class_clean_accuracy"))
+    entry["rho_rob"] = rho(m(entry, "robust_accuracy"), m(entry, "worst_class_robust_accuracy"),
+                           m(base, "robust_accuracy"), m(base, "worst_class_robust_accuracy"))
+    for name, result in entry["eval"].items():
+        ref = base["eval"].get(name)
+        if ref is not None and "worst_class_robust_accuracy" in result:
+            result["rho_rob"] = rho(m(result, "robust_accuracy"), m(result, "worst_class_robust_accuracy"),
+                                    m(ref, "robust_accuracy"), m(ref, "worst_class_robust_accuracy"))
+
+
+# --- printing -------------------------------------------------------------------------------------------------------
+
+
+def _pm(stat: Mapping[str, Any] | None) -> str:
+    if stat is None:
+        return "-"
+    text = f"{100 * stat['mean']:.2f}"
+    return text if stat.get("std") is None else f"{text} ± {100 * stat['std']:.2f}"
+
+
+def _rho_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
+    """The summary table (one row per group) and the per-class robust table (deltas against the reference)."""
+    groups = result["groups"]
+    has_rho = result["baseline"] is not None
+    attack_names: list[str] = []
+    for g in groups:
+        attack_names += [a for a in g["eval"] if a not in attack_names]
+
+    # One column per group (runs are few, metrics many): it fits a terminal however many attacks eval.json has.
+    summary = Table(title="Runs (accuracy %, mean ± sample std over seeds)", title_justify="left")
+    summary.add_column("")
+    for g in groups:
+        label = g["label"] + (" (baseline)" if g["label"] == result["baseline"] else "")
+        summary.add_column(label, justify="right")
+    summary.add_row("runs", *(str(len(g["runs"])) for g in groups))
+    labels = {"clean_accuracy": "clean avg", "worst_class_clean_accuracy": "clean worst class",
+              "robust_accuracy": "robust avg", "worst_class_robust_accuracy": "robust worst class"}
+    for metric, label in labels.items():
+        summary.add_row(label, *(_pm(g[metric]) for g in groups))
+    if has_rho:
+        summary.add_row("ρ_nat", *(_rho_text(g.get("rho_nat")) for g in groups))
+        summary.add_row("ρ_rob", *(_rho_text(g.get("rho_rob")) for g in groups))
+    for name in attack_names:
+        summary.add_section()
+        summary.add_row(f"{name} avg", *(_pm(g["eval"].get(name, {}).get("robust_accuracy")) for g in groups))
+        summary.add_row(f"{name} worst class",
+                        *(_pm(g["eval"].get(name, {}).get("worst_class_robust_accuracy")) for g in groups))
+        if has_rho:
+            summary.add_row(f"{name} ρ_rob", *(_rho_text(g["eval"][name].get("rho_rob")) if name in g["eval"]
+                                              else "-" for g in groups))
+
+    per_class = Table(title=f"Per-class robust accuracy % (Δ against {result['reference']})", title_justify="left")
+    per_class.add_column("class")
+    for g in groups:
+        per_class.add_column(g["label"], justify="right")
+    for i, name in enumerate(result["class_names"]):
+        cells = [name]
+        for g in groups:
+            value = 100 * g["per_class_robust"]["mean"][i]
+            delta = 100 * g["per_class_robust_delta"][i]
+            cells.append(f"{value:.2f}" if g["label"] == result["reference"] else f"{value:.2f} ({delta:+.2f})")
+        per_class.add_row(*cells)
+    return [summary, per_class]
+
+
+def print_comparison(result: Mapping[str, Any], console: Console) -> None:
+    for table in comparison_tables(result):
+        console.print(table)
+
+
+def run_compare(paths: Iterable[str], baseline: str | None = None, as_json: bool = False,
+                console: Console | None = None) -> str | None:
+    """What ``fairadv compare`` does: read the runs and compare them; print the tables, or return the JSON text
+    (``as_json``) for the caller to write to stdout unwrapped."""
+    result = compare_runs(list(paths), baseline)
+    if as_json:
+        return json.dumps(result, indent=2)
+    print_comparison(result, console or Console())
+    return None

@@ -1,0 +1,325 @@
+"""``fairadv eval``: per-class clean and robust accuracy of a run or a checkpoint under named attacks.
+
+Conventions (METHODS.md, section 6): the model is evaluated in fp32 and eval mode whatever precision training used;
+inputs are [0, 1] images; a sample is robust only if it is classified correctly on the clean input and under attack
+(for PGD: at every iterate, via ``stop_on_success``). Results go to ``eval.json`` beside the run.
+
+Attack presets (the radius comes from the recipe's ``[eval.attack]`` eps, 0.031 by default, or ``--eps``):
+
+- ``pgd<K>`` (``pgd20``, ``pgd50`` ...): K steps of PGD on CE, step ``eps * 0.003 / 0.031`` (DAFA's evaluation:
+  0.003 at eps 0.031), uniform random start, stop on success;
+- ``cw<K>``: the same on the Carlini-Wagner margin;
+- ``fgsm``: one step of size eps from the clean input;
+- ``autoattack``: AutoAttack, standard version (needs the optional extra);
+- ``recipe``: the recipe's own ``[eval.attack]``, exactly as configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from fairadv.attacks.base import Attack
+from fairadv.errors import FairadvError, closest
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_EPS = 0.031
+STEP_RATIO = 0.003 / 0.031  # DAFA's evaluation step at its radius
+PRESETS = ("pgd20", "cw20", "fgsm", "autoattack", "recipe")
+PRESET_HELP = "pgd<K> (e.g. pgd20), cw<K> (e.g. cw20), fgsm, autoattack, recipe"
+# What must agree for two evaluations to share one eval.json (merged attack by attack).
+SETUP_KEYS = ("checkpoint", "epoch", "model", "data", "split", "n", "images", "seed", "eps", "norm")
+
+
+@attrs.frozen
+class Preset:
+    """A named evaluation attack and what ``eval.json`` records about it."""
+
+    name: str
+    attack: Attack
+    info: Mapping[str, Any]
+
+
+def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None) -> Preset:
+    """The attack called ``name`` at radius ``eps``; an unknown name is a one-line `FairadvError`."""
+    from fairadv.attacks import FGSM, PGD
+
+    key = name.strip().lower()
+    match = re.fullmatch(r"(pgd|cw)(\d+)", key)
+    if match:
+        steps = int(match.group(2))
+        if steps < 1:
+            raise FairadvError(f"--attack {name!r}: the number of steps must be at least 1")
+        attack: Attack = PGD(eps=eps, step_size=eps * STEP_RATIO, steps=steps, norm=norm,
+                             loss="ce" if match.group(1) == "pgd" else "cw", random_start="uniform",
+                             stop_on_success=True)
+    elif key == "fgsm":
+        attack = FGSM(eps=eps, norm=norm)
+    elif key == "autoattack":
+        from fairadv.attacks.autoattack import AutoAttack, import_torchattacks
+
+        import_torchattacks()  # fail now, before any evaluation runs, if the extra is missing
+        attack = AutoAttack(eps=eps, norm=norm, version="standard", seed=seed)
+    elif key == "recipe":
+        if recipe is None:
+            raise FairadvError("--attack recipe: there is no recipe to take [eval.attack] from")
+        from fairadv.build import build_component
+
+        attack = build_component("eval.attack", recipe.eval.attack)
+        return Preset(key, attack, {"preset": key, "name": recipe.eval.attack.name, **recipe.eval.attack.params})
+    else:
+        raise FairadvError(f"unknown attack preset {name!r}{closest(key, PRESETS)}; expected {PRESET_HELP}")
+    info = {"preset": key, "name": type(attack).__name__.lower(), **attrs.asdict(attack)}
+    return Preset(key, attack, info)
+
+
+@attrs.frozen(eq=False)
+class Target:
+    """A model ready to evaluate, with the recipe that describes its data."""
+
+    model: torch.nn.Module
+    recipe: Any
+    checkpoint: Path
+    out: Path
+    epoch: int | None
+    class_names: tuple[str, ...]
+
+
+def load_target(path: str | Path, recipe_path: str | None = None, model_name: str | None = None,
+                device: torch.device | None = None) -> Target:
+    """Load a run folder's ``checkpoints/last.pt`` or a checkpoint file, fairadv's or a bare state dict.
+
+    A fairadv checkpoint carries its recipe; ``recipe_path`` then replaces only its ``[data]`` table. A bare state
+    dict (e.g. a published CIFAR ResNet, keys ``conv1``, ``bn1``, ``layer1``..., ``linear``, with or without
+    DataParallel's ``module.`` prefix) needs ``recipe_path`` for the data and the model, or ``model_name``.
+    """
+    from fairadv.build import build_model, build_source
+    from fairadv.checkpoint import load_checkpoint, load_state_dict_file
+    from fairadv.engine import tomllib_loads
+    from fairadv.recipe import Recipe
+
+    path = Path(path)
+    if path.is_dir():
+        checkpoint = path / "checkpoints" / "last.pt"
+        if not checkpoint.is_file():
+            raise FairadvError(f"{path}: not a run folder (no checkpoints/last.pt); pass a run folder or a checkpoint "
+                               "file")
+        out = path / "eval.json"
+    elif path.is_file():
+        checkpoint = path
+        run_dir = path.parent.parent
+        in_run = path.name == "last.pt" and path.parent.name == "checkpoints" and (run_dir / "recipe.toml").is_file()
+        out = run_dir / "eval.json" if in_run else path.with_name(f"{path.stem}.eval.json")
+    else:
+        raise FairadvError(f"{path}: no such run folder or checkpoint file")
+
+    state = load_checkpoint(checkpoint)
+    saved = tomllib_loads(state["recipe"], checkpoint) if isinstance(state.get("recipe"), str) else None
+    user = Recipe.load(recipe_path) if recipe_path else None
+    if saved is None and user is None:
+        raise FairadvError(f"{checkpoint}: the checkpoint carries no recipe (not a fairadv run); pass --recipe "
+                           "R.toml for its data set (and its [model], or --model NAME)")
+    raw = saved if saved is not None else user.to_dict()  # type: ignore[union-attr]
+    if saved is not None and user is not None:
+        raw["data"] = user.to_dict()["data"]
+    if model_name:
+        keep = raw.get("model", {}).get("name") == model_name
+        raw["model"] = raw["model"] if keep else {"name": model_name}
+    recipe = Recipe.from_dict(raw, source=str(recipe_path or checkpoint))
+
+    source = build_source(recipe)
+    names = tuple(str(n) for n in source.class_names)
+    shape = tuple(int(s) for s in source.input_shape)
+    spec = state.get("model_spec")
+    if isinstance(spec, Mapping) and saved is not None:
+        trained = (int(spec["num_classes"]), tuple(int(s) for s in spec["input_shape"]))
+        if trained != (len(names), shape):
+            raise FairadvError(f"{checkpoint}: the model was trained for {trained[0]} classes of {trained[1]} inputs; "
+                               f"data {recipe.data.name!r} has {len(names)} classes of {shape}")
+    model = build_model(recipe, len(names), shape)  # type: ignore[arg-type]
+    weights = load_state_dict_file(checkpoint)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        missing = [k for k in model.state_dict() if k not in weights][:3]
+        hint = f" (e.g. missing {', '.join(missing)})" if missing else ""
+        raise FairadvError(f"{checkpoint}: weights do not fit model {recipe.model.name!r}: {first}{hint}") from None
+    model = model.float().to(device or torch.device("cpu")).eval()
+    epoch = state.get("epoch") if isinstance(state.get("epoch"), int) else None
+    return Target(model, recipe, checkpoint, out, epoch, names)
+
+
+def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch_size: int | None = None,
+                    seed: int = 0, device: torch.device | None = None,
+                    console: Console | None = None) -> dict[str, Any]:
+    """Evaluate ``target`` on its test split (a class-stratified ``n``-image subset if ``n``) under each preset.
+
+    Every attack starts from the same seeded state, so its numbers do not depend on which other attacks ran.
+    Returns the ``eval.json`` document.
+    """
+    from fairadv.build import build_dataset, dataset_labels, make_loader, subset_per_class
+    from fairadv.engine import seed_everything
+    from fairadv.evaluation import evaluate
+    from fairadv.report import summarize
+
+    device = device or torch.device("cpu")
+    recipe = target.recipe
+    dataset = build_dataset(recipe, "test")
+    if n:
+        indices = subset_per_class(dataset_labels(dataset), n, seed=seed)
+        if isinstance(dataset, torch.utils.data.TensorDataset):
+            dataset = torch.utils.data.TensorDataset(*(t[indices] for t in dataset.tensors))
+        else:
+            dataset = torch.utils.data.Subset(dataset, indices.tolist())
+    loader = make_loader(dataset, batch_size or recipe.eval.batch_size, device, shuffle=False,
+                         num_workers=recipe.data.num_workers)
+    c = len(target.class_names)
+    results: dict[str, Any] = {}
+    for preset in presets:
+        if console is not None:
+            console.print(f"evaluating {preset.name} on {len(dataset)} images ...", highlight=False)
+        seed_everything(seed)
+        tic = time.perf_counter()
+        with torch.autocast(device.type, enabled=False):  # fp32, whatever the caller's autocast state
+            result = evaluate(target.model, loader, preset.attack, c, device)
+        seconds = time.perf_counter() - tic
+        summary = summarize(result, target.class_names, preset.info)
+        summary["clean_accuracy_std"] = float(result.clean_accuracy.std(unbiased=False))
+        summary["confusion"] = result.confusion.tolist()
+        summary["seconds"] = round(seconds, 3)
+        summary["images_per_s"] = round(len(dataset) / max(seconds, 1e-9), 1)
+        results[preset.name] = summary
+    eps = next((float(p.info["eps"]) for p in presets if "eps" in p.info), None)
+    return {
+        "format": FORMAT_VERSION,
+        "checkpoint": os.path.relpath(target.checkpoint.resolve(), target.out.parent.resolve()),
+        "epoch": target.epoch,
+        "model": recipe.model.name,
+        "data": {"name": recipe.data.name, **recipe.data.params},
+        "split": "test",
+        "n": n,
+        "images": len(dataset),
+        "seed": seed,
+        "eps": eps,
+        "norm": next((str(p.info["norm"]) for p in presets if "norm" in p.info), "linf"),
+        "precision": "fp32",
+        "class_names": list(target.class_names),
+        "attacks": results,
+    }
+
+
+def merge_previous(doc: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Keep attacks of an existing ``eval.json`` made with the same setup (checkpoint, data, subset, seed, eps)."""
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return doc
+    if not isinstance(old, dict) or any(old.get(k) != doc.get(k) for k in SETUP_KEYS):
+        return doc
+    attacks = {k: v for k, v in (old.get("attacks") or {}).items() if k not in doc["attacks"]}
+    return {**doc, "attacks": {**attacks, **doc["attacks"]}}
+
+
+def eval_table(doc: Mapping[str, Any], names: Sequence[str] | None = None) -> Table:
+    """Per-class clean accuracy and robust accuracy under each attack, then average, worst class and spread."""
+    attacks = doc["attacks"] if names is None else {k: doc["attacks"][k] for k in names}
+    first = next(iter(attacks.values()))
+    title = (f"{doc['model']} on {doc['data']['name']} ({doc['images']} test images, eps {doc['eps']:g}, "
+             f"{doc['norm']}, fp32)" if doc.get("eps") is not None else f"{doc['model']} on {doc['data']['name']}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("class", justify="right")
+    table.add_column("name")
+    table.add_column("clean %", justify="right")
+    for name in attacks:
+        table.add_column(f"{name} %", justify="right")
+    rows = first["per_class"]
+    worst = {name: a["worst_class"] for name, a in attacks.items()}
+    for i, row in enumerate(rows):
+        cells = [f"{100 * a['per_class'][i]['robust']:.2f}" for a in attacks.values()]
+        cells = [f"[bold red]{cell}[/]" if worst[name] == i else cell for cell, name in zip(cells, attacks)]
+        table.add_row(str(row["class"]), str(row["name"]), f"{100 * row['clean']:.2f}", *cells)
+    table.add_section()
+    table.add_row("", "average", f"{100 * first['clean_accuracy']:.2f}",
+                  *(f"{100 * a['robust_accuracy']:.2f}" for a in attacks.values()))
+    table.add_row("", "worst class", f"{100 * first['worst_class_clean_accuracy']:.2f}",
+                  *(f"{100 * a['worst_class_robust_accuracy']:.2f} ({a['worst_class_name']})"
+                    for a in attacks.values()), style="bold")
+    table.add_row("", "std across classes", f"{100 * first.get('clean_accuracy_std', 0.0):.2f}",
+                  *(f"{100 * a['robust_accuracy_std']:.2f}" for a in attacks.values()))
+    return table
+
+
+def print_eval(doc: Mapping[str, Any], console: Console, names: Sequence[str] | None = None) -> None:
+    """The table, then each attack's worst class and what it is mistaken for."""
+    console.print(eval_table(doc, names))
+    for name, result in doc["attacks"].items():
+        if names is not None and name not in names:
+            continue
+        confusions = result.get("worst_class_confusions") or []
+        text = ", ".join(f"{c['name']} ({100 * c['rate']:.1f}%)" for c in confusions) or "nothing (never fooled)"
+        console.print(f"{name}: worst class [bold]{result['worst_class_name']}[/] is mistaken for {text}; "
+                      f"{result['seconds']:.1f}s ({result['images_per_s']:.0f} img/s)", highlight=False)
+
+
+def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, batch_size: int | None = None,
+             recipe_path: str | None = None, model_name: str | None = None, eps: float | None = None,
+             seed: int = 0, device: str = "auto", out: str | None = None, console: Console | None = None,
+             progress: Console | None = None) -> dict[str, Any]:
+    """What ``fairadv eval`` does: check everything, evaluate, print, write ``eval.json`` (atomically).
+
+    Every input is checked before the first attack runs; nothing is written unless evaluation succeeds.
+    """
+    from fairadv.build import select_device
+    from fairadv.checkpoint import write_text_atomic
+
+    if n < 0:
+        raise FairadvError(f"--n {n}: expected 0 (the whole test split) or a positive number of images")
+    if batch_size is not None and batch_size < 1:
+        raise FairadvError(f"--batch-size {batch_size}: expected a positive number")
+    if eps is not None and not eps > 0:
+        raise FairadvError(f"--eps {eps}: expected a radius > 0")
+    if seed < 0:
+        raise FairadvError(f"--seed {seed}: expected a non-negative integer")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise FairadvError(f"--device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    names = list(dict.fromkeys(a.strip().lower() for a in attacks)) or ["pgd20"]
+    for name in names:  # unknown names fail before the checkpoint is even read
+        if name not in PRESETS and not re.fullmatch(r"(pgd|cw)\d+", name):
+            raise FairadvError(f"unknown attack preset {name!r}{closest(name, PRESETS)}; expected {PRESET_HELP}")
+    torch_device = select_device(device)
+    target = load_target(target_path, recipe_path, model_name, torch_device)
+    eval_attack = target.recipe.eval.attack.params
+    radius = eps if eps is not None else float(eval_attack.get("eps", DEFAULT_EPS))
+    norm = str(eval_attack.get("norm", "linf"))
+    presets = [make_preset(name, radius, norm, seed, target.recipe) for name in names]
+    out_path = Path(out) if out else target.out
+    if out:
+        target = attrs.evolve(target, out=out_path)
+    if not out_path.parent.is_dir():
+        raise FairadvError(f"{out_path}: its folder does not exist")
+
+    doc = evaluate_target(target, presets, n=n, batch_size=batch_size, seed=seed, device=torch_device,
+                          console=progress)
+    doc = merge_previous(doc, out_path)
+    try:
+        write_text_atomic(out_path, json.dumps(doc, indent=2) + "\n")
+    except OSError as exc:
+        raise FairadvError(f"{out_path}: cannot write: {exc.strerror or exc}") from None
+    if console is not None:
+        print_eval(doc, console, names)
+        console.print(f"wrote {out_path}", highlight=False)
+    return doc

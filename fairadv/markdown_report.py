@@ -1,0 +1,266 @@
+"""``fairadv report``: a one-page markdown report of a run folder, with its plots.
+
+Reads what the run wrote (``recipe.toml``, ``summary.json``, ``policy.jsonl``, ``metrics.jsonl``) and, when present,
+``eval.json`` from ``fairadv eval``. Writes ``report.md`` and its PNGs under ``report/`` in the run folder; it never
+runs a model. Everything is read and checked before the first file is written.
+
+The class-similarity heatmap shows the matrix the run recorded, if any (a ``similarity`` entry in ``summary.json``
+or in the last ``policy.jsonl`` record that has one); otherwise, with an ``eval.json``, the confusion under attack
+with its diagonal removed and rows normalised (where each class's errors go: the ``confusion`` class distance).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fairadv.errors import FairadvError
+
+REPORT_DIR = "report"
+POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_scale")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.md`` (and ``run_dir/report/*.png``); return the markdown file's path."""
+    from fairadv.checkpoint import write_text_atomic
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FairadvError(f"{run}: no such run folder")
+    recipe = _read_toml(run / "recipe.toml")
+    summary = _read_json(run / "summary.json", "the run has not finished its final evaluation")
+    if "per_class" not in summary or "robust_accuracy" not in summary:
+        raise FairadvError(f"{run / 'summary.json'}: not a fairadv summary (no per_class / robust_accuracy)")
+    evaluation = _read_json(run / "eval.json", "") if (run / "eval.json").exists() else None
+    policies = _read_jsonl(run / "policy.jsonl")
+    metrics = _read_jsonl(run / "metrics.jsonl")
+    names = [str(row["name"]) for row in summary["per_class"]]
+    similarity, similarity_source = _similarity(summary, policies, evaluation, len(names))
+
+    try:
+        plots = _write_plots(run, summary, evaluation, names, similarity, similarity_source)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FairadvError(f"{run}: cannot plot the run's results: {exc}") from None
+    text = render(run.name, recipe, summary, evaluation, policies, metrics, plots, similarity_source)
+    path = run / "report.md"
+    write_text_atomic(path, text)
+    return path
+
+
+def render(name: str, recipe: Mapping[str, Any], summary: Mapping[str, Any], evaluation: Mapping[str, Any] | None,
+           policies: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]], plots: Mapping[str, str],
+           similarity_source: str | None = None) -> str:
+    """The markdown text (plots given as ``{key: relative path}``)."""
+    lines = [f"# fairadv report: {name}", ""]
+    lines += _recipe_section(recipe, metrics)
+    lines += ["## Per-class accuracy (final evaluation)", "", _attack_sentence(summary.get("attack")), ""]
+    lines += _summary_lines(summary)
+    if "class_accuracy" in plots:
+        lines += ["", f"![per-class clean and robust accuracy]({plots['class_accuracy']})"]
+    lines.append("")
+    if evaluation and evaluation.get("attacks"):
+        lines += _evaluation_section(evaluation, plots)
+    if "similarity" in plots:
+        lines += ["## Class similarity", "", f"Source: {similarity_source}.", "",
+                  f"![class similarity]({plots['similarity']})", ""]
+    lines += _policy_section(policies, summary)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- sections -------------------------------------------------------------------------------------------------------
+
+
+def _recipe_section(recipe: Mapping[str, Any], metrics: Sequence[Mapping[str, Any]]) -> list[str]:
+    def table(key: str) -> Mapping[str, Any]:
+        value = recipe.get(key)
+        return value if isinstance(value, Mapping) else {}
+
+    def component(key: str) -> str:
+        body = dict(table(key))
+        label = str(body.pop("name", "-"))
+        body.pop("attack", None)
+        params = ", ".join(f"{k} = {v}" for k, v in body.items() if not isinstance(v, Mapping))
+        return f"`{label}`" + (f" ({params})" if params else "")
+
+    run, train = table("run"), table("train")
+    rows = [("data", component("data")), ("model", component("model")), ("objective", component("objective")),
+            ("training attack", component("attack")), ("strategy", component("strategy")),
+            ("optimizer", component("optimizer")), ("schedule", component("schedule")),
+            ("training", f"{train.get('epochs', '-')} epochs, batch {train.get('batch_size', '-')}, "
+                         f"seed {run.get('seed', '-')}")]
+    if metrics:
+        last = metrics[-1]
+        seconds = sum(float((m.get("timing") or {}).get("seconds", 0.0)) for m in metrics)
+        rows.append(("last epoch", f"epoch {last.get('epoch')}, loss {_num(last.get('loss'), '.4f')}, "
+                                   f"train robust {_pct(last.get('train_robust_accuracy'))} %; "
+                                   f"{seconds:.0f} s of training in all"))
+    lines = ["## Recipe essentials", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return lines + [""]
+
+
+def _summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    worst = summary["worst_class"]
+    lines = ["| class | name | clean % | robust % | images |", "|---:|---|---:|---:|---:|"]
+    for row in summary["per_class"]:
+        mark = "**" if row["class"] == worst else ""
+        lines.append(f"| {row['class']} | {mark}{row['name']}{mark} | {_pct(row['clean'])} | "
+                     f"{mark}{_pct(row['robust'])}{mark} | {row.get('count', '')} |")
+    lines.append(f"| | **average** | **{_pct(summary['clean_accuracy'])}** | **{_pct(summary['robust_accuracy'])}** "
+                 "| |")
+    lines.append(f"| | **worst class** | {_pct(summary.get('worst_class_clean_accuracy'))} | "
+                 f"**{_pct(summary['worst_class_robust_accuracy'])}** | |")
+    lines += ["", f"Spread across classes (std of robust accuracy): {_pct(summary.get('robust_accuracy_std'))} "
+                  "points.", ""]
+    confusions = summary.get("worst_class_confusions") or []
+    if confusions:
+        text = ", ".join(f"{c['name']} ({_pct(c['rate'])} %)" for c in confusions)
+        lines.append(f"Worst class **{summary['worst_class_name']}** is mistaken under attack mostly for: {text}.")
+    return lines
+
+
+def _evaluation_section(evaluation: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    attacks: Mapping[str, Any] = evaluation["attacks"]
+    lines = ["## Evaluation (`fairadv eval`)", "",
+             f"{evaluation.get('images', '?')} test images"
+             + (f" (class-stratified subset, n = {evaluation['n']})" if evaluation.get("n") else "")
+             + f", eps {_num(evaluation.get('eps'), 'g')} ({evaluation.get('norm', 'linf')}), fp32, eval mode, "
+               f"seed {evaluation.get('seed', '-')}.", ""]
+    lines += ["| attack | clean avg % | robust avg % | worst class | worst robust % | std % | top confusions |",
+              "|---|---:|---:|---|---:|---:|---|"]
+    for name, res in attacks.items():
+        conf = ", ".join(f"{c['name']} ({_pct(c['rate'])} %)" for c in res.get("worst_class_confusions") or []) or "-"
+        lines.append(f"| {name} | {_pct(res['clean_accuracy'])} | {_pct(res['robust_accuracy'])} | "
+                     f"{res['worst_class_name']} | {_pct(res['worst_class_robust_accuracy'])} | "
+                     f"{_pct(res.get('robust_accuracy_std'))} | {conf} |")
+    names = list(attacks)
+    first = attacks[names[0]]
+    lines += ["", "| class | clean % | " + " | ".join(f"{n} %" for n in names) + " |",
+              "|---|---:|" + "---:|" * len(names)]
+    for i, row in enumerate(first["per_class"]):
+        cells = " | ".join(_pct(attacks[n]["per_class"][i]["robust"]) for n in names)
+        lines.append(f"| {row['name']} | {_pct(row['clean'])} | {cells} |")
+    lines.append("")
+    for name in names:
+        key = f"confusion_{name}"
+        if key in plots:
+            lines += [f"Confusion under {name}, the strongest attack here (lowest average robust accuracy):", "",
+                      f"![confusion under {name}]({plots[key]})", ""]
+    return lines
+
+
+def _policy_section(policies: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> list[str]:
+    lines = ["## Class policy", ""]
+    changes = [p for p in policies if not _is_uniform(p)]
+    if not policies:
+        return lines + ["No `policy.jsonl` in the run folder.", ""]
+    if not changes:
+        return lines + ["Uniform throughout (every class weight and radius scale 1).", ""]
+    epochs = ", ".join(str(p.get("applies_from", p.get("epoch"))) for p in changes)
+    lines += [f"{len(changes)} change(s) from uniform, applying from epoch(s) {epochs}. The last one:", ""]
+    last = changes[-1]
+    vectors = [v for v in POLICY_VECTORS if isinstance(last.get(v), list)]
+    names = [str(row["name"]) for row in summary["per_class"]]
+    lines += ["| class | " + " | ".join(vectors) + " |", "|---|" + "---:|" * len(vectors)]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(_num(last[v][i], '.4f') for v in vectors) + " |")
+    return lines + [""]
+
+
+def _is_uniform(policy: Mapping[str, Any]) -> bool:
+    return all(abs(float(x) - 1.0) < 1e-9 for v in POLICY_VECTORS if isinstance(policy.get(v), list)
+               for x in policy[v])
+
+
+def _attack_sentence(attack: Mapping[str, Any] | None) -> str:
+    if not attack:
+        return "Robust accuracy under the recipe's evaluation attack."
+    params = ", ".join(f"{k} {v}" for k, v in attack.items() if k != "name")
+    return f"Robust accuracy under `{attack.get('name', '?')}` ({params}) on the test split."
+
+
+# --- plots and inputs -----------------------------------------------------------------------------------------------
+
+
+def _similarity(summary: Mapping[str, Any], policies: Sequence[Mapping[str, Any]],
+                evaluation: Mapping[str, Any] | None, c: int) -> tuple[Any, str | None]:
+    for record, where in [(summary, "summary.json"), *((p, "policy.jsonl") for p in reversed(policies))]:
+        matrix = record.get("similarity")
+        if isinstance(matrix, list) and len(matrix) == c:
+            return matrix, f"the class similarity recorded in {where}"
+    strongest = _strongest_attack(evaluation)
+    if strongest is not None and len(strongest[1]["confusion"]) == c:
+        name, confusion = strongest[0], strongest[1]["confusion"]
+        m = [[0.0 if i == j else float(v) for j, v in enumerate(row)] for i, row in enumerate(confusion)]
+        m = [[v / s if (s := sum(row)) > 0 else 0.0 for v in row] for row in m]
+        return m, (f"confusion under {name} (eval.json), diagonal removed, each row normalised: where each "
+                   "class's errors go")
+    return None, None
+
+
+def _strongest_attack(evaluation: Mapping[str, Any] | None) -> tuple[str, Mapping[str, Any]] | None:
+    """The eval.json attack with the lowest average robust accuracy that recorded a confusion matrix."""
+    candidates = [(name, res) for name, res in ((evaluation or {}).get("attacks") or {}).items()
+                  if isinstance(res.get("confusion"), list)]
+    return min(candidates, key=lambda item: float(item[1]["robust_accuracy"]), default=None)
+
+
+def _write_plots(run: Path, summary: Mapping[str, Any], evaluation: Mapping[str, Any] | None, names: list[str],
+                 similarity: Any, similarity_source: str | None) -> dict[str, str]:
+    from fairadv.plots import plot_class_accuracy, plot_confusion, plot_similarity
+
+    folder = run / REPORT_DIR
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise FairadvError(f"{folder}: cannot create: {exc.strerror or exc}") from None
+    plots = {"class_accuracy": plot_class_accuracy(summary, folder / "class_accuracy.png")}
+    strongest = _strongest_attack(evaluation)
+    if strongest is not None:  # one heatmap keeps the report to a page
+        name, res = strongest
+        plots[f"confusion_{name}"] = plot_confusion(res["confusion"], names, folder / f"confusion_{name}.png",
+                                                    f"Confusion under {name} (% of each true class)")
+    if similarity is not None:
+        plots["similarity"] = plot_similarity(similarity, names, folder / "similarity.png", "Class similarity")
+    return {k: f"{REPORT_DIR}/{Path(v).name}" for k, v in plots.items()}
+
+
+def _read_json(path: Path, missing_hint: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FairadvError(f"{path}: not found ({missing_hint})" if missing_hint else f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FairadvError(f"{path}: not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise FairadvError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FairadvError(f"{path}: not readable JSON lines: {exc}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FairadvError(f"{path}: not found; not a run folder") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise FairadvError(f"{path}: cannot read: {exc}") from None
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.2f}"
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(float(value), fmt)
