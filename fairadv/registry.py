@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from importlib import metadata
+from importlib.metadata import packages_distributions
 from typing import Any
 
 import attrs
@@ -59,13 +60,14 @@ class Registry:
             raise ValueError(f"{self.kind} name {name!r} must be non-empty, lowercase and without ':'")
 
         def decorator(obj: Any) -> Any:
+            who = _current_origin(origin, getattr(obj, "__module__", None))
             if name in self._entries and self._entries[name] is not obj:
                 raise FairadvError(
-                    f"{self.kind} name {name!r} is registered twice: by {self._origin[name]} and by "
-                    f"{_current_origin(origin)}; uninstall one of them"
+                    f"{self.kind} name {name!r} is registered twice: by {self._origin[name]} and by {who}; "
+                    "uninstall one of them"
                 )
             self._entries[name] = obj
-            self._origin[name] = _current_origin(origin)
+            self._origin[name] = who
             return obj
 
         return decorator
@@ -157,13 +159,25 @@ _BROKEN_PLUGINS: dict[str, str] = {}
 _LOADING_ORIGIN: list[str] = []
 
 
-def _current_origin(default: str) -> str:
-    return _LOADING_ORIGIN[-1] if _LOADING_ORIGIN else default
+_FATAL: list[FairadvError] = []
+
+
+def _current_origin(default: str, module: str | None = None) -> str:
+    """Who is registering: the plugin being loaded, else the distribution that ships ``module``."""
+    if _LOADING_ORIGIN:
+        return _LOADING_ORIGIN[-1]
+    top = (module or "").split(".")[0]
+    if not top or top == "fairadv":
+        return default
+    dists = packages_distributions().get(top)
+    return f"distribution {dists[0]}" if dists else f"module {module}"
 
 
 def load_plugins() -> dict[str, str]:
     """Import every ``fairadv.plugins`` entry point once; return the broken ones as {name: error}."""
     global _PLUGINS_LOADED
+    if _FATAL:
+        raise _FATAL[0]  # e.g. two distributions registered one name: every later lookup must fail too
     if _PLUGINS_LOADED:
         return dict(_BROKEN_PLUGINS)
     _PLUGINS_LOADED = True
@@ -172,7 +186,8 @@ def load_plugins() -> dict[str, str]:
         _LOADING_ORIGIN.append(f"plugin {ep.name!r} (distribution {dist})")
         try:
             ep.load()
-        except FairadvError:
+        except FairadvError as exc:
+            _FATAL.append(exc)
             raise
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break fairadv
             _BROKEN_PLUGINS[ep.name] = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,167 @@
+"""The documentation's executable parts: the plugin tutorial is built and run, and the generated references cover
+every recipe key.
+
+The tutorial (docs/tutorial-plugin.md) is the source: every fenced code block with ``title="path"`` is a file (blocks
+with the same title are concatenated), written to ``tmp_path``. The package is then "installed" the way pip would
+expose it to fairadv (its source folder on ``sys.path`` and the entry points its pyproject.toml declares), its own
+tests are run, and the documented commands and outputs are checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import runpy
+import sys
+import tomllib
+from pathlib import Path
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+import fairadv
+from fairadv.cli import main
+from test_plugins import FakeEntryPoint, plugin_state  # noqa: F401 - plugin_state is a fixture
+
+ROOT = Path(__file__).parent.parent
+TUTORIAL = ROOT / "docs" / "tutorial-plugin.md"
+FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
+FAST = ("attack.steps=1", "eval.attack.steps=2", "eval.n=50", "model.width=8", "strategy.warmup_epochs=1")
+
+
+def code_blocks(markdown: str) -> list[tuple[str, dict[str, str], str]]:
+    """(language, {attribute: value}, body) for every fenced block, in order."""
+    return [(lang, dict(re.findall(r'(\w+)="([^"]*)"', header)), body)
+            for lang, header, body in FENCE.findall(markdown)]
+
+
+def tutorial_files() -> dict[str, str]:
+    files: dict[str, str] = {}
+    for _, attributes, body in code_blocks(TUTORIAL.read_text()):
+        if "title" in attributes:
+            files[attributes["title"]] = files.get(attributes["title"], "") + body
+    return files
+
+
+@pytest.fixture
+def tutorial(tmp_path, monkeypatch, plugin_state):
+    """The tutorial's files written to tmp_path (the working directory) and its package 'installed'."""
+    files = tutorial_files()
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    project = tomllib.loads(files["fairadv-hardclass/pyproject.toml"])
+    src = tmp_path / "fairadv-hardclass" / project["tool"]["setuptools"]["packages"]["find"]["where"][0]
+    monkeypatch.syspath_prepend(str(src))
+    for name, module in project["project"]["entry-points"]["fairadv.plugins"].items():
+        plugin_state.append(FakeEntryPoint(name, module, project["project"]["name"]))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_tutorial_has_the_files_it_promises():
+    files = tutorial_files()
+    for name in ("pyproject.toml", "src/fairadv_hardclass/__init__.py", "src/fairadv_hardclass/strategy.py",
+                 "recipes/hard_class_digits.toml", "tests/test_hard_class.py"):
+        assert f"fairadv-hardclass/{name}" in files, name
+    tree = next(body for lang, _, body in code_blocks(TUTORIAL.read_text()) if lang == "text")
+    for name in ("pyproject.toml", "__init__.py", "strategy.py", "hard_class_digits.toml", "test_hard_class.py"):
+        assert name in tree
+
+
+def test_the_tutorial_plugin_is_listed_with_its_distribution(tutorial):
+    result = CliRunner().invoke(main, ["list", "strategies"], catch_exceptions=False)
+    assert result.exit_code == 0
+    output = " ".join(result.output.split())
+    documented = next(body for lang, _, body in code_blocks(TUTORIAL.read_text())
+                      if lang == "text" and "│ hard_class" in body)
+    for cell in (c.strip() for c in documented.strip().strip("│").split("│")):
+        for word in cell.split():
+            assert word in output, (word, output)
+
+
+def test_the_tutorial_plugin_passes_its_own_tests(tutorial):
+    spec = importlib.util.spec_from_file_location("tutorial_tests", tutorial / "fairadv-hardclass" / "tests"
+                                                  / "test_hard_class.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tests = [getattr(module, name) for name in dir(module) if name.startswith("test_")]
+    assert len(tests) >= 2
+    for test in tests:
+        test()
+
+
+def test_the_documented_validation_error_is_what_fairadv_prints(tutorial):
+    blocks = code_blocks(TUTORIAL.read_text())
+    command = next(body for lang, _, body in blocks if lang == "bash" and "fairadv validate" in body).split()
+    documented = next(body for lang, _, body in blocks if lang == "text" and body.startswith("error:")).strip()
+    result = CliRunner().invoke(main, command[1:], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()) == documented
+
+
+def test_the_tutorial_recipe_runs_from_python(tutorial, monkeypatch, capsys):
+    run = fairadv.run
+
+    def shortened(recipe, **kwargs):  # the documented run, made fast: fewer attack steps, a smaller model
+        assert recipe.strategy.name == "hard_class"
+        return run(recipe.override("train.epochs=2", *FAST), **kwargs)
+
+    monkeypatch.setattr(fairadv, "run", shortened)
+    runpy.run_path(str(tutorial / "run_hard_class.py"), run_name="__main__")
+    assert "robust" in capsys.readouterr().out
+    policies = (tutorial / "runs" / "hard_class_digits" / "policy.jsonl").read_text().splitlines()
+    assert len(policies) == 2  # uniform, then hard_class's weights from epoch 2
+
+
+# --- generated references -------------------------------------------------------------------------------------------
+
+
+def load_hook():
+    spec = importlib.util.spec_from_file_location("docs_reference_hook", ROOT / "docs" / "hooks" / "reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recipe_reference_lists_every_key_with_its_range():
+    from fairadv.recipe import DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, component_registries
+
+    text = load_hook().recipe_reference()
+    for cls in (RunConfig, TrainConfig, DataConfig, ModelConfig, EvalConfig):
+        for field in attrs.fields(cls):
+            if field.name not in ("name", "params", "attack"):
+                assert f"| `{field.name}` |" in text, (cls.__name__, field.name)
+    for table, registry in component_registries().items():
+        for name in registry.names():
+            assert f"### {table} `{name}`" in text or table == "eval.attack"
+            for param in registry.params(name):
+                assert f"| `{param.name}` |" in text, (table, name, param.name)
+    assert "| `eps` | number | `0.031` | a number > 0 |" in text  # type, default and the validator's range
+    assert "| `epochs` | integer | `10` | a number > 0 |" in text
+
+
+def test_the_cli_reference_documents_every_command():
+    text = load_hook().cli_reference()
+    for name in main.commands:
+        assert f"## `fairadv {name}`" in text and f"Usage: fairadv {name}" in text
+
+
+def test_getting_started_shows_the_readme_commands():
+    body = load_hook().readme_quickstart()
+    readme = (ROOT / "README.md").read_text()
+    assert body.strip() in readme and "fairadv run" in body and "pytest" in body
+    assert "<!-- fairadv:readme-quickstart -->" in (ROOT / "docs" / "getting-started.md").read_text()
+
+
+def test_every_page_in_the_nav_is_linked_and_every_page_is_in_the_nav():
+    nav = re.findall(r":\s*([\w/-]+\.md)\s*$|^\s*-\s*([\w/-]+\.md)\s*$",
+                     (ROOT / "mkdocs.yml").read_text(), re.MULTILINE)
+    listed = {a or b for a, b in nav}
+    mine = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert mine <= listed, sorted(mine - listed)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
