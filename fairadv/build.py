@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, Te
 
 from fairadv.errors import FairadvError
 from fairadv.recipe import ComponentConfig, Recipe
+from fairadv.validators import InvalidValue
 
 SPLITS = ("train", "val", "test")
 
@@ -28,7 +30,19 @@ def select_device(spec: str = "auto") -> torch.device:
 
 def build_source(recipe: Recipe) -> Any:
     """The recipe's `DataSource` (cached per data configuration: a data set is opened once per process)."""
-    return _cached_source(recipe.data.name, tuple(sorted(recipe.data.params.items())))
+    with named_errors(recipe, "data"):
+        return _cached_source(recipe.data.name, tuple(sorted(recipe.data.params.items())))
+
+
+@contextlib.contextmanager
+def named_errors(recipe: Recipe, table: str) -> Iterator[None]:
+    """Make a factory's errors name the recipe file and the table (and the key, for an out-of-range value)."""
+    try:
+        yield
+    except InvalidValue as exc:
+        raise FairadvError(f"{recipe.source}: {table}.{exc}") from None
+    except FairadvError as exc:
+        raise FairadvError(f"{recipe.source}: [{table}] {exc}") from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -152,8 +166,9 @@ def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, i
     """The recipe's model for ``num_classes`` classes and (C, H, W) inputs."""
     from fairadv.models import MODELS
 
-    return MODELS.create(recipe.model.name, num_classes=num_classes, in_channels=input_shape[0],
-                         input_size=tuple(input_shape[1:]), **recipe.model.params)
+    with named_errors(recipe, "model"):
+        return MODELS.create(recipe.model.name, num_classes=num_classes, in_channels=input_shape[0],
+                             input_size=tuple(input_shape[1:]), **recipe.model.params)
 
 
 def build_component(kind: str, config: ComponentConfig) -> Any:

@@ -56,7 +56,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated or unsafe: all the user's to fix
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # the weights-only unpickler met an object
             reason = "it contains pickled Python objects, which fairadv refuses to load (nothing was executed)"
         raise FairadvError(f"{path}: not a readable fairadv checkpoint: {reason}") from None
     if not isinstance(state, dict):

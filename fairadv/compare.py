@@ -113,6 +113,7 @@ def group_runs(runs: Sequence[Run]) -> list[list[Run]]:
 
 
 def group_label(runs: Sequence[Run]) -> str:
+    """A column name for a group of runs: the run's name, or the names' common prefix and the seed count."""
     if len(runs) == 1:
         return runs[0].name
     prefix = os.path.commonprefix([r.name for r in runs]).rstrip("_-. ")
@@ -266,6 +267,7 @@ def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
 
 
 def print_comparison(result: Mapping[str, Any], console: Console) -> None:
+    """Print the tables of `comparison_tables`."""
     for table in comparison_tables(result):
         console.print(table)
 

@@ -73,5 +73,6 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Mod
 
 
 def barrier() -> None:
+    """Wait until every process gets here (a no-op in a single process)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

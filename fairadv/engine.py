@@ -32,6 +32,7 @@ from rich.table import Table
 
 from fairadv.attacks.base import eval_mode
 from fairadv.build import (build_component, build_dataset, build_model, build_source, dataset_labels, make_loader,
+                           named_errors,
                            select_device, subset_per_class)
 from fairadv.checkpoint import FORMAT_VERSION, load_checkpoint, load_state_dict_file, save_atomic, write_text_atomic
 from fairadv.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size, wrap_model
@@ -110,8 +111,9 @@ class Trainer:
         self.eval_attack = build_component("eval.attack", recipe.eval.attack)
         from fairadv.optim import OPTIMIZERS
 
-        self.optimizer = OPTIMIZERS.create(recipe.optimizer.name, params=self.model.parameters(),
-                                           **recipe.optimizer.params)
+        with named_errors(recipe, "optimizer"):
+            self.optimizer = OPTIMIZERS.create(recipe.optimizer.name, params=self.model.parameters(),
+                                               **recipe.optimizer.params)
         self.schedule = build_component("schedule", recipe.schedule)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.stats = ClassStats(self.num_classes, self.device)
@@ -122,7 +124,7 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         if resume:
             self._restore()
-        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
+        elif self.run_dir.exists() and any(p.is_file() and not _is_temporary(p) for p in self.run_dir.rglob("*")):
             raise FairadvError(f"{self.run_dir}: run folder already exists; continue it with --resume, or choose "
                                "another name with --set run.name=... or another --out")
         barrier()  # every process has checked the run folder before rank 0 writes to it
@@ -333,8 +335,12 @@ class Trainer:
     # --- policy -----------------------------------------------------------------------------------------------------
 
     def _checked_policy(self, hook: Any, epoch: int) -> ClassPolicy | None:
+        """Run a strategy hook; validate a returned policy again on a private copy, so a strategy that mutates its
+        tensors afterwards can never put a NaN into training, policy.jsonl or a checkpoint."""
         try:
             policy = hook()
+            if policy is not None:
+                policy = ClassPolicy.from_dict(policy.to_dict())
         except ValueError as exc:
             raise NumericalError(f"strategy {self.recipe.strategy.name!r} produced an invalid policy at epoch "
                                  f"{epoch}: {exc}") from None
@@ -367,8 +373,10 @@ class Trainer:
         if self.start_epoch > 1 or not self.dist.is_main:
             return
         try:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            # recipe.toml first: a run killed right after this is a folder that --resume can start over in.
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / "recipe.toml", self.recipe.to_toml())
+            (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         except OSError as exc:
             raise FairadvError(f"{self.run_dir}: cannot write the run folder: {exc.strerror or exc}") from None
         self._append_jsonl("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
@@ -414,6 +422,9 @@ class Trainer:
     def _restore(self) -> None:
         """Load the last checkpoint of an existing run and trim logs written after it."""
         recipe_file = self.run_dir / "recipe.toml"
+        if self.dist.is_main and self.run_dir.exists():  # an atomic write cut short by a kill leaves a temporary file
+            for stale in filter(_is_temporary, self.run_dir.rglob("*")):
+                stale.unlink(missing_ok=True)
         if not self.ckpt_path.exists():
             if not recipe_file.exists():
                 raise FairadvError(f"{self.run_dir}: nothing to resume (no run folder with a recipe.toml); run "
@@ -424,18 +435,27 @@ class Trainer:
                 self._truncate_jsonl(name, keep_through=-1)
             return
         state = load_checkpoint(self.ckpt_path)
-        self._check_same_recipe(tomllib_loads(state.get("recipe", ""), self.ckpt_path), recipe_file)
+        self._check_same_recipe(tomllib_loads(state.get("recipe", ""), self.ckpt_path), self.ckpt_path)
         try:
+            epoch = state["epoch"]
+            if not isinstance(epoch, int) or not 1 <= epoch <= self.recipe.train.epochs:
+                raise ValueError(f"its epoch {epoch!r} is not in 1..{self.recipe.train.epochs}")
+            spec_classes = state.get("model_spec", {}).get("num_classes", self.num_classes)
+            if spec_classes != self.num_classes:
+                raise ValueError(f"its model has {spec_classes} classes, the data {self.num_classes}")
+            policy = ClassPolicy.from_dict(state["policy"])
+            if policy.num_classes != self.num_classes:
+                raise ValueError(f"its policy has {policy.num_classes} classes, the data {self.num_classes}")
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state.get("scaler", {}))
             self.strategy.load_state_dict(state.get("strategy", {}))
-            self.policy = ClassPolicy.from_dict(state["policy"])
             self.stats.load_state_dict(state.get("stats", {}))
-            self.start_epoch = int(state["epoch"]) + 1
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the file does not fit this run
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise FairadvError(f"{self.ckpt_path}: checkpoint does not match this recipe: {reason}") from None
+        self.policy = policy
+        self.start_epoch = epoch + 1
         for name in ("metrics.jsonl", "policy.jsonl"):
             self._truncate_jsonl(name, keep_through=self.start_epoch - 1)
 
@@ -444,16 +464,24 @@ class Trainer:
         for recipe_dict in (saved, current):
             recipe_dict.get("run", {}).pop("out", None)  # the same run may be resumed from another --out path
         if saved != current:
-            diff = ", ".join(_differences(saved, current)[:3])
+            # A changed component name explains the rest of the differences: list it first.
+            changes = sorted(_differences(saved, current), key=lambda d: not d.split(":")[0].endswith(".name"))
+            diff = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
             raise FairadvError(f"{where}: --resume with a changed recipe ({diff}); resume with the original recipe "
                                "or start a new run")
 
     def _truncate_jsonl(self, name: str, keep_through: int) -> None:
         path = self.run_dir / name
         if path.exists() and self.dist.is_main:
-            lines = [line for line in path.read_text().splitlines()
-                     if line.strip() and json.loads(line)["epoch"] <= keep_through]
-            write_text_atomic(path, "".join(line + "\n" for line in lines))
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a crash mid-append: it belongs to no finished epoch
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= keep_through:
+                    kept.append(line)
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def _progress(self) -> Any:
         if not self.show_progress:
@@ -484,9 +512,17 @@ class _NoProgress:
         return None
 
 
-def tomllib_loads(text: str, origin: Path) -> dict[str, Any]:
+def _is_temporary(path: Path) -> bool:
+    """A temporary file of `write_text_atomic` / `save_atomic` (``.<name>.<random>.tmp``)."""
+    return path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def tomllib_loads(text: Any, origin: Path) -> dict[str, Any]:
+    """Parse the recipe TOML stored in a checkpoint or run folder; a problem names ``origin``."""
     import tomllib
 
+    if not isinstance(text, str):
+        raise FairadvError(f"{origin}: the stored recipe is not text (got {type(text).__name__})")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -13,7 +13,7 @@ import attrs
 import torch
 
 from fairadv.registry import Registry
-from fairadv.validators import ge, gt
+from fairadv.validators import check, ge, gt
 
 OPTIMIZERS = Registry("optimizer", "optimizers", injected=("params",))
 SCHEDULES = Registry("schedule", "schedules")
@@ -25,8 +25,9 @@ _positive = gt(0)
 def sgd(params: Iterable[torch.nn.Parameter], lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
         weight_decay: float = 5e-4) -> torch.optim.Optimizer:
     """SGD with momentum; DAFA's defaults (lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4)."""
-    if lr <= 0 or momentum < 0 or weight_decay < 0:
-        raise ValueError("lr must be > 0, momentum and weight_decay >= 0")
+    check("lr", lr, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+    check("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
+    check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                            weight_decay=weight_decay)
 
@@ -35,8 +36,9 @@ def sgd(params: Iterable[torch.nn.Parameter], lr: float = 0.1, momentum: float =
 def adamw(params: Iterable[torch.nn.Parameter], lr: float = 1e-3, weight_decay: float = 1e-2,
           betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay), e.g. for fine-tuning timm models."""
-    if lr <= 0 or weight_decay < 0:
-        raise ValueError("lr must be > 0 and weight_decay >= 0")
+    check("lr", lr, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+    check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    check("betas", betas, lambda v: all(0 <= b < 1 for b in v), "two numbers in [0, 1)")
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
 
 

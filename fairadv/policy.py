@@ -74,6 +74,7 @@ class ClassPolicy:
 
     @property
     def num_classes(self) -> int:
+        """C, the length of every vector."""
         return self.ce_weight.numel()
 
     def evolve(self, **changes: object) -> ClassPolicy:
@@ -95,6 +96,7 @@ class ClassPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ClassPolicy:
+        """The inverse of `to_dict` (validated again)."""
         return cls(**data)  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
@@ -108,5 +110,6 @@ class ClassPolicy:
         )
 
     def is_uniform(self) -> bool:
+        """Whether every class has weight 1 and the base radius, step and beta."""
         steps_uniform = self.step_scale is None or all(math.isclose(v, 1.0) for v in self.step_scale.tolist())
         return steps_uniform and all(math.isclose(v, 1.0) for n in VECTORS for v in getattr(self, n).tolist())

@@ -206,6 +206,7 @@ class Recipe:
         Path(path).write_text(self.to_toml())
 
     def to_toml(self) -> str:
+        """The resolved recipe as TOML text (what `dump` writes)."""
         return tomli_w.dumps(self.to_dict())
 
     def override(self, *overrides: str) -> Recipe:

@@ -45,6 +45,7 @@ class ClassStats:
         self.reset()
 
     def reset(self) -> None:
+        """Zero every sum (the engine calls this at the start of each epoch)."""
         c, dev = self.num_classes, self.device
         self.counts = torch.zeros(c, dtype=torch.float64, device=dev)
         self.clean_correct = torch.zeros(c, dtype=torch.float64, device=dev)
@@ -72,6 +73,7 @@ class ClassStats:
             self.feature_sum.index_add_(0, y, features_adv.detach().double())
 
     def compute(self) -> EpochStats:
+        """Means and rates from the sums so far, on the CPU in float64."""
         counts = self.counts.cpu()
         denom = counts.clamp_min(1)
         confusion = self.adv_confusion.cpu()
@@ -91,9 +93,11 @@ class ClassStats:
         return sums + ([self.feature_sum] if self.feature_sum is not None else [])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The sums, for a checkpoint."""
         names = ("counts", "clean_correct", "clean_seen", "adv_prob_sum", "adv_confusion", "feature_sum")
         return {n: t.cpu().clone() for n, t in zip(names, self.sums())}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore sums saved by `state_dict`."""
         for name, value in state.items():
             setattr(self, name, value.to(self.device, torch.float64))

@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 
 from fairadv.data.base import DATASETS, DataSource
 from fairadv.errors import FairadvError
+from fairadv.validators import InvalidValue
 
 
 def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,9 +39,9 @@ def digits(test_fraction: float = 0.3, split_seed: int = 0, upscale: int = 1) ->
         upscale: nearest-neighbour upsampling factor (4 gives 32x32 images for CIFAR-sized models).
     """
     if not 0 < test_fraction < 1:
-        raise FairadvError(f"digits: test_fraction must be in (0, 1), got {test_fraction}")
+        raise InvalidValue("test_fraction", test_fraction, "a number in (0, 1)")
     if upscale < 1:
-        raise FairadvError(f"digits: upscale must be a positive integer, got {upscale}")
+        raise InvalidValue("upscale", upscale, "an integer >= 1")
     from sklearn.datasets import load_digits  # deferred: scikit-learn is slow to import and only needed here
 
     raw = load_digits()

@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from fairadv.data.base import DATASETS, DataSource
 from fairadv.errors import FairadvError
+from fairadv.validators import InvalidValue
 
 
 def class_means(num_classes: int, dim: int, far: float, near: float,
@@ -51,11 +52,11 @@ def class_means(num_classes: int, dim: int, far: float, near: float,
 def _check(num_classes: int, dim: int, sizes: tuple[int, int], sigma: float, far: float, near: float,
            close_pairs: tuple[tuple[int, int], ...]) -> None:
     if num_classes < 2:
-        raise FairadvError(f"gaussian: num_classes must be at least 2, got {num_classes}")
+        raise InvalidValue("num_classes", num_classes, "an integer >= 2")
     if min(sizes) < 1:
         raise FairadvError(f"gaussian: train_per_class and test_per_class must be positive, got {sizes}")
     if sigma < 0:
-        raise FairadvError(f"gaussian: sigma must be >= 0, got {sigma}")
+        raise InvalidValue("sigma", sigma, "a number >= 0")
     if not 0 < near <= far:
         raise FairadvError(f"gaussian: need 0 < near <= far, got near = {near}, far = {far}")
     seen: set[int] = set()

@@ -12,6 +12,7 @@ from torchvision import datasets, transforms
 
 from fairadv.data.base import DATASETS, DataSource
 from fairadv.errors import FairadvError
+from fairadv.validators import InvalidValue
 
 
 def _open(root: str, split_dir: str) -> datasets.ImageFolder:
@@ -39,9 +40,9 @@ def imagefolder(root: str, train_dir: str = "train", test_dir: str = "test", ima
         channels: 3 for RGB, 1 to convert to grayscale.
     """
     if channels not in (1, 3):
-        raise FairadvError(f"imagefolder: channels must be 1 or 3, got {channels}")
+        raise InvalidValue("channels", channels, "1 or 3")
     if image_size < 1:
-        raise FairadvError(f"imagefolder: image_size must be a positive integer, got {image_size}")
+        raise InvalidValue("image_size", image_size, "an integer >= 1")
     train, test = _open(root, train_dir), _open(root, test_dir)
     if train.classes != test.classes:
         only_train = sorted(set(train.classes) - set(test.classes))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairadv.errors import FairadvError
+from fairadv.validators import InvalidValue
 from fairadv.models.base import MODELS
 
 
@@ -89,7 +90,7 @@ def small_cnn(num_classes: int, in_channels: int, input_size: tuple[int, int], w
         width: channels of the first conv; the next two have 2x and 4x as many.
     """
     if width < 1:
-        raise FairadvError(f"model 'small_cnn': width must be >= 1, got width = {width}")
+        raise InvalidValue("width", width, "an integer >= 1")
     return SmallCNN(num_classes, in_channels, width)
 
 
@@ -103,7 +104,7 @@ def mlp(num_classes: int, in_channels: int, input_size: tuple[int, int], hidden:
         depth: number of hidden layers; 0 gives a linear classifier.
     """
     if hidden < 1:
-        raise FairadvError(f"model 'mlp': hidden must be >= 1, got hidden = {hidden}")
+        raise InvalidValue("hidden", hidden, "an integer >= 1")
     if depth < 0:
-        raise FairadvError(f"model 'mlp': depth must be >= 0, got depth = {depth}")
+        raise InvalidValue("depth", depth, "an integer >= 0")
     return MLP(num_classes, in_channels * math.prod(int(s) for s in input_size), hidden, depth)

@@ -46,8 +46,10 @@ class EpochContext:
         measure: ``measure(features=False) -> EpochStats``: class statistics from a separate eval-mode pass over the
             training split (no augmentation) with the training attack under the current policy, computed on demand;
             with ``features`` also the class means of the penultimate features.
-        batches: ``batches(split="val")`` iterates ``(x, y)`` batches of ``"train"`` (un-augmented), ``"val"`` or
-            ``"test"`` on the training device, for strategies that need their own pass (e.g. per-class losses).
+        batches: ``batches(split="val", shard=False)`` iterates ``(x, y)`` batches of ``"train"`` (un-augmented),
+            ``"val"`` or ``"test"`` on the training device, for strategies that need their own pass (e.g. per-class
+            losses); with ``shard`` each of several processes gets its own share (sum the results with
+            `fairadv.distributed.all_reduce_sum`).
     """
 
     epoch: int
@@ -69,9 +71,11 @@ class FairnessStrategy:
         return ClassPolicy.uniform(num_classes)
 
     def on_epoch_start(self, ctx: EpochContext) -> ClassPolicy | None:
+        """Before epoch ``ctx.epoch`` trains: a policy for this very epoch, or None to keep the current one."""
         return None
 
     def on_epoch_end(self, ctx: EpochContext) -> ClassPolicy | None:
+        """After epoch ``ctx.epoch`` (``ctx.stats`` holds its statistics): a policy from the next epoch on, or None."""
         return None
 
     def evaluation_model(self, model: nn.Module) -> nn.Module | None:
@@ -84,7 +88,8 @@ class FairnessStrategy:
         not fit the rest of ``recipe``, e.g. a warm-up longer than the run; called when the recipe is loaded."""
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything the strategy needs to continue after a resume (tensors, numbers, lists, dicts only)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Restore what `state_dict` returned."""
