@@ -24,6 +24,7 @@ from fairadv.strategies.base import STRATEGIES, EpochContext
 from fairadv.strategies.cfa import (CFA, ccm_eps_scale, ccr_class_beta, cfa_policy, fawa_accepts,
                                     weight_average_)
 from fairadv.validators import InvalidValue
+from resume_helpers import full_and_resumed, metrics
 from strategies import floats32
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -382,31 +383,12 @@ def test_cfa_digits_recipe_reports_the_fawa_average(tmp_path):
 def test_an_interrupted_run_resumes_to_the_same_average_and_report(tmp_path, monkeypatch):
     import fairadv
     from fairadv.checkpoint import load_checkpoint
-    from fairadv.engine import TIMING_KEY, Trainer
 
     fast = ["train.epochs=4", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
             "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2",
             "strategy.fawa_threshold=0.0"]
     recipe = fairadv.Recipe.load(RECIPES / "cfa_digits.toml", fast)
-    fairadv.run(recipe, out=tmp_path / "full")
-    original = Trainer._run_epoch
-
-    def stop_at_third(self, epoch, progress):
-        if epoch == 3:
-            raise Interrupt
-        return original(self, epoch, progress)
-
-    monkeypatch.setattr(Trainer, "_run_epoch", stop_at_third)
-    with pytest.raises(Interrupt):
-        fairadv.run(recipe, out=tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "_run_epoch", original)
-    fairadv.run(recipe, out=tmp_path / "cut", resume=True)
-    full, cut = tmp_path / "full" / "cfa_digits", tmp_path / "cut" / "cfa_digits"
-
-    def metrics(run_dir):
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in row.items() if k != TIMING_KEY} for row in rows]
-
+    full, cut = full_and_resumed(recipe, tmp_path, monkeypatch)
     assert (cut / "policy.jsonl").read_text() == (full / "policy.jsonl").read_text()
     assert metrics(cut) == metrics(full)
     assert json.loads((cut / "summary.json").read_text()) == json.loads((full / "summary.json").read_text())
@@ -414,6 +396,3 @@ def test_an_interrupted_run_resumes_to_the_same_average_and_report(tmp_path, mon
     for key, value in a["eval_model"].items():
         assert torch.equal(b["eval_model"][key], value)
 
-
-class Interrupt(Exception):
-    """Stops a run in the middle, as a crash would."""

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import fairadv
-from fairadv.engine import TIMING_KEY, Trainer
+from fairadv.engine import Trainer
 from fairadv.errors import FairadvError
+from resume_helpers import full_and_resumed, metrics
 
 ROOT = Path(__file__).parent.parent
 FAST = ["train.epochs=3", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=3", "eval.n=100",
@@ -19,13 +20,6 @@ FAST = ["train.epochs=3", "train.batch_size=128", "attack.steps=2", "eval.attack
 
 def fast_recipe(*extra: str) -> fairadv.Recipe:
     return fairadv.Recipe.load(ROOT / "recipes" / "trades_digits.toml", [*FAST, *extra])
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop(TIMING_KEY)
-    return rows
 
 
 def test_run_writes_the_run_folder_and_api_round_trips(tmp_path):
@@ -64,32 +58,12 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
     assert (tmp_path / "trades_digits" / "metrics.jsonl").read_text() == before
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
-    full = fairadv.run(fast_recipe(), out=tmp_path / "full")
-
-    original = Trainer._run_epoch
-
-    def stop_at_third(self, epoch, progress):
-        if epoch == 3:
-            raise Interrupt
-        return original(self, epoch, progress)
-
-    monkeypatch.setattr(Trainer, "_run_epoch", stop_at_third)
-    with pytest.raises(Interrupt):
-        fairadv.run(fast_recipe(), out=tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "_run_epoch", original)
-    cut_dir = tmp_path / "cut" / "trades_digits"
-    assert [row["epoch"] for row in metrics(cut_dir)] == [1, 2]
-    resumed = fairadv.run(fast_recipe(), out=tmp_path / "cut", resume=True)
-
-    assert metrics(cut_dir) == metrics(tmp_path / "full" / "trades_digits")
-    assert resumed == full
+    full_dir, cut_dir = full_and_resumed(fast_recipe(), tmp_path, monkeypatch)
+    assert metrics(cut_dir) == metrics(full_dir)
+    assert json.loads((cut_dir / "summary.json").read_text()) == json.loads((full_dir / "summary.json").read_text())
     a = fairadv.load_model(cut_dir).state_dict()
-    b = fairadv.load_model(tmp_path / "full" / "trades_digits").state_dict()
+    b = fairadv.load_model(full_dir).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

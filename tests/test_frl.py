@@ -21,6 +21,7 @@ from fairadv.strategies.base import STRATEGIES, EpochContext
 from fairadv.strategies.frl import (EPS_SCALE_BOUNDS, FRL, MODES, frl_eps_scale, frl_policy, frl_update,
                                     frl_violations, frl_weights, project_multipliers)
 from fairadv.validators import InvalidValue
+from resume_helpers import full_and_resumed, metrics
 from strategies import floats32
 
 LIMS = floats32(0.05, 0.95)
@@ -431,36 +432,14 @@ def test_frl_digits_recipe_runs_and_updates_before_each_epoch_after_warmup(tmp_p
 def test_an_interrupted_run_resumes_to_the_same_multipliers_and_report(tmp_path, monkeypatch):
     import fairadv
     from fairadv.checkpoint import load_checkpoint
-    from fairadv.engine import TIMING_KEY, Trainer
 
     fast = ["train.epochs=4", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
             "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2"]
     recipe = fairadv.Recipe.load(RECIPES / "frl_digits.toml", fast)
-    fairadv.run(recipe, out=tmp_path / "full")
-    original = Trainer._run_epoch
-
-    def stop_at_third(self, epoch, progress):
-        if epoch == 3:
-            raise Interrupt
-        return original(self, epoch, progress)
-
-    monkeypatch.setattr(Trainer, "_run_epoch", stop_at_third)
-    with pytest.raises(Interrupt):
-        fairadv.run(recipe, out=tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "_run_epoch", original)
-    fairadv.run(recipe, out=tmp_path / "cut", resume=True)
-    full, cut = tmp_path / "full" / "frl_digits", tmp_path / "cut" / "frl_digits"
-
-    def metrics(run_dir):
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in row.items() if k != TIMING_KEY} for row in rows]
-
+    full, cut = full_and_resumed(recipe, tmp_path, monkeypatch)
     assert (cut / "policy.jsonl").read_text() == (full / "policy.jsonl").read_text()
     assert metrics(cut) == metrics(full)
     assert json.loads((cut / "summary.json").read_text()) == json.loads((full / "summary.json").read_text())
     a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["strategy"] for d in (full, cut))
     assert a == b and a["updates"] == 3
 
-
-class Interrupt(Exception):
-    """Stops a run in the middle, as a crash would."""

@@ -40,6 +40,7 @@ from fairadv.build import build_model
 from fairadv.cli import main
 from fairadv.engine import TIMING_KEY, Trainer
 from fairadv.policy import ClassPolicy
+from resume_helpers import full_and_resumed, metrics
 
 ROOT = Path(__file__).parent.parent
 TRADES = str(ROOT / "recipes" / "trades_digits.toml")
@@ -87,13 +88,6 @@ def snapshot(root: Path) -> dict[str, tuple]:
         else:
             out[rel] = ("file", st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
     return out
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop(TIMING_KEY)
-    return rows
 
 
 def _refuse_non_finite(token: str) -> Any:
@@ -576,10 +570,6 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_run(tmp_
     assert state["strategy"]["weights"] == pytest.approx(state["policy"]["ce_weight"])
 
 
-class Interrupt(Exception):
-    pass
-
-
 class Killed(BaseException):
     """Stands in for SIGKILL inside torch.save (a BaseException, like KeyboardInterrupt and SystemExit)."""
 
@@ -622,20 +612,7 @@ def test_strategy_state_is_checkpointed_and_restored(tmp_path, plugin_dir, monke
     """Protection: the strategy's state_dict in the checkpoint. `Counting` derives each policy from how many epochs
     it has seen; if its state were not restored, the resumed run's policies would differ."""
     recipe = fairadv.Recipe.load(TRADES, [*NUMERIC, f"strategy.name={PLUGIN}:Counting"])
-    fairadv.run(recipe, out=tmp_path / "full")
-    original = Trainer._run_epoch
-
-    def stop_at_third(self, epoch, progress):
-        if epoch == 3:
-            raise Interrupt
-        return original(self, epoch, progress)
-
-    monkeypatch.setattr(Trainer, "_run_epoch", stop_at_third)
-    with pytest.raises(Interrupt):
-        fairadv.run(recipe, out=tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "_run_epoch", original)
-    fairadv.run(recipe, out=tmp_path / "cut", resume=True)
-    full, cut = tmp_path / "full" / "trades_digits", tmp_path / "cut" / "trades_digits"
+    full, cut = full_and_resumed(recipe, tmp_path, monkeypatch)
     assert (cut / "policy.jsonl").read_text() == (full / "policy.jsonl").read_text()
     assert [row["ce_weight"][0] for row in strict_jsonl(cut / "policy.jsonl")] == [1.0, 2.0, 3.0, 4.0]
     assert metrics(cut) == metrics(full)
