@@ -38,6 +38,7 @@ from fairadv.checkpoint import FORMAT_VERSION, load_checkpoint, load_state_dict_
 from fairadv.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size, wrap_model
 from fairadv.errors import FairadvError
 from fairadv.evaluation import ClasswiseResult, evaluate
+from fairadv.optim import OPTIMIZERS
 from fairadv.policy import ClassPolicy
 from fairadv.precision import resolve_speed
 from fairadv.recipe import Recipe
@@ -109,8 +110,6 @@ class Trainer:
         self.objective = build_component("objective", recipe.objective)
         self.strategy = build_component("strategy", recipe.strategy)
         self.eval_attack = build_component("eval.attack", recipe.eval.attack)
-        from fairadv.optim import OPTIMIZERS
-
         with named_errors(recipe, "optimizer"):
             self.optimizer = OPTIMIZERS.create(recipe.optimizer.name, params=self.model.parameters(),
                                                **recipe.optimizer.params)
