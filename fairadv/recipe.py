@@ -330,8 +330,12 @@ class _Loader:
         section_values = {k: self.typed(f"{table}.{k}", body.pop(k), section_hints[k])
                           for k in section_keys if k in body}
         params = [p for p in signature_params(target) if p.name not in registry.injected]
-        self.reject_unknown(table, body, [p.name for p in params] + section_keys,
-                            accepts_any=_takes_var_kwargs(target))
+        known = [p.name for p in params] + section_keys
+        if f"{table}.name" in self.origins:
+            # `--set strategy.name=uniform` switches the component: the file's settings for the one it replaces
+            # do not apply. Keys given with --set are still checked.
+            body = {k: v for k, v in body.items() if k in known or f"{table}.{k}" in self.origins}
+        self.reject_unknown(table, body, known, accepts_any=_takes_var_kwargs(target))
         hints = _type_hints(target)
         resolved: dict[str, Any] = {}
         for p in params:

@@ -9,7 +9,8 @@ import pytest
 from fairadv.errors import FairadvError
 from fairadv.recipe import Recipe, coerce
 
-RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
+ROOT_RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = sorted(ROOT_RECIPES.glob("*.toml"))
 
 MINIMAL = """
 [data]
@@ -50,6 +51,17 @@ def test_overrides_apply_and_keep_types(tmp_path):
     assert recipe.train.epochs == 5 and recipe.attack.params["eps"] == 0.05
     assert recipe.eval.attack.params["steps"] == 7 and recipe.run.name == "x"
     assert recipe.override("train.epochs=3").train.epochs == 3
+
+
+def test_switching_a_component_with_set_drops_the_replaced_components_keys():
+    dafa = ROOT_RECIPES / "dafa_digits.toml"
+    recipe = Recipe.load(dafa, ["strategy.name=uniform"])
+    assert recipe.strategy.name == "uniform" and recipe.strategy.params == {}
+    assert Recipe.load(dafa, ["objective.name=pgd_at"]).objective.params == {}
+    with pytest.raises(FairadvError, match="unknown key strategy.lam"):  # a key given with --set is still checked
+        Recipe.load(dafa, ["strategy.name=uniform", "strategy.lam=2"])
+    with pytest.raises(FairadvError, match="unknown key strategy.lam"):  # without a switch, the file is checked
+        Recipe.load(dafa, ["strategy.warmup_epochs=5"]).override("strategy.name=frl", "strategy.lam=1")
 
 
 def test_int_is_accepted_for_float_but_not_bool_for_int():
