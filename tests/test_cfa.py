@@ -308,11 +308,18 @@ def test_state_dict_round_trip_resumes_exactly(tiny_model):
     assert fresh.evaluation_model(model) is None and fresh.class_robust is None
 
 
-def test_check_recipe_epochs_only():
-    CFA(warmup_epochs=10).check_recipe(200)
-    CFA(ccm=False, ccr=False, warmup_epochs=10).check_recipe(5)  # FAWA alone has no warm-up
+def test_check_recipe_rejects_a_warmup_without_calibrated_epochs():
+    from fairadv.recipe import Recipe
+
+    base = Recipe.load(RECIPES / "cfa_digits.toml")
+
+    def epochs(n):
+        return base.override(f"train.epochs={n}", "strategy.warmup_epochs=1")
+
+    CFA(warmup_epochs=10).check_recipe(epochs(200))
+    CFA(ccm=False, ccr=False, warmup_epochs=10).check_recipe(epochs(5))  # FAWA alone has no warm-up
     with pytest.raises(InvalidValue, match="warmup_epochs = 10: expected fewer than train.epochs = 10"):
-        CFA(warmup_epochs=10).check_recipe(10)
+        CFA(warmup_epochs=10).check_recipe(epochs(10))
 
 
 def test_check_recipe_with_the_whole_recipe():

@@ -332,11 +332,18 @@ def test_state_dict_round_trip_through_json():
 
 
 def test_check_recipe_rejects_warmup_not_before_the_last_epoch():
-    DAFA(warmup_epochs=70).check_recipe(110)
-    DAFA(warmup_epochs=9).check_recipe(10)
-    for epochs in (10, 5):
+    from fairadv.recipe import Recipe
+
+    base = Recipe.load(Path(__file__).parent.parent / "recipes" / "dafa_digits.toml")
+
+    def epochs(n):
+        return base.override(f"train.epochs={n}", "strategy.warmup_epochs=1")
+
+    DAFA(warmup_epochs=70).check_recipe(epochs(110))
+    DAFA(warmup_epochs=9).check_recipe(epochs(10))
+    for n in (10, 5):
         with pytest.raises(InvalidValue, match="warmup_epochs = 10: expected fewer than train.epochs"):
-            DAFA(warmup_epochs=10).check_recipe(epochs)
+            DAFA(warmup_epochs=10).check_recipe(epochs(n))
 
 
 @pytest.mark.parametrize("kwargs, match", [

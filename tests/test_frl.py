@@ -369,9 +369,12 @@ def test_missing_evaluation_is_a_clear_error():
 
 
 def test_check_recipe_rejects_a_warmup_without_frl_epochs():
-    FRL(warmup_epochs=70).check_recipe(110)
+    from fairadv.recipe import Recipe
+
+    base = Recipe.load(RECIPES / "frl_digits.toml")
+    FRL(warmup_epochs=70).check_recipe(base.override("train.epochs=110"))
     with pytest.raises(InvalidValue, match="warmup_epochs = 10: expected fewer than train.epochs = 10"):
-        FRL(warmup_epochs=10).check_recipe(10)
+        FRL(warmup_epochs=10).check_recipe(base.override("train.epochs=10", "strategy.warmup_epochs=1"))
 
 
 RECIPES = Path(__file__).parent.parent / "recipes"

@@ -185,15 +185,13 @@ class CFA(FairnessStrategy):
     # --- hooks -------------------------------------------------------------------------------------------------------
 
     def check_recipe(self, recipe: Any) -> None:
-        """Reject a warm-up that leaves no calibrated epoch, and (given the whole recipe) CCR without TRADES or with
-        another beta, and FAWA without a hold-out. Accepts ``train.epochs`` (an int) or the `Recipe`."""
-        epochs = recipe if isinstance(recipe, int) else recipe.train.epochs
+        """Reject a warm-up that leaves no calibrated epoch, CCR without TRADES or with another beta, and FAWA
+        without a hold-out."""
+        epochs = recipe.train.epochs
         if self.calibrates and self.warmup_epochs >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
                                f"fewer than train.epochs = {epochs}: calibration starts after warm-up (the paper: 10 "
                                "of 200)")
-        if isinstance(recipe, int):
-            return
         if self.ccr:
             if recipe.objective.name != "trades":
                 raise ValueError(f"strategy 'cfa' with ccr = true calibrates TRADES' beta; objective.name = "

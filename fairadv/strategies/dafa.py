@@ -235,8 +235,8 @@ class DAFA(FairnessStrategy):
         return frozenset(getattr(self._class_distance, "needs", frozenset()))
 
     def check_recipe(self, recipe: Any) -> None:
-        """Reject a warm-up that leaves no epoch for the weights. Accepts the `Recipe` or ``train.epochs``."""
-        epochs = recipe if isinstance(recipe, int) else recipe.train.epochs
+        """Reject a warm-up that leaves no epoch for the weights."""
+        epochs = recipe.train.epochs
         if self.warmup_epochs >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
                                f"fewer than train.epochs = {epochs}: the weights are computed when warm-up ends and "

@@ -276,14 +276,11 @@ class FRL(FairnessStrategy):
     # --- hooks -------------------------------------------------------------------------------------------------------
 
     def check_recipe(self, recipe: Any) -> None:
-        """Reject a warm-up that leaves no FRL epoch, and (given the whole recipe) a missing hold-out or a
-        non-TRADES objective. Accepts ``train.epochs`` (an int) or the `Recipe`."""
-        epochs = recipe if isinstance(recipe, int) else recipe.train.epochs
+        """Reject a warm-up that leaves no FRL epoch, a missing hold-out or a non-TRADES objective."""
+        epochs = recipe.train.epochs
         if self.warmup_epochs >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
                                f"fewer than train.epochs = {epochs}: FRL updates before each epoch after warm-up")
-        if isinstance(recipe, int):
-            return
         if recipe.data.val_per_class <= 0:
             raise ValueError("strategy 'frl' measures its constraints on a validation hold-out; set "
                              "data.val_per_class (the paper holds out 300 images per class on CIFAR-10)")

@@ -182,8 +182,6 @@ class WAT(FairnessStrategy):
     def check_recipe(self, recipe: Any) -> None:
         """Reject a recipe WAT cannot run as the paper does: no validation hold-out, an objective other than TRADES,
         or a validation attack / beta that differ from the training ones (``[attack]``, ``objective.beta``)."""
-        if isinstance(recipe, int):  # only train.epochs: nothing to compare
-            return
         if recipe.data.val_per_class <= 0:
             raise ValueError("strategy 'wat' plays Hedge on per-class validation losses; set data.val_per_class "
                              "(the paper holds out 300 images per class of CIFAR-10)")
