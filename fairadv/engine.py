@@ -101,7 +101,7 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         self.speed = resolve_speed(self.device, recipe.train.precision, recipe.train.channels_last,
-                                   recipe.train.compile)
+                                   recipe.train.compile, recipe.train.fold_bn)
         # What the training step calls: maybe compiled, maybe wrapped in DDP; it shares self.model's parameters.
         self.train_model = wrap_model(self.speed.prepare_model(self.model), self.dist, self.device)
         self.local_batch = local_batch_size(recipe.train.batch_size, self.dist)
@@ -134,9 +134,10 @@ class Trainer:
         """Train the remaining epochs, evaluate on the test split, write ``summary.json``; return the summary."""
         self._prepare_run_dir()
         epochs = self.recipe.train.epochs
-        log.info("training: %s", self.speed.describe())
+        speed = self.speed.describe(self.train_model)
+        log.info("training: %s", speed)
         if self.show_progress:
-            self.console.print(f"fairadv: {self.speed.describe()}; run folder {self.run_dir}", highlight=False,
+            self.console.print(f"fairadv: {speed}; run folder {self.run_dir}", highlight=False,
                                soft_wrap=True)
         with self._progress() as progress:
             for epoch in range(self.start_epoch, epochs + 1):

@@ -61,6 +61,10 @@ class TrainConfig:
         channels_last: NHWC memory layout for 4-D inputs and the model; unset (automatic) = on for CUDA, off on CPU.
         compile: wrap the training forward passes in ``torch.compile``; unset (automatic) = off, since compiling
             costs minutes that short runs never win back.
+        fold_bn: in the training attack's eval-mode passes, fold each BatchNorm into the convolution before it
+            (`fairadv.folding`): the same function, with no BatchNorm to run forward or backward in those K passes.
+            Unset (automatic) = on with bf16/fp16, off in fp32 (which then stays the reference computation op for
+            op) and with compile.
         sync_batchnorm: under torchrun with several processes, compute BatchNorm statistics over the global batch
             (SyncBatchNorm) instead of each process's share; ignored in a single process.
     """
@@ -71,6 +75,7 @@ class TrainConfig:
     precision: str = attrs.field(default="auto", validator=one_of(("auto", "fp32", "bf16", "fp16")))
     channels_last: bool | None = None
     compile: bool | None = None
+    fold_bn: bool | None = None
     sync_batchnorm: bool = False
 
 
