@@ -78,6 +78,11 @@ class TrainConfig:
     fold_bn: bool | None = None
     sync_batchnorm: bool = False
 
+    def __attrs_post_init__(self) -> None:
+        if self.fold_bn and self.compile:
+            raise InvalidValue("fold_bn", self.fold_bn, "false or unset with compile = true (folding needs the eager "
+                               "model; torch.compile fuses on its own)")
+
 
 # --- component tables ----------------------------------------------------------------------------------------------
 

@@ -277,6 +277,8 @@ BAD_INPUT = [
     ("set float for int", [TRADES, "--set", "train.batch_size=1e3"], ["train.batch_size = 1000.0"], None),
     ("set bad choice", [TRADES, "--set", "train.precision=fp8"], ["train.precision = 'fp8'", "one of"], None),
     ("set negative seed", [TRADES, "--set", "run.seed=-1"], ["run.seed = -1"], None),
+    ("fold_bn with compile", [TRADES, "--set", "train.fold_bn=true", "--set", "train.compile=true"],
+     ["trades_digits.toml", "train.fold_bn = True", "with compile = true"], None),
     # Output folder (protection: _prepare_run_dir's OSError -> FairadvError). Root ignores permissions, so the folder
     # is made unwritable by putting it under a regular file.
     ("out under a regular file", [TRADES, *sets(FAST), "--out", "{tmp}/file.txt/runs"],
