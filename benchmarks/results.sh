@@ -14,6 +14,10 @@ for seed in 0 1 2; do
     jobs+=("$recipe $seed ${recipe}_s$seed")
   done
   jobs+=("trades_digits $seed trades_digits_bf16_s$seed --set train.precision=bf16")
+  # bf16 with BatchNorm folded into the attack's convolutions (fold_bn is automatic with bf16): a BatchNorm model.
+  wrn="--set model.name=wideresnet --set model.depth=10 --set model.widen_factor=1"
+  jobs+=("trades_digits $seed trades_digits_wrn_s$seed $wrn")
+  jobs+=("trades_digits $seed trades_digits_wrn_bf16_s$seed $wrn --set train.precision=bf16")
   # A harder threat model on digits: eps 0.2 (3.2 grey levels) in training, evaluation and the strategies' own attacks.
   eps2="--set attack.eps=0.2 --set attack.step_size=0.05 --set eval.attack.eps=0.2 --set eval.attack.step_size=0.02"
   val2="--set strategy.val_eps=0.2 --set strategy.val_step_size=0.05"
