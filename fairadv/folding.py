@@ -22,6 +22,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from fairadv.attacks.base import eval_mode
 from fairadv.packed_conv import PackedConv, pack_conv, packed_conv2d, packing_works
 
 log = logging.getLogger(__name__)
@@ -90,13 +91,8 @@ def _foldable(conv: nn.Module | None, bn: nn.Module | None) -> bool:
 
 def trace_in_eval_mode(model: nn.Module) -> torch.fx.GraphModule:
     """``torch.fx.symbolic_trace`` with eval-mode branches (dropout flags and the like) baked in; modes restored."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.fx.symbolic_trace(model)
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def fold_batchnorm(graph_module: torch.fx.GraphModule) -> int:

@@ -117,6 +117,7 @@ def test_without_packing_folding_uses_conv2d_and_is_the_same_function(monkeypatc
 def test_train_mode_is_the_model_itself_and_parameters_are_not_duplicated():
     model = build("resnet18")
     folded = try_fold(model)
+    assert all(module.training for module in model.modules())  # traced in eval mode, modes restored
     assert len(list(folded.parameters())) == len(list(model.parameters()))
     assert folded.state_dict().keys() == {f"model.{key}" for key in model.state_dict()}
     folded.train()
