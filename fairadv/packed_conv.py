@@ -66,16 +66,19 @@ class _PackedConv2d(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         packed = ctx.packed
         grad_input = torch.ops.mkldnn._convolution_transpose_pointwise(
-            grad, packed.backward_weight, None, packed.padding, packed.output_padding, packed.stride,
+            _dense(grad), packed.backward_weight, None, packed.padding, packed.output_padding, packed.stride,
             packed.dilation, packed.groups, "none", [], "")
         return grad_input, None
 
 
 def packed_conv2d(x: torch.Tensor, packed: PackedConv) -> torch.Tensor:
     """``F.conv2d`` with the packed weights; differentiable with respect to ``x`` only."""
-    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-        x = x.contiguous()
-    return _PackedConv2d.apply(x.to(packed.bias.dtype), packed)
+    return _PackedConv2d.apply(_dense(x.to(packed.bias.dtype)), packed)
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when it is dense in NCHW or NHWC order (what the oneDNN ops read), else a contiguous copy."""
+    return x if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last) else x.contiguous()
 
 
 @functools.cache
