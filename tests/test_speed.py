@@ -21,8 +21,8 @@ import fairadv
 import fairadv.folding
 from fairadv.attacks import PGD
 from fairadv.errors import FairadvError
-from fairadv.models import create_model
 from fairadv.folding import BatchNormFolded, FoldedConvBatchNorm, try_fold
+from fairadv.models import create_model
 from fairadv.packed_conv import pack_conv, packed_conv2d, packing_works
 from fairadv.precision import resolve_speed
 from resume_helpers import full_and_resumed, metrics
