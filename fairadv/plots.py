@@ -60,11 +60,15 @@ def plot_confusion(matrix: Any, names: Sequence[str], path: str | Path, title: s
 
     Counts are normalised per row so classes of different sizes compare; an empty row stays 0.
     """
-    m = _square(matrix, names)
-    totals = m.sum(axis=1, keepdims=True)
-    rates = 100 * np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+    rates = row_percentages(_square(matrix, names))
     return _heatmap(rates, names, path, title, "% of the true class", "predicted class", "true class", "{:.0f}",
                     vmin=0.0, vmax=100.0)
+
+
+def row_percentages(counts: np.ndarray) -> np.ndarray:
+    """Each row of a count matrix as % of its total; a row with no counts stays 0 (not NaN)."""
+    totals = counts.sum(axis=1, keepdims=True)
+    return 100 * np.divide(counts, totals, out=np.zeros_like(counts, dtype=float), where=totals > 0)
 
 
 def plot_similarity(matrix: Any, names: Sequence[str], path: str | Path, title: str = "Class similarity") -> Path:

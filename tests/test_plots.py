@@ -6,6 +6,7 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomli_w
 import torch
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from fairadv.cli import main
 from fairadv.markdown_report import write_report
-from fairadv.plots import plot_class_accuracy, plot_confusion, plot_similarity
+from fairadv.plots import plot_class_accuracy, plot_confusion, plot_similarity, row_percentages
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -66,7 +67,8 @@ def test_plots_reject_a_matrix_that_does_not_fit_the_names(tmp_path):
 
 def test_empty_confusion_rows_are_zero_not_nan(tmp_path):
     matrix = [[0, 0], [3, 1]]  # no sample of class 0 at all
-    png_size(plot_confusion(matrix, ["a", "b"], tmp_path / "c.png"))
+    assert row_percentages(np.asarray(matrix)).tolist() == [[0.0, 0.0], [75.0, 25.0]]
+    assert png_size(plot_confusion(matrix, ["a", "b"], tmp_path / "c.png"))[0] > 0
 
 
 # --- report ---------------------------------------------------------------------------------------------------------

@@ -13,6 +13,13 @@ from fairadv.errors import FairadvError
 from fairadv.models.base import MODELS
 
 
+def shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
+    """The residual branch: identity (an empty Sequential, no state-dict keys) or a strided 1x1 conv + BN."""
+    if stride == 1 and in_planes == out_planes:
+        return nn.Sequential()
+    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection; a 1x1 conv + BN shortcut when the shape changes."""
 
@@ -24,12 +31,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()  # identity; holds no parameters, so adds no state-dict keys
-        if stride != 1 or in_planes != self.expansion * planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, self.expansion * planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(self.expansion * planes),
-            )
+        self.shortcut = shortcut(in_planes, self.expansion * planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -50,12 +52,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, self.expansion * planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(self.expansion * planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != self.expansion * planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, self.expansion * planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(self.expansion * planes),
-            )
+        self.shortcut = shortcut(in_planes, self.expansion * planes, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
