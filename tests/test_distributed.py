@@ -62,6 +62,14 @@ def torchrun(*args: str) -> list[str]:
             "-m", "fairadv", "run", *args, "--quiet"]
 
 
+def run_checked(command: list[str], cwd: Path) -> None:
+    """Run ``command``; on failure, fail the test with the end of its output (torchrun's errors are in there)."""
+    result = subprocess.run(command, env=env(), cwd=cwd, capture_output=True, text=True)
+    if result.returncode:
+        pytest.fail(f"{' '.join(command[2:5])} ... exited {result.returncode}:\n{result.stdout[-3000:]}"
+                    f"\n{result.stderr[-6000:]}", pytrace=False)
+
+
 def records(run_dir: Path, name: str) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
     for row in rows:
@@ -74,10 +82,8 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
     recipe = base / "ddp.toml"
     recipe.write_text(RECIPE)
-    subprocess.run(torchrun(str(recipe), "--out", str(base / "two")), check=True, env=env(), cwd=base,
-                   capture_output=True)
-    subprocess.run([sys.executable, "-m", "fairadv", "run", str(recipe), "--out", str(base / "one"), "--quiet"],
-                   check=True, env=env(), cwd=base, capture_output=True)
+    run_checked(torchrun(str(recipe), "--out", str(base / "two")), base)
+    run_checked([sys.executable, "-m", "fairadv", "run", str(recipe), "--out", str(base / "one"), "--quiet"], base)
     return base, recipe
 
 
@@ -115,7 +121,6 @@ def test_kill_and_resume_under_ddp_matches_the_uninterrupted_run(runs):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(metrics.read_text().splitlines()) < 4, "the run finished before it could be killed"
-    subprocess.run(torchrun(str(recipe), "--out", str(out), "--resume"), check=True, env=env(), cwd=base,
-                   capture_output=True)
+    run_checked(torchrun(str(recipe), "--out", str(out), "--resume"), base)
     assert records(out / "ddp", "metrics.jsonl") == records(base / "two" / "ddp", "metrics.jsonl")
     assert records(out / "ddp", "policy.jsonl") == records(base / "two" / "ddp", "policy.jsonl")
