@@ -65,8 +65,11 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, 
     from fairadv.engine import Trainer
     from fairadv.recipe import Recipe
 
+    from fairadv.distributed import leave_process_group
+
     loaded = Recipe.load(recipe, overrides)
     Trainer(loaded, out=out, resume=resume, progress=not quiet, console=err_console).fit()
+    leave_process_group()
 
 
 @main.command()

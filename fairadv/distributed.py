@@ -35,6 +35,9 @@ class DistInfo:
         return self.rank == 0
 
 
+_joined = False  # whether init_from_env created the process group (so fairadv should also leave it)
+
+
 def init_from_env(device_spec: str = "auto") -> DistInfo:
     """Join the process group torchrun describes in the environment; a plain single process is rank 0 of 1."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -46,6 +49,8 @@ def init_from_env(device_spec: str = "auto") -> DistInfo:
         if use_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        global _joined
+        _joined = True
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
@@ -70,6 +75,19 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Mod
         return model
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def leave_process_group() -> None:
+    """After a finished run: wait for every process, then leave the group fairadv joined (none otherwise).
+
+    Leaving explicitly matters: a gloo group left to interpreter exit can abort a process ("terminate called without
+    an active exception"), which torchrun reports as a failed run.
+    """
+    global _joined
+    if _joined and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    _joined = False
 
 
 def barrier() -> None:
