@@ -11,8 +11,8 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from fairadv.errors import FairadvError
 
@@ -20,6 +20,15 @@ err_console = Console(stderr=True)
 out_console = Console()
 
 KINDS = ("attacks", "objectives", "strategies", "distances", "models", "datasets", "optimizers", "schedules")
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """Log records as single lines on stderr ("warning: ..."), above any live progress bar, never wrapped."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        style = "yellow" if record.levelno == logging.WARNING else "red" if record.levelno > logging.WARNING else ""
+        err_console.print(Text(level + self.format(record), style=style), soft_wrap=True, highlight=False)
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,8 +54,7 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(verbose: int) -> None:
     """fairadv: class-wise fair adversarial training (DAFA, FRL, CFA)."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err_console,
-                                                                                 show_path=False)])
+    logging.basicConfig(level=level, format="%(message)s", handlers=[_ConsoleLogHandler()])
 
 
 _set_option = click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",

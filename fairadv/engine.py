@@ -102,6 +102,8 @@ class Trainer:
         self.model.to(self.device)
         self.speed = resolve_speed(self.device, recipe.train.precision, recipe.train.channels_last,
                                    recipe.train.compile, recipe.train.fold_bn)
+        if self.speed.warning and self.dist.is_main:
+            log.warning(self.speed.warning)
         # What the training step calls: maybe compiled, maybe wrapped in DDP; it shares self.model's parameters.
         self.train_model = wrap_model(self.speed.prepare_model(self.model), self.dist, self.device)
         self.local_batch = local_batch_size(recipe.train.batch_size, self.dist)

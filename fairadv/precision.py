@@ -8,6 +8,8 @@ BatchNorm folding for the attack's passes lives in `fairadv.folding`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 from collections.abc import Iterator
 
 import attrs
@@ -18,6 +20,40 @@ from fairadv.errors import FairadvError
 from fairadv.folding import BatchNormFolded, try_fold
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: with one of these, oneDNN emulates bf16.
+_ISAS_WITHOUT_BF16 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"})
+# /proc/cpuinfo names of bf16 arithmetic: x86 AVX512-BF16 and AMX-BF16, Arm's BF16 extension.
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@functools.cache
+def cpu_bf16_native() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware, so that bf16 training is fast rather than emulated.
+
+    True with x86's AVX512-BF16 or AMX-BF16 or Arm's BF16 instructions, unless ``ONEDNN_MAX_CPU_ISA`` caps oneDNN
+    below them. Without them oneDNN and ATen emulate bf16 with fp32 instructions plus conversions: a ResNet-18
+    TRADES step is then many times slower than in fp32 (an AVX2-only EPYC did not finish the bf16 benchmark modes in
+    25 minutes, against 2.0 images/s in fp32).
+    """
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().lower()
+    if isa in _ISAS_WITHOUT_BF16:
+        return False
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = {word for line in handle if line.startswith(("flags", "Features")) for word in line.split()}
+    except OSError:  # not Linux: ask torch's cpuinfo (x86 only)
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return bool(flags & _BF16_FLAGS)
+
+
+def emulated_bf16_warning(device: torch.device, precision: str) -> str | None:
+    """The start-up warning for bf16 on a CPU that emulates it, or None when there is nothing to warn about."""
+    if precision != "bf16" or device.type != "cpu" or cpu_bf16_native():
+        return None
+    return ("train.precision = 'bf16': this CPU has no bf16 instructions (avx512_bf16, amx_bf16 or Arm bf16), so "
+            "bf16 is emulated and many times slower than fp32; set precision = \"fp32\" (or --set "
+            "train.precision=fp32)")
 
 
 @attrs.frozen
@@ -33,6 +69,11 @@ class SpeedSettings:
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         return DTYPES[self.precision]
+
+    @property
+    def warning(self) -> str | None:
+        """A one-line warning about these settings on this machine (bf16 emulated on the CPU), or None."""
+        return emulated_bf16_warning(self.device, self.precision)
 
     @property
     def needs_scaler(self) -> bool:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -24,7 +27,7 @@ from fairadv.errors import FairadvError
 from fairadv.folding import BatchNormFolded, FoldedConvBatchNorm, try_fold
 from fairadv.models import create_model
 from fairadv.packed_conv import pack_conv, packed_conv2d, packing_works
-from fairadv.precision import resolve_speed
+from fairadv.precision import cpu_bf16_native, resolve_speed
 from resume_helpers import full_and_resumed, metrics
 from test_engine import FAST, ROOT
 from test_models import NAMES, build
@@ -219,7 +222,8 @@ def test_packed_convolution_matches_conv2d_forward_and_input_gradient(stride, pa
                                rtol=1e-4, atol=1e-4)
 
 
-@needs_packing
+@pytest.mark.skipif(not packing_works(torch.bfloat16, True),
+                    reason="oneDNN packs no bf16 convolution weights on this CPU (it has no bf16 instructions)")
 def test_packing_check_works_inside_no_grad_and_autocast():
     packing_works.cache_clear()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -233,6 +237,8 @@ WRN = [item for item in FAST if not item.startswith("model.")] + [
     "model.name=wideresnet", "model.depth=10", "model.widen_factor=1", "train.precision=bf16"]
 
 
+@pytest.mark.skipif(not cpu_bf16_native(), reason="bf16 is emulated on this CPU (no avx512_bf16, amx_bf16 or Arm "
+                    "bf16): a bf16 WRN run takes minutes instead of seconds")
 def test_bf16_training_with_folding_resumes_exactly_and_says_so(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="fairadv.engine")
     recipe = fairadv.Recipe.load(ROOT / "recipes" / "trades_digits.toml", WRN)
@@ -240,3 +246,41 @@ def test_bf16_training_with_folding_resumes_exactly_and_says_so(tmp_path, monkey
     assert metrics(cut_dir) == metrics(full_dir)
     assert json.loads((cut_dir / "summary.json").read_text()) == json.loads((full_dir / "summary.json").read_text())
     assert "precision bf16" in caplog.text and "fold_bn on (" in caplog.text
+
+
+# --- CPUs without bf16 instructions --------------------------------------------------------------------------------
+
+NO_BF16 = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}  # caps oneDNN below bf16: what an AVX2-only CPU gives
+
+
+def test_bf16_detection_honours_a_onednn_isa_cap(monkeypatch):
+    cpu_bf16_native.cache_clear()
+    try:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+        assert not cpu_bf16_native()
+        assert "is emulated" in resolve_speed(CPU, "bf16").warning
+        assert resolve_speed(CPU, "fp32").warning is None and resolve_speed(CPU).warning is None
+    finally:
+        cpu_bf16_native.cache_clear()
+
+
+def test_emulated_bf16_run_starts_with_a_one_line_warning(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fairadv", "run", str(ROOT / "recipes" / "trades_digits.toml"),
+                           "--out", str(tmp_path), "--quiet", "--set", "train.precision=bf16",
+                           "--set", "train.epochs=1", "--set", "attack.steps=1", "--set", "eval.n=20",
+                           "--set", "eval.attack.steps=1"], capture_output=True, text=True, cwd=ROOT, env=NO_BF16)
+    assert proc.returncode == 0, proc.stderr
+    first, *rest = proc.stderr.splitlines()
+    assert first.startswith("warning: train.precision = 'bf16': this CPU has no bf16 instructions")
+    assert 'precision = "fp32"' in first and not any("bf16" in line for line in rest)
+
+
+def test_train_step_benchmark_leaves_out_emulated_bf16(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--model", "small_cnn",
+                           "--batch-size", "4", "--rounds", "1", "--device", "cpu"],
+                          capture_output=True, text=True, cwd=ROOT, env=NO_BF16)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("bf16 modes left out: this CPU has no bf16 instructions")
+    rows = [line.split()[0] for line in lines[4:]]  # after the note, the title, the header and the reference
+    assert rows and set(rows) == {"fp32"}, proc.stdout
