@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fairadv.engine import Trainer
+from fairadv.train.engine import Trainer
 from fairadv.recipe import Recipe
 from fairadv.stats import ClassStats
 
@@ -59,7 +59,7 @@ def main() -> None:
         trainer = Trainer(recipe, out=out, progress=False)
         for hook in ("on_epoch_start", "on_epoch_end"):
             setattr(trainer.strategy, hook, timed("strategy", getattr(trainer.strategy, hook)))
-        trainer._prepare_run_dir()
+        trainer.folder.create(recipe.to_toml())
         print(f"{recipe.source}: {recipe.strategy.name}, {recipe.model.name}, device {trainer.device}, "
               f"{torch.get_num_threads()} threads")
         print(f"{'epoch':>5} {'seconds':>8} {'stats s':>8} {'strategy s':>10} {'share':>7}")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from fairadv.attacks import PGD
 from fairadv.attacks.base import eval_mode
-from fairadv.evaluation import ClasswiseResult, evaluate
+from fairadv.evaluation.classwise import ClasswiseResult, evaluate
 
 EPS_FALLBACK = 0.031
 
@@ -68,8 +68,8 @@ def load_or_train(run: str | None, device: torch.device) -> tuple[torch.nn.Modul
                                                                    float, int, str]:
     """(model, test set, eps, batch size, description) from a run folder, or from a TRADES digits run trained now."""
     from fairadv.api import load_model
-    from fairadv.build import build_dataset
-    from fairadv.engine import tomllib_loads
+    from fairadv.train.build import build_dataset
+    from fairadv.train.checkpoint import parse_stored_recipe
     from fairadv.recipe import Recipe
 
     if run is None:
@@ -82,7 +82,7 @@ def load_or_train(run: str | None, device: torch.device) -> tuple[torch.nn.Modul
         fit(recipe, out=out)
         run = str(out / recipe.run.name)
     recipe_path = Path(run) / "recipe.toml"
-    recipe = Recipe.from_dict(tomllib_loads(recipe_path.read_text(), recipe_path), source=str(recipe_path))
+    recipe = Recipe.from_dict(parse_stored_recipe(recipe_path.read_text(), recipe_path), source=str(recipe_path))
     model = load_model(run).to(device).float().eval()
     eps = float(recipe.eval.attack.params.get("eps", EPS_FALLBACK))
     return model, build_dataset(recipe, "test"), eps, recipe.eval.batch_size, f"{recipe.model.name} from {run}"

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fairadv.engine import Trainer  # noqa: E402
+from fairadv.train.engine import Trainer  # noqa: E402
 from fairadv.recipe import Recipe  # noqa: E402
 
 FAST = ["model.width=8", "attack.steps=2", "eval.n=100", "eval.attack.steps=3", "train.batch_size=128",

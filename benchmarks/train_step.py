@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from fairadv.attacks import PGD
-from fairadv.build import select_device
+from fairadv.train.build import select_device
 from fairadv.models import create_model
 from fairadv.objectives import TRADES
 from fairadv.policy import ClassPolicy
-from fairadv.precision import SpeedSettings, cpu_bf16_native, resolve_speed
+from fairadv.train.precision import SpeedSettings, cpu_bf16_native, resolve_speed
 
 
 def sync(device: torch.device) -> None:

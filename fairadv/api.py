@@ -6,11 +6,12 @@ from pathlib import Path
 
 from torch import nn
 
-from fairadv.build import build_dataset
-from fairadv.checkpoint import load_checkpoint
-from fairadv.engine import run, tomllib_loads
 from fairadv.errors import FairadvError
 from fairadv.recipe import Recipe
+from fairadv.registry import MODELS
+from fairadv.train.build import build_dataset
+from fairadv.train.checkpoint import load_checkpoint, parse_stored_recipe
+from fairadv.train.engine import run
 
 
 def load_model(path: str | Path) -> nn.Module:
@@ -19,13 +20,11 @@ def load_model(path: str | Path) -> nn.Module:
     These are the weights the run reports (a strategy's weight average where it keeps one, e.g. CFA's FAWA). The
     architecture comes from the recipe stored in the checkpoint; the data set is not needed.
     """
-    from fairadv.models import MODELS
-
     path = Path(path)
     ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
     state = load_checkpoint(ckpt)
     try:
-        recipe = Recipe.from_dict(tomllib_loads(state["recipe"], ckpt), source=str(ckpt))
+        recipe = Recipe.from_dict(parse_stored_recipe(state["recipe"], ckpt), source=str(ckpt))
         spec = state["model_spec"]
         model = MODELS.create(recipe.model.name, num_classes=int(spec["num_classes"]),
                               in_channels=int(spec["input_shape"][0]), input_size=tuple(spec["input_shape"][1:]),

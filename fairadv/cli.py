@@ -70,10 +70,9 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="TABLE.K
 @_user_errors
 def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, quiet: bool) -> None:
     """Train and evaluate RECIPE; write the run folder."""
-    from fairadv.engine import Trainer
     from fairadv.recipe import Recipe
-
-    from fairadv.distributed import leave_process_group
+    from fairadv.train.distributed import leave_process_group
+    from fairadv.train.engine import Trainer
 
     loaded = Recipe.load(recipe, overrides)
     Trainer(loaded, out=out, resume=resume, progress=not quiet, console=err_console).fit()
@@ -99,11 +98,9 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 def list_components(kind: str | None) -> None:
     """Show registered components (all kinds, or KIND) with their parameters and defaults."""
     from fairadv.recipe import component_registries
-    from fairadv.registry import Param, broken_plugins
+    from fairadv.registry import DISTANCES, Param, broken_plugins
 
     registries = {r.plural: r for r in component_registries().values()}
-    from fairadv.distances import DISTANCES
-
     registries["distances"] = DISTANCES
     for plural in [kind] if kind else KINDS:
         registry = registries[plural]
@@ -138,7 +135,7 @@ def list_components(kind: str | None) -> None:
 def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int | None, recipe_path: str | None,
                  model_name: str | None, eps: float | None, seed: int, device: str, out: str | None) -> None:
     """Per-class clean and robust accuracy of a run folder or checkpoint under each attack; writes eval.json."""
-    from fairadv.evaluate_cli import run_eval
+    from fairadv.evaluation.eval_command import run_eval
 
     run_eval(target, attacks or ("pgd20",), n=n, batch_size=batch_size, recipe_path=recipe_path,
              model_name=model_name, eps=eps, seed=seed, device=device, out=out, console=out_console,
@@ -150,7 +147,7 @@ def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int 
 @_user_errors
 def report(run_dir: str) -> None:
     """Write RUN_DIR/report.md: recipe, per-class table, plots, eval.json results, policy changes."""
-    from fairadv.markdown_report import write_report
+    from fairadv.evaluation.report import write_report
 
     path = write_report(run_dir)
     click.echo(f"wrote {path}")
@@ -167,7 +164,7 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool) -> None:
 
     Runs whose recipes differ only in run.seed and run.name are pooled into mean ± sample std.
     """
-    from fairadv.compare import run_compare
+    from fairadv.evaluation.compare import run_compare
 
     text = run_compare(runs, baseline, as_json=as_json, console=out_console)
     if text is not None:

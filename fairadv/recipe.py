@@ -19,7 +19,8 @@ import attrs
 import tomli_w
 
 from fairadv.errors import FairadvError, closest
-from fairadv.registry import Param, Registry, signature_params
+from fairadv.registry import (ATTACKS, DATASETS, MODELS, OBJECTIVES, OPTIMIZERS, SCHEDULES, STRATEGIES, Param,
+                              Registry, signature_params)
 from fairadv.validators import InvalidValue, ge, gt, one_of
 
 # --- plain tables --------------------------------------------------------------------------------------------------
@@ -62,9 +63,9 @@ class TrainConfig:
         compile: wrap the training forward passes in ``torch.compile``; unset (automatic) = off, since compiling
             costs minutes that short runs never win back.
         fold_bn: in the training attack's eval-mode passes, fold each BatchNorm into the convolution before it
-            (`fairadv.folding`): the same function, with no BatchNorm to run forward or backward in those K passes.
-            Unset (automatic) = on with bf16/fp16, off in fp32 (which then stays the reference computation op for
-            op) and with compile.
+            (`fairadv.train.folding`): the same function, with no BatchNorm to run forward or backward in those K
+            passes. Unset (automatic) = on with bf16/fp16, off in fp32 (which then stays the reference computation op
+            for op) and with compile.
         sync_batchnorm: under torchrun with several processes, compute BatchNorm statistics over the global batch
             (SyncBatchNorm) instead of each process's share; ignored in a single process.
     """
@@ -143,14 +144,7 @@ class EvalConfig:
 
 
 def component_registries() -> dict[str, Registry]:
-    """Which registry each component table draws from (imported late: building them registers everything)."""
-    from fairadv.attacks import ATTACKS
-    from fairadv.data import DATASETS
-    from fairadv.models import MODELS
-    from fairadv.objectives import OBJECTIVES
-    from fairadv.optim import OPTIMIZERS, SCHEDULES
-    from fairadv.strategies import STRATEGIES
-
+    """Which registry each component table draws from (each imports its built-in components on first use)."""
     return {"data": DATASETS, "model": MODELS, "objective": OBJECTIVES, "attack": ATTACKS, "strategy": STRATEGIES,
             "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "eval.attack": ATTACKS}
 

@@ -1,9 +1,11 @@
 """Name -> component registries, in the shape of timm's `register_model` / `create_model`.
 
-One `Registry` per kind of component (attacks, objectives, strategies, distances, models, datasets, ...).
-A component is an attrs class (its fields are its hyperparameters) or a factory function (its keyword arguments
-are). Third-party packages add components through the entry-point group ``fairadv.plugins``: each entry point
-names a module that registers its components on import. Plugins load lazily, on the first lookup.
+One `Registry` per kind of component (attacks, objectives, strategies, distances, models, datasets, ...), all
+defined at the bottom of this file. A component is an attrs class (its fields are its hyperparameters) or a factory
+function (its keyword arguments are). Each registry knows the package whose modules register the built-ins and
+imports it on the first lookup, as it does the third-party packages of the entry-point group ``fairadv.plugins``
+(each entry point names a module that registers its components on import). So the recipe and the CLI reach every
+component through this module alone, without importing a component package themselves.
 """
 
 from __future__ import annotations
@@ -44,12 +46,16 @@ class Registry:
         plural: its plural, used as the ``fairadv list`` section name, e.g. ``"strategies"``.
         injected: keyword arguments the engine passes itself (e.g. ``num_classes`` for models); they are not
             recipe keys and are hidden from `params`.
+        builtins: the module that registers fairadv's own components of this kind when imported
+            (e.g. ``"fairadv.strategies"``); imported on the first lookup.
     """
 
-    def __init__(self, kind: str, plural: str, injected: tuple[str, ...] = ()):
+    def __init__(self, kind: str, plural: str, injected: tuple[str, ...] = (), builtins: str | None = None):
         self.kind = kind
         self.plural = plural
         self.injected = frozenset(injected)
+        self.builtins = builtins
+        self._builtins_loaded = builtins is None
         self._entries: dict[str, Any] = {}
         self._origin: dict[str, str] = {}
         self._prefixes: dict[str, Callable[[str], Any]] = {}
@@ -76,9 +82,20 @@ class Registry:
         """Resolve names of the form ``prefix:rest`` with ``resolve(rest)`` (e.g. ``timm:resnet50``)."""
         self._prefixes[prefix] = resolve
 
+    def _load(self) -> None:
+        """Import the built-ins (once; a failed import is retried next time) and the plugins."""
+        if not self._builtins_loaded:
+            self._builtins_loaded = True  # set first: the modules being imported register into this registry
+            try:
+                importlib.import_module(self.builtins)  # type: ignore[arg-type]
+            except BaseException:
+                self._builtins_loaded = False
+                raise
+        load_plugins()
+
     def names(self) -> list[str]:
         """All registered names, plugins included, sorted."""
-        load_plugins()
+        self._load()
         return sorted(self._entries)
 
     def origin(self, name: str) -> str:
@@ -89,7 +106,7 @@ class Registry:
         """The component registered as ``name``; also accepts ``prefix:rest`` and ``module.path:Attr``."""
         if not isinstance(name, str):
             raise FairadvError(f"{self.kind} name must be a string, got {name!r}")
-        load_plugins()
+        self._load()
         if name in self._entries:
             return self._entries[name]
         if ":" in name:
@@ -113,7 +130,7 @@ class Registry:
         return self.get(name)(**params)
 
     def __contains__(self, name: str) -> bool:
-        load_plugins()
+        self._load()
         return name in self._entries
 
 
@@ -200,3 +217,15 @@ def load_plugins() -> dict[str, str]:
 def broken_plugins() -> dict[str, str]:
     """Plugins that failed to import, as {entry-point name: error}."""
     return load_plugins()
+
+
+# --- the registries ------------------------------------------------------------------------------------------------
+
+ATTACKS = Registry("attack", "attacks", builtins="fairadv.attacks")
+OBJECTIVES = Registry("objective", "objectives", builtins="fairadv.objectives")
+STRATEGIES = Registry("strategy", "strategies", builtins="fairadv.strategies")
+DISTANCES = Registry("distance", "distances", builtins="fairadv.distances")
+MODELS = Registry("model", "models", injected=("num_classes", "in_channels", "input_size"), builtins="fairadv.models")
+DATASETS = Registry("dataset", "datasets", builtins="fairadv.data")
+OPTIMIZERS = Registry("optimizer", "optimizers", injected=("params",), builtins="fairadv.train.optim")
+SCHEDULES = Registry("schedule", "schedules", builtins="fairadv.train.optim")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import fairadv
-from fairadv.engine import TIMING_KEY, Trainer
+from fairadv.train.engine import TIMING_KEY, Trainer
 
 
 class Interrupt(Exception):

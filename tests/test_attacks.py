@@ -16,7 +16,7 @@ from torch import nn
 
 from fairadv.attacks import ATTACKS, Attack
 from fairadv.attacks.losses import LOSSES, cross_entropy, cw_margin, kl_to_clean
-from fairadv.evaluation import evaluate
+from fairadv.evaluation.classwise import evaluate
 
 # Evaluation-only attacks with one radius (AutoAttack) keep their own contract in tests/test_autoattack.py.
 ATTACK_NAMES = [n for n in ATTACKS.names() if not getattr(ATTACKS.get(n), "scalar_eps_only", False)]

@@ -14,9 +14,9 @@ from torch import nn
 
 from fairadv.attacks import ATTACKS, FGSM, PGD
 from fairadv.attacks.autoattack import MISSING_EXTRA, AutoAttack, import_torchattacks
-from fairadv.build import subset_per_class
+from fairadv.data.loader import subset_per_class
 from fairadv.errors import FairadvError
-from fairadv.evaluation import evaluate
+from fairadv.evaluation.classwise import evaluate
 
 needs_extra = pytest.mark.skipif(
     importlib.util.find_spec("torchattacks") is None,

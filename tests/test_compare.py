@@ -12,7 +12,7 @@ import tomli_w
 from click.testing import CliRunner
 
 from fairadv.cli import main
-from fairadv.compare import compare_runs, group_key, mean_std, rho
+from fairadv.evaluation.compare import compare_runs, group_key, mean_std, rho
 
 NAMES = ["a", "b", "c"]
 

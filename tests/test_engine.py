@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fairadv
-from fairadv.engine import Trainer
+from fairadv.train.engine import Trainer
 from fairadv.errors import FairadvError
 from resume_helpers import full_and_resumed, metrics
 

@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from fairadv.cli import main
-from fairadv.evaluate_cli import evaluate_target, load_target, make_preset
+from fairadv.evaluation.eval_command import evaluate_target, load_target
+from fairadv.evaluation.presets import make_preset
 
 ROOT = Path(__file__).parent.parent
 DIGITS = ROOT / "recipes" / "trades_digits.toml"
@@ -181,7 +182,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_dir, tmp_path, m
 
 def test_missing_extra_message_names_the_extra(run_dir, monkeypatch):
     from fairadv.errors import FairadvError
-    from fairadv.evaluate_cli import run_eval
+    from fairadv.evaluation.eval_command import run_eval
 
     monkeypatch.setitem(sys.modules, "torchattacks", None)
     expected = r"^AutoAttack needs the optional extra: pip install 'fairadv\[autoattack\]'$"

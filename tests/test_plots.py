@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from fairadv.cli import main
-from fairadv.markdown_report import write_report
-from fairadv.plots import plot_class_accuracy, plot_confusion, plot_similarity, row_percentages
+from fairadv.evaluation.report import write_report
+from fairadv.evaluation.plots import plot_class_accuracy, plot_confusion, plot_similarity, row_percentages
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

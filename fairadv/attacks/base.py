@@ -15,9 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from fairadv.registry import Registry
-
-ATTACKS = Registry("attack", "attacks")
+from fairadv.registry import ATTACKS as ATTACKS  # re-exported: the kind's registry, next to its interface
 
 
 @contextlib.contextmanager

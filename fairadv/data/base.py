@@ -14,9 +14,7 @@ import attrs
 import torch
 from torch.utils.data import Dataset
 
-from fairadv.registry import Registry
-
-DATASETS = Registry("dataset", "datasets")
+from fairadv.registry import DATASETS as DATASETS  # re-exported: the kind's registry, next to its interface
 
 Transform = Callable[[Any], torch.Tensor]
 

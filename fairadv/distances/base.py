@@ -10,10 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fairadv.registry import Registry
+from fairadv.registry import DISTANCES as DISTANCES  # re-exported: the kind's registry, next to its interface
 from fairadv.stats import EpochStats
-
-DISTANCES = Registry("distance", "distances")
 
 
 class ClassDistance:

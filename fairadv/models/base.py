@@ -3,6 +3,4 @@ from the data: ``num_classes``, ``in_channels`` and ``input_size`` (H, W)."""
 
 from __future__ import annotations
 
-from fairadv.registry import Registry
-
-MODELS = Registry("model", "models", injected=("num_classes", "in_channels", "input_size"))
+from fairadv.registry import MODELS as MODELS  # re-exported: the kind's registry, next to its interface

@@ -21,13 +21,12 @@ import torch
 from torch import nn
 
 from fairadv.policy import ClassPolicy
-from fairadv.registry import Registry
+from fairadv.registry import STRATEGIES as STRATEGIES  # re-exported: the kind's registry, next to its interface
 from fairadv.stats import EpochStats
 
 if TYPE_CHECKING:
     from fairadv.recipe import Recipe
 
-STRATEGIES = Registry("strategy", "strategies")
 
 
 @attrs.frozen
@@ -49,7 +48,7 @@ class EpochContext:
         batches: ``batches(split="val", shard=False)`` iterates ``(x, y)`` batches of ``"train"`` (un-augmented),
             ``"val"`` or ``"test"`` on the training device, for strategies that need their own pass (e.g. per-class
             losses); with ``shard`` each of several processes gets its own share (sum the results with
-            `fairadv.distributed.all_reduce_sum`).
+            `fairadv.train.distributed.all_reduce_sum`).
     """
 
     epoch: int

@@ -2,7 +2,7 @@
 
 `resolve_speed` turns the recipe's ``[train]`` settings (``"auto"`` / unset included) into concrete choices for the
 device, and `SpeedSettings.describe` is the line the engine prints at start-up so a user sees what was picked.
-BatchNorm folding for the attack's passes lives in `fairadv.folding`.
+BatchNorm folding for the attack's passes lives in `fairadv.train.folding`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fairadv.errors import FairadvError
-from fairadv.folding import BatchNormFolded, try_fold
+from fairadv.train.folding import BatchNormFolded, try_fold
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -111,7 +111,8 @@ class SpeedSettings:
             train_model = getattr(train_model, "module", train_model)  # under DDP
             fold = (f"on ({train_model.pairs} conv+BatchNorm pairs)" if isinstance(train_model, BatchNormFolded)
                     else "off (no conv+BatchNorm pair, or the model does not trace with torch.fx)")
-        return (f"device {self.device}, precision {self.precision}, channels_last {'on' if self.channels_last else 'off'}"
+        layout = "on" if self.channels_last else "off"
+        return (f"device {self.device}, precision {self.precision}, channels_last {layout}"
                 f", compile {'on' if self.compile else 'off'}, fold_bn {fold}")
 
 

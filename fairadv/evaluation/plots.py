@@ -23,6 +23,15 @@ ANNOTATE_MAX = 20  # write the value in each heatmap cell up to this many classe
 DPI = 110
 
 
+def write_run_plots(run_dir: str | Path, summary: Mapping[str, Any], similarity: Any, names: Sequence[str]) -> None:
+    """A finished run's figures: per-class accuracy bars, the confusion under attack and the last epoch's class
+    similarity p_i(j)."""
+    run_dir = Path(run_dir)
+    plot_class_accuracy(summary, run_dir / "class_accuracy.png")
+    plot_confusion(summary["confusion_under_attack"], names, run_dir / "confusion_under_attack.png")
+    plot_similarity(similarity, names, run_dir / "class_similarity.png", title="Class similarity p_i(j), last epoch")
+
+
 def plot_class_accuracy(summary: Mapping[str, Any], path: str | Path, title: str | None = None) -> Path:
     """Grouped bars of clean and robust accuracy (%) per class, with the class averages as dashed lines.
 

@@ -10,7 +10,8 @@ passes and their backward. It is the same function, so input gradients are the s
 model's graph, traced once with torch.fx, in which each conv -> BatchNorm pair is one folded convolution. The folded
 weights are recomputed only when a parameter or running statistic has changed since the last call (tensor version
 counters), so they are refreshed once per training step, not once per attack pass, and are never stale. On the
-CPU they are also handed to oneDNN in its own layout once per step (`fairadv.packed_conv`) instead of once per call.
+CPU they are also handed to oneDNN in its own layout once per step (`fairadv.train.packed_conv`) instead of once per
+call.
 The eval-mode forward gives no parameter gradients: it exists for attacks, which differentiate inputs only.
 """
 
@@ -23,7 +24,7 @@ import torch.fx
 from torch import nn
 
 from fairadv.attacks.base import eval_mode
-from fairadv.packed_conv import PackedConv, pack_conv, packed_conv2d, packing_works
+from fairadv.train.packed_conv import PackedConv, pack_conv, packed_conv2d, packing_works
 
 log = logging.getLogger(__name__)
 

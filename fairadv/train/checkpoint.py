@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fairadv.errors import FairadvError
+from fairadv.policy import ClassPolicy
 
 FORMAT_VERSION = 1
 
@@ -80,3 +82,28 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def parse_stored_recipe(text: Any, origin: Path) -> dict[str, Any]:
+    """Parse the recipe TOML stored in a checkpoint or run folder; a problem names ``origin``."""
+    if not isinstance(text, str):
+        raise FairadvError(f"{origin}: the stored recipe is not text (got {type(text).__name__})")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FairadvError(f"{origin}: the recipe stored in the checkpoint is not valid TOML: {exc}") from None
+
+
+def resumable_epoch_and_policy(state: dict[str, Any], epochs: int, num_classes: int) -> tuple[int, ClassPolicy]:
+    """The finished epoch and the policy of a training checkpoint, checked against a run of ``epochs`` epochs on
+    ``num_classes`` classes; ValueError says what does not fit."""
+    epoch = state["epoch"]
+    if not isinstance(epoch, int) or not 1 <= epoch <= epochs:
+        raise ValueError(f"its epoch {epoch!r} is not in 1..{epochs}")
+    spec_classes = state.get("model_spec", {}).get("num_classes", num_classes)
+    if spec_classes != num_classes:
+        raise ValueError(f"its model has {spec_classes} classes, the data {num_classes}")
+    policy = ClassPolicy.from_dict(state["policy"])
+    if policy.num_classes != num_classes:
+        raise ValueError(f"its policy has {policy.num_classes} classes, the data {num_classes}")
+    return epoch, policy

@@ -25,7 +25,7 @@ POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_sca
 
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.md`` (and ``run_dir/report/*.png``); return the markdown file's path."""
-    from fairadv.checkpoint import write_text_atomic
+    from fairadv.train.checkpoint import write_text_atomic
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -210,7 +210,7 @@ def _strongest_attack(evaluation: Mapping[str, Any] | None) -> tuple[str, Mappin
 
 def _write_plots(run: Path, summary: Mapping[str, Any], evaluation: Mapping[str, Any] | None, names: list[str],
                  similarity: Any, similarity_source: str | None) -> dict[str, str]:
-    from fairadv.plots import plot_class_accuracy, plot_confusion, plot_similarity
+    from fairadv.evaluation.plots import plot_class_accuracy, plot_confusion, plot_similarity
 
     folder = run / REPORT_DIR
     try:

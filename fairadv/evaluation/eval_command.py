@@ -4,14 +4,7 @@ Conventions (METHODS.md, section 6): the model is evaluated in fp32 and eval mod
 inputs are [0, 1] images; a sample is robust only if it is classified correctly on the clean input and under attack
 (for PGD: at every iterate, via ``stop_on_success``). Results go to ``eval.json`` beside the run.
 
-Attack presets (the radius comes from the recipe's ``[eval.attack]`` eps, 0.031 by default, or ``--eps``):
-
-- ``pgd<K>`` (``pgd20``, ``pgd50`` ...): K steps of PGD on CE, step ``eps * 0.003 / 0.031`` (DAFA's evaluation:
-  0.003 at eps 0.031), uniform random start, stop on success;
-- ``cw<K>``: the same on the Carlini-Wagner margin;
-- ``fgsm``: one step of size eps from the clean input;
-- ``autoattack``: AutoAttack, standard version (needs the optional extra);
-- ``recipe``: the recipe's own ``[eval.attack]``, exactly as configured.
+The attacks are the presets of `fairadv.evaluation.presets`.
 """
 
 from __future__ import annotations
@@ -30,60 +23,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fairadv.attacks.base import Attack
-from fairadv.errors import FairadvError, closest
+from fairadv.errors import FairadvError
+from fairadv.evaluation.presets import DEFAULT_EPS, Preset, check_preset_name, make_preset
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-DEFAULT_EPS = 0.031
-STEP_RATIO = 0.003 / 0.031  # DAFA's evaluation step at its radius
-PRESETS = ("pgd20", "cw20", "fgsm", "autoattack", "recipe")
-PRESET_HELP = "pgd<K> (e.g. pgd20), cw<K> (e.g. cw20), fgsm, autoattack, recipe"
 # What must agree for two evaluations to share one eval.json (merged attack by attack).
 SETUP_KEYS = ("checkpoint", "epoch", "model", "data", "split", "n", "images", "seed", "eps", "norm")
-
-
-@attrs.frozen
-class Preset:
-    """A named evaluation attack and what ``eval.json`` records about it."""
-
-    name: str
-    attack: Attack
-    info: Mapping[str, Any]
-
-
-def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None) -> Preset:
-    """The attack called ``name`` at radius ``eps``; an unknown name is a one-line `FairadvError`."""
-    from fairadv.attacks import FGSM, PGD
-
-    key = name.strip().lower()
-    match = re.fullmatch(r"(pgd|cw)(\d+)", key)
-    if match:
-        steps = int(match.group(2))
-        if steps < 1:
-            raise FairadvError(f"--attack {name!r}: the number of steps must be at least 1")
-        attack: Attack = PGD(eps=eps, step_size=eps * STEP_RATIO, steps=steps, norm=norm,
-                             loss="ce" if match.group(1) == "pgd" else "cw", random_start="uniform",
-                             stop_on_success=True)
-    elif key == "fgsm":
-        attack = FGSM(eps=eps, norm=norm)
-    elif key == "autoattack":
-        from fairadv.attacks.autoattack import AutoAttack, import_torchattacks
-
-        import_torchattacks()  # fail now, before any evaluation runs, if the extra is missing
-        attack = AutoAttack(eps=eps, norm=norm, version="standard", seed=seed)
-    elif key == "recipe":
-        if recipe is None:
-            raise FairadvError("--attack recipe: there is no recipe to take [eval.attack] from")
-        from fairadv.build import build_component
-
-        attack = build_component("eval.attack", recipe.eval.attack)
-        return Preset(key, attack, {"preset": key, "name": recipe.eval.attack.name, **recipe.eval.attack.params})
-    else:
-        raise FairadvError(f"unknown attack preset {name!r}{closest(key, PRESETS)}; expected {PRESET_HELP}")
-    info = {"preset": key, "name": type(attack).__name__.lower(), **attrs.asdict(attack)}
-    return Preset(key, attack, info)
 
 
 @attrs.frozen(eq=False)
@@ -106,10 +53,9 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     dict (e.g. a published CIFAR ResNet, keys ``conv1``, ``bn1``, ``layer1``..., ``linear``, with or without
     DataParallel's ``module.`` prefix) needs ``recipe_path`` for the data and the model, or ``model_name``.
     """
-    from fairadv.build import build_model, build_source
-    from fairadv.checkpoint import load_checkpoint, load_state_dict_file
-    from fairadv.engine import tomllib_loads
     from fairadv.recipe import Recipe
+    from fairadv.train.build import build_model, build_source
+    from fairadv.train.checkpoint import load_checkpoint, load_state_dict_file, parse_stored_recipe
 
     path = Path(path)
     if path.is_dir():
@@ -127,7 +73,7 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
         raise FairadvError(f"{path}: no such run folder or checkpoint file")
 
     state = load_checkpoint(checkpoint)
-    saved = tomllib_loads(state["recipe"], checkpoint) if isinstance(state.get("recipe"), str) else None
+    saved = parse_stored_recipe(state["recipe"], checkpoint) if isinstance(state.get("recipe"), str) else None
     user = Recipe.load(recipe_path) if recipe_path else None
     if saved is None and user is None:
         raise FairadvError(f"{checkpoint}: the checkpoint carries no recipe (not a fairadv run); pass --recipe "
@@ -171,20 +117,15 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
     Every attack starts from the same seeded state, so its numbers do not depend on which other attacks ran.
     Returns the ``eval.json`` document.
     """
-    from fairadv.build import build_dataset, dataset_labels, make_loader, subset_per_class
-    from fairadv.engine import seed_everything
-    from fairadv.evaluation import evaluate
-    from fairadv.report import summarize
+    from fairadv.data.loader import make_loader, stratified_subset
+    from fairadv.evaluation.classwise import evaluate
+    from fairadv.evaluation.summary import summarize
+    from fairadv.train.build import build_dataset
+    from fairadv.train.seeding import seed_everything
 
     device = device or torch.device("cpu")
     recipe = target.recipe
-    dataset = build_dataset(recipe, "test")
-    if n:
-        indices = subset_per_class(dataset_labels(dataset), n, seed=seed)
-        if isinstance(dataset, torch.utils.data.TensorDataset):
-            dataset = torch.utils.data.TensorDataset(*(t[indices] for t in dataset.tensors))
-        else:
-            dataset = torch.utils.data.Subset(dataset, indices.tolist())
+    dataset = stratified_subset(build_dataset(recipe, "test"), n, seed)
     loader = make_loader(dataset, batch_size or recipe.eval.batch_size, device, shuffle=False,
                          num_workers=recipe.data.num_workers)
     c = len(target.class_names)
@@ -283,8 +224,8 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
 
     Every input is checked before the first attack runs; nothing is written unless evaluation succeeds.
     """
-    from fairadv.build import select_device
-    from fairadv.checkpoint import write_text_atomic
+    from fairadv.train.build import select_device
+    from fairadv.train.checkpoint import write_text_atomic
 
     if n < 0:
         raise FairadvError(f"--n {n}: expected 0 (the whole test split) or a positive number of images")
@@ -298,8 +239,7 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
         raise FairadvError(f"--device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     names = list(dict.fromkeys(a.strip().lower() for a in attacks)) or ["pgd20"]
     for name in names:  # unknown names fail before the checkpoint is even read
-        if name not in PRESETS and not re.fullmatch(r"(pgd|cw)\d+", name):
-            raise FairadvError(f"unknown attack preset {name!r}{closest(name, PRESETS)}; expected {PRESET_HELP}")
+        check_preset_name(name)
     torch_device = select_device(device)
     target = load_target(target_path, recipe_path, model_name, torch_device)
     eval_attack = target.recipe.eval.attack.params

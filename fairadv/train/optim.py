@@ -12,11 +12,8 @@ from collections.abc import Iterable
 import attrs
 import torch
 
-from fairadv.registry import Registry
+from fairadv.registry import OPTIMIZERS, SCHEDULES
 from fairadv.validators import check, ge, gt
-
-OPTIMIZERS = Registry("optimizer", "optimizers", injected=("params",))
-SCHEDULES = Registry("schedule", "schedules")
 
 _positive = gt(0)
 

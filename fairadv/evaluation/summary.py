@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fairadv.evaluation import ClasswiseResult
+from fairadv.evaluation.classwise import ClasswiseResult
 
 
 def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mapping[str, Any],
@@ -76,3 +76,4 @@ def print_summary(summary: Mapping[str, Any], console: Console | None = None) ->
     if confusions:
         text = ", ".join(f"{c['name']} ({100 * c['rate']:.1f}%)" for c in confusions)
         console.print(f"worst class [bold]{summary['worst_class_name']}[/] is mistaken under attack for: {text}")
+

@@ -1,0 +1,74 @@
+"""The attack presets of ``fairadv eval`` (the radius comes from the recipe's ``[eval.attack]`` eps, 0.031 by
+default, or ``--eps``):
+
+- ``pgd<K>`` (``pgd20``, ``pgd50`` ...): K steps of PGD on CE, step ``eps * 0.003 / 0.031`` (DAFA's evaluation:
+  0.003 at eps 0.031), uniform random start, stop on success;
+- ``cw<K>``: the same on the Carlini-Wagner margin;
+- ``fgsm``: one step of size eps from the clean input;
+- ``autoattack``: AutoAttack, standard version (needs the optional extra);
+- ``recipe``: the recipe's own ``[eval.attack]``, exactly as configured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from fairadv.attacks import FGSM, PGD
+from fairadv.attacks.base import Attack
+from fairadv.errors import FairadvError, closest
+
+DEFAULT_EPS = 0.031
+STEP_RATIO = 0.003 / 0.031  # DAFA's evaluation step at its radius
+PRESETS = ("pgd20", "cw20", "fgsm", "autoattack", "recipe")
+PRESET_HELP = "pgd<K> (e.g. pgd20), cw<K> (e.g. cw20), fgsm, autoattack, recipe"
+
+
+def check_preset_name(name: str) -> None:
+    """Fail on an unknown preset name before anything is loaded."""
+    key = name.strip().lower()
+    if key not in PRESETS and not re.fullmatch(r"(pgd|cw)\d+", key):
+        raise FairadvError(f"unknown attack preset {name!r}{closest(key, PRESETS)}; expected {PRESET_HELP}")
+
+
+@attrs.frozen
+class Preset:
+    """A named evaluation attack and what ``eval.json`` records about it."""
+
+    name: str
+    attack: Attack
+    info: Mapping[str, Any]
+
+
+def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None) -> Preset:
+    """The attack called ``name`` at radius ``eps``; an unknown name is a one-line `FairadvError`."""
+    key = name.strip().lower()
+    match = re.fullmatch(r"(pgd|cw)(\d+)", key)
+    if match:
+        steps = int(match.group(2))
+        if steps < 1:
+            raise FairadvError(f"--attack {name!r}: the number of steps must be at least 1")
+        attack: Attack = PGD(eps=eps, step_size=eps * STEP_RATIO, steps=steps, norm=norm,
+                             loss="ce" if match.group(1) == "pgd" else "cw", random_start="uniform",
+                             stop_on_success=True)
+    elif key == "fgsm":
+        attack = FGSM(eps=eps, norm=norm)
+    elif key == "autoattack":
+        from fairadv.attacks.autoattack import AutoAttack, import_torchattacks
+
+        import_torchattacks()  # fail now, before any evaluation runs, if the extra is missing
+        attack = AutoAttack(eps=eps, norm=norm, version="standard", seed=seed)
+    elif key == "recipe":
+        if recipe is None:
+            raise FairadvError("--attack recipe: there is no recipe to take [eval.attack] from")
+        from fairadv.train.build import build_component
+
+        attack = build_component("eval.attack", recipe.eval.attack)
+        return Preset(key, attack, {"preset": key, "name": recipe.eval.attack.name, **recipe.eval.attack.params})
+    else:
+        raise FairadvError(f"unknown attack preset {name!r}{closest(key, PRESETS)}; expected {PRESET_HELP}")
+    info = {"preset": key, "name": type(attack).__name__.lower(), **attrs.asdict(attack)}
+    return Preset(key, attack, info)

@@ -1,0 +1,206 @@
+"""Turn a validated `Recipe` into objects: the device, the data splits, the model and every component.
+
+`build_components` is the one place a training run's objects are made; the engine receives them as a frozen
+`Components` bundle. The order of construction is fixed (the model is built right after seeding with ``run.seed``),
+so the same recipe always starts from the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from fairadv.data.base import TransformedDataset, stratified_holdout
+from fairadv.errors import FairadvError
+from fairadv.recipe import ComponentConfig, Recipe, component_registries
+from fairadv.registry import DATASETS, MODELS, OPTIMIZERS
+from fairadv.train.checkpoint import load_state_dict_file
+from fairadv.train.distributed import DistInfo, wrap_model
+from fairadv.train.precision import SpeedSettings, resolve_speed
+from fairadv.train.seeding import seed_everything
+from fairadv.validators import InvalidValue
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def select_device(spec: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; an explicit CUDA device must exist."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise FairadvError(f"run.device = {spec!r}: no CUDA device is available here; use 'auto' or 'cpu'")
+    return torch.device(spec)
+
+
+def build_source(recipe: Recipe) -> Any:
+    """The recipe's `DataSource` (cached per data configuration: a data set is opened once per process)."""
+    with named_errors(recipe, "data"):
+        return _cached_source(recipe.data.name, tuple(sorted(recipe.data.params.items())))
+
+
+@contextlib.contextmanager
+def named_errors(recipe: Recipe, table: str) -> Iterator[None]:
+    """Make a factory's errors name the recipe file and the table (and the key, for an out-of-range value)."""
+    try:
+        yield
+    except InvalidValue as exc:
+        raise FairadvError(f"{recipe.source}: {table}.{exc}") from None
+    except FairadvError as exc:
+        raise FairadvError(f"{recipe.source}: [{table}] {exc}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_source(name: str, params: tuple[tuple[str, Any], ...]) -> Any:
+    return DATASETS.create(name, **dict(params))
+
+
+def split_indices(recipe: Recipe, source: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) indices into the training split; the validation part is empty without a hold-out."""
+    per_class = recipe.data.val_per_class
+    if per_class == 0:
+        return torch.arange(len(source.train_labels)), torch.empty(0, dtype=torch.long)
+    try:
+        return stratified_holdout(source.train_labels, per_class, recipe.data.holdout_seed)
+    except ValueError as exc:
+        raise FairadvError(f"{recipe.source}: data.val_per_class = {per_class}: {exc}") from None
+
+
+def build_dataset(recipe: Recipe, split: str, augment: bool = True) -> Dataset:
+    """The ``"train"`` (without the hold-out), ``"val"`` (the hold-out) or ``"test"`` split.
+
+    Items are ``(image, label)`` with images as float tensors in [0, 1]. In-memory data sets stay `TensorDataset`s.
+    Only the training split is augmented, and only with ``augment`` (measuring passes turn it off).
+    """
+    if split not in SPLITS:
+        raise FairadvError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    source = build_source(recipe)
+    if split == "test":
+        base, indices, transform = source.test, None, source.test_transform
+    else:
+        train_idx, val_idx = split_indices(recipe, source)
+        if split == "val" and len(val_idx) == 0:
+            raise FairadvError(f"{recipe.source}: data.val_per_class = 0: there is no validation split; set "
+                               "data.val_per_class to hold out images per class")
+        indices = train_idx if split == "train" else val_idx
+        base = source.train
+        transform = source.train_transform if split == "train" and augment else source.test_transform
+    if transform is None and isinstance(base, TensorDataset):
+        return base if indices is None else TensorDataset(*(t[indices] for t in base.tensors))
+    return TransformedDataset(base, indices, transform)
+
+
+def build_model(recipe: Recipe, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """The recipe's model for ``num_classes`` classes and (C, H, W) inputs."""
+    with named_errors(recipe, "model"):
+        return MODELS.create(recipe.model.name, num_classes=num_classes, in_channels=input_shape[0],
+                             input_size=tuple(input_shape[1:]), **recipe.model.params)
+
+
+def build_component(kind: str, config: ComponentConfig) -> Any:
+    """Instantiate ``config`` from the registry of ``kind`` (``"attack"``, ``"objective"``, ``"strategy"``...)."""
+    return component_registries()[kind].create(config.name, **config.params)
+
+
+@attrs.frozen
+class DataSplits:
+    """The recipe's data: training split (hold-out excluded), validation hold-out (or None) and test split."""
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@attrs.frozen(eq=False)
+class Components:
+    """Everything a training run is made of, built from its recipe by `build_components`.
+
+    ``model`` is what checkpoints and evaluations use; ``train_model`` is what the training step calls (compiled,
+    BatchNorm-folded or wrapped in DDP) and shares ``model``'s parameters.
+    """
+
+    data: DataSplits
+    model: nn.Module
+    train_model: nn.Module
+    objective: Any
+    attack: Any
+    eval_attack: Any
+    strategy: Any
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    speed: SpeedSettings
+    scaler: torch.amp.GradScaler
+
+
+def build_data(recipe: Recipe) -> DataSplits:
+    source = build_source(recipe)
+    return DataSplits(train=build_dataset(recipe, "train"),
+                      val=build_dataset(recipe, "val") if recipe.data.val_per_class else None,
+                      test=build_dataset(recipe, "test"), class_names=tuple(source.class_names),
+                      input_shape=tuple(source.input_shape))
+
+
+def build_components(recipe: Recipe, device: torch.device, dist: DistInfo, initial_weights: bool = True) -> Components:
+    """Build ``recipe``'s data, model (from ``model.init_from`` when ``initial_weights``) and components.
+
+    Every problem is a one-line `FairadvError` naming the recipe file and table, raised before any file is written.
+    """
+    data = build_data(recipe)
+    seed_everything(recipe.run.seed)
+    model = build_model(recipe, data.num_classes, data.input_shape)
+    if recipe.model.init_from and initial_weights:
+        load_initial_weights(model, recipe)
+    if dist.enabled and recipe.train.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    speed = resolve_speed(device, recipe.train.precision, recipe.train.channels_last, recipe.train.compile,
+                          recipe.train.fold_bn)
+    if speed.warning and dist.is_main:
+        log.warning(speed.warning)
+    train_model = wrap_model(speed.prepare_model(model), dist, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=speed.needs_scaler)
+    attack = build_component("attack", recipe.attack)
+    objective = build_component("objective", recipe.objective)
+    strategy = build_component("strategy", recipe.strategy)
+    eval_attack = build_component("eval.attack", recipe.eval.attack)
+    with named_errors(recipe, "optimizer"):
+        optimizer = OPTIMIZERS.create(recipe.optimizer.name, params=model.parameters(), **recipe.optimizer.params)
+    schedule = build_component("schedule", recipe.schedule)
+    return Components(data=data, model=model, train_model=train_model, objective=objective, attack=attack,
+                      eval_attack=eval_attack, strategy=strategy, optimizer=optimizer, schedule=schedule,
+                      speed=speed, scaler=scaler)
+
+
+def load_initial_weights(model: nn.Module, recipe: Recipe) -> None:
+    """Start ``model`` from ``model.init_from``: a run folder (its last checkpoint) or a checkpoint file."""
+    source = str(recipe.model.init_from)
+    path = Path(source)
+    state = load_state_dict_file(path / "checkpoints" / "last.pt" if path.is_dir() else path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise FairadvError(f"{recipe.source}: model.init_from = {source!r}: weights do not fit model "
+                           f"{recipe.model.name!r}: {first}") from None
+
+
+def training_device(spec: str, dist: DistInfo) -> torch.device:
+    """`select_device`, then this process's own GPU under torchrun."""
+    device = select_device(spec)
+    return torch.device("cuda", dist.local_rank) if dist.enabled and device.type == "cuda" else device

@@ -1,0 +1,292 @@
+"""The training loop: one `Trainer` that fits a recipe, checkpoints every epoch and evaluates per class.
+
+Top to bottom:
+
+    for epoch:
+        strategy.on_epoch_start        -> maybe a new ClassPolicy
+        for batch: objective(model, x, y, attack, policy) -> loss; step; stats.update(logits already computed)
+        strategy.on_epoch_end(stats)   -> maybe a new ClassPolicy (applies from the next epoch)
+        metrics.jsonl, policy.jsonl, checkpoints/last.pt (atomic)
+    final per-class evaluation -> summary.json
+
+The objects come from `fairadv.train.build.build_components`, the files go through `RunFolder`, and the per-class
+evaluations through `SplitEvaluator`. Reproducibility: every epoch reseeds the global RNGs and the shuffling
+generator from (seed, epoch), so a run resumed from its last checkpoint replays the remaining epochs exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from rich.console import Console
+from rich.progress import Progress
+
+from fairadv.data.loader import make_loader
+from fairadv.errors import FairadvError
+from fairadv.evaluation.classwise import ClasswiseResult
+from fairadv.evaluation.plots import write_run_plots
+from fairadv.evaluation.summary import print_summary, summarize
+from fairadv.policy import ClassPolicy
+from fairadv.recipe import Recipe
+from fairadv.stats import ClassStats, EpochStats
+from fairadv.strategies.base import EpochContext
+from fairadv.train.build import build_components, training_device
+from fairadv.train.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
+from fairadv.train.display import epoch_line, policy_table, training_progress
+from fairadv.train.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size
+from fairadv.train.evaluator import SplitEvaluator
+from fairadv.train.run_folder import RunFolder
+from fairadv.train.seeding import epoch_seed, seed_everything
+
+log = logging.getLogger(__name__)
+
+TIMING_KEY = "timing"  # wall-clock figures in metrics.jsonl: the only values that differ between identical runs
+
+
+class NumericalError(FairadvError):
+    """Training produced a non-finite loss or policy; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+
+class Trainer:
+    """Fits ``recipe`` into ``out/<run.name>``; `fit` returns the summary dict.
+
+    Everything that can be wrong with the input (data, components, run folder, checkpoint) is checked in the
+    constructor, before any file is written.
+    """
+
+    def __init__(self, recipe: Recipe, out: str | Path | None = None, resume: bool = False,
+                 progress: bool = True, console: Console | None = None):
+        self.recipe = recipe
+        self.console = console or Console(stderr=True)
+        self.dist = init_from_env(recipe.run.device)
+        self.show_progress = progress and self.dist.is_main
+        self.device = training_device(recipe.run.device, self.dist)
+        self.parts = parts = build_components(recipe, self.device, self.dist, initial_weights=not resume)
+        self.model, self.strategy, self.class_names = parts.model, parts.strategy, parts.data.class_names
+        self.num_classes = parts.data.num_classes
+        self.evaluator = SplitEvaluator(recipe, parts.data, self.device, self.dist)
+        self.local_batch = local_batch_size(recipe.train.batch_size, self.dist)
+        self.base_lrs = [group["lr"] for group in parts.optimizer.param_groups]
+        self.stats = ClassStats(self.num_classes, self.device)
+        self.policy = self._checked_policy(lambda: parts.strategy.on_fit_start(self.num_classes), epoch=0)
+        self.start_epoch = 1
+        self.folder = RunFolder(Path(out if out is not None else recipe.run.out) / str(recipe.run.name),
+                                is_main=self.dist.is_main)
+        self.run_dir = self.folder.path
+        if resume:
+            self._resume()
+        else:
+            self.folder.check_new()
+        barrier()  # every process has checked the run folder before rank 0 writes to it
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, evaluate on the test split, write ``summary.json``; return the summary."""
+        if self.start_epoch == 1:
+            self.folder.create(self.recipe.to_toml())
+            self.folder.append("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
+        speed = self.parts.speed.describe(self.parts.train_model)
+        log.info("training: %s", speed)
+        if self.show_progress:
+            self.console.print(f"fairadv: {speed}; run folder {self.run_dir}", highlight=False, soft_wrap=True)
+        with training_progress(self.console, self.show_progress) as progress:
+            for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
+                self._run_epoch(epoch, progress)
+        summary = self.final_evaluation()
+        if self.dist.is_main:
+            self.folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
+            write_run_plots(self.run_dir, summary, self.stats.compute().prob_matrix, list(self.class_names))
+        if self.show_progress:
+            print_summary(summary, self.console)
+            self.console.print(f"run folder: {self.run_dir}")
+        return summary
+
+    def _run_epoch(self, epoch: int, progress: Progress | None) -> None:
+        recipe, parts = self.recipe, self.parts
+        seed_everything(epoch_seed(recipe.run.seed, epoch))
+        factor = parts.schedule.factor(epoch, recipe.train.epochs)
+        for group, base in zip(parts.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        ctx = EpochContext(epoch=epoch, num_epochs=recipe.train.epochs, num_classes=self.num_classes,
+                           policy=self.policy, model=self.model, evaluate=self.evaluate_validation,
+                           measure=self.measure_train_stats, batches=self.evaluator.batches)
+        started = self._checked_policy(lambda: self.strategy.on_epoch_start(ctx), epoch)
+        if started is not None:
+            self._set_policy(started, epoch, applies_from=epoch)
+
+        tic = time.perf_counter()
+        loss, seen = self._train_epoch(epoch, progress)
+        seconds = time.perf_counter() - tic
+        all_reduce_sum(*self.stats.sums())  # every rank's strategy sees the whole epoch
+        stats = self.stats.compute()
+        ended = self._checked_policy(
+            lambda: self.strategy.on_epoch_end(attrs.evolve(ctx, stats=stats, policy=self.policy)), epoch)
+
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": parts.optimizer.param_groups[0]["lr"],
+            "loss": loss,
+            "train_clean_accuracy": None if stats.clean_accuracy is None else float(stats.clean_accuracy.mean()),
+            "train_robust_accuracy": float(stats.robust_accuracy.mean()),
+        }
+        every = recipe.train.eval_every
+        if every and epoch % every == 0 and epoch < recipe.train.epochs:
+            summary = summarize(self.evaluate_test(), self.class_names, self._attack_info())
+            metrics.update(test_clean_accuracy=summary["clean_accuracy"],
+                           test_robust_accuracy=summary["robust_accuracy"],
+                           test_worst_class_robust_accuracy=summary["worst_class_robust_accuracy"])
+        metrics[TIMING_KEY] = {"seconds": round(seconds, 3), "images_per_s": round(seen / max(seconds, 1e-9), 1)}
+        if ended is not None:
+            self._set_policy(ended, epoch, applies_from=epoch + 1)
+        self.folder.append("metrics.jsonl", metrics)
+        self.folder.save_checkpoint(self._state(epoch))
+        if self.show_progress:
+            self.console.print(epoch_line(metrics, recipe.train.epochs, TIMING_KEY), highlight=False, soft_wrap=True)
+
+    def _train_epoch(self, epoch: int, progress: Progress | None) -> tuple[float, int]:
+        """One pass over the training data; returns (mean loss, images seen)."""
+        recipe, parts, device = self.recipe, self.parts, self.device
+        generator = torch.Generator().manual_seed(epoch_seed(recipe.run.seed, epoch))
+        loader = make_loader(parts.data.train, self.local_batch, device, shuffle=True,
+                             num_workers=recipe.data.num_workers, generator=generator, rank=self.dist.rank,
+                             world_size=self.dist.world_size)
+        policy = self.policy.to(device)
+        self.model.train()
+        self.stats.reset()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        seen, tic, last_refresh = 0, time.perf_counter(), 0.0
+        task = progress.add_task("train", total=len(loader), epoch=f"{epoch}/{recipe.train.epochs}", loss="-",
+                                 ips="-") if progress is not None else None
+        for batch, (x, y) in enumerate(loader):
+            x, y = parts.speed.prepare_input(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            with parts.speed.autocast():
+                out = parts.objective(parts.train_model, x, y, parts.attack, policy)
+            parts.optimizer.zero_grad(set_to_none=True)
+            parts.scaler.scale(out.loss).backward()
+            parts.scaler.step(parts.optimizer)
+            parts.scaler.update()
+            self.stats.update(y, out.logits_adv, out.logits_clean)
+            loss = out.loss.detach()
+            # Remember the first non-finite batch on the device: no host sync in the step.
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), batch, first_bad)
+            loss_sum += loss.double() * len(y)
+            seen += len(y)
+            now = time.perf_counter()
+            if now - last_refresh > 0.5 or batch == len(loader) - 1:
+                last_refresh = now
+                self._check_finite(first_bad, epoch)
+                if progress is not None:
+                    progress.update(task, completed=batch + 1, loss=f"{float(loss_sum) / seen:.4f}",
+                                    ips=f"{seen / (now - tic):.0f}")
+        if progress is not None:
+            progress.remove_task(task)
+        self._check_finite(first_bad, epoch)
+        totals = torch.stack([loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)])
+        all_reduce_sum(totals)
+        return float(totals[0] / totals[1].clamp_min(1)), int(totals[1])
+
+    def _check_finite(self, first_bad: torch.Tensor, epoch: int) -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            raise NumericalError(f"non-finite training loss at epoch {epoch}, batch {bad + 1}; stopping "
+                                 f"({self.folder.checkpoint_note()}); lower optimizer.lr or check the data")
+
+    # --- evaluation (the strategy's hooks call the validation and measuring passes) --------------------------------
+
+    def evaluated_model(self) -> torch.nn.Module:
+        """The model that evaluations and reports use: the strategy's (e.g. a weight average) or the trained one."""
+        return self.strategy.evaluation_model(self.model) or self.model
+
+    def evaluate_test(self, attack: Any = None) -> ClasswiseResult:
+        """Per-class clean and robust accuracy on the test split (``eval.n`` images, stratified, if set)."""
+        seed_everything(self.recipe.run.seed)
+        return self.evaluator.evaluate(self.evaluated_model(), "test", attack or self.parts.eval_attack,
+                                       n=self.recipe.eval.n)
+
+    def evaluate_validation(self, attack: Any = None) -> ClasswiseResult:
+        """Per-class clean and robust accuracy on the validation hold-out (strategies call this)."""
+        return self.evaluator.evaluate(self.model, "val", attack or self.parts.eval_attack)
+
+    def measure_train_stats(self, features: bool = False) -> EpochStats:
+        """Class statistics of an eval-mode pass over the un-augmented training split, under the current policy."""
+        return self.evaluator.measure(self.model, self.parts.objective, self.parts.attack, self.policy, features)
+
+    def final_evaluation(self) -> dict[str, Any]:
+        return summarize(self.evaluate_test(), self.class_names, self._attack_info())
+
+    def _attack_info(self) -> dict[str, Any]:
+        return {"name": self.recipe.eval.attack.name, **self.recipe.eval.attack.params}
+
+    # --- policy -----------------------------------------------------------------------------------------------------
+
+    def _checked_policy(self, hook: Any, epoch: int) -> ClassPolicy | None:
+        """Run a strategy hook; validate a returned policy again on a private copy, so a strategy that mutates its
+        tensors afterwards can never put a NaN into training, policy.jsonl or a checkpoint."""
+        try:
+            policy = hook()
+            if policy is not None:
+                policy = ClassPolicy.from_dict(policy.to_dict())
+        except ValueError as exc:
+            raise NumericalError(f"strategy {self.recipe.strategy.name!r} produced an invalid policy at epoch "
+                                 f"{epoch}: {exc}") from None
+        if policy is not None and policy.num_classes != self.num_classes:
+            raise NumericalError(f"strategy {self.recipe.strategy.name!r} returned a policy for "
+                                 f"{policy.num_classes} classes; the data has {self.num_classes}")
+        return policy
+
+    def _set_policy(self, policy: ClassPolicy, epoch: int, applies_from: int) -> None:
+        self.policy = policy
+        self.folder.append("policy.jsonl", {"epoch": epoch, "applies_from": applies_from, **policy.to_dict()})
+        log.info("new class policy from epoch %d: %s", applies_from, policy.to_dict())
+        if self.show_progress:
+            self.console.print(policy_table(policy, self.class_names, self.parts.attack.eps, applies_from))
+
+    # --- checkpoints ------------------------------------------------------------------------------------------------
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        """What ``checkpoints/last.pt`` holds after ``epoch``: enough to continue exactly, and to evaluate."""
+        parts = self.parts
+        state = {
+            "format": FORMAT_VERSION, "epoch": epoch, "recipe": self.recipe.to_toml(),
+            "model_spec": {"num_classes": self.num_classes, "input_shape": list(parts.data.input_shape),
+                           "class_names": list(self.class_names)},
+            "model": self.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "scaler": parts.scaler.state_dict(), "strategy": self.strategy.state_dict(),
+            "policy": self.policy.to_dict(), "stats": self.stats.state_dict(),
+        }
+        reported = self.strategy.evaluation_model(self.model)
+        if reported is not None:  # only strategies that keep a separate model (weight averaging) pay for a copy
+            state["eval_model"] = reported.state_dict()
+        return state
+
+    def _resume(self) -> None:
+        """Load the last checkpoint of the run folder (if it got one) into the components."""
+        state = self.folder.resume(self.recipe.to_dict())
+        if state is None:
+            return
+        try:
+            epoch, policy = resumable_epoch_and_policy(state, self.recipe.train.epochs, self.num_classes)
+            self.model.load_state_dict(state["model"])
+            self.parts.optimizer.load_state_dict(state["optimizer"])
+            self.parts.scaler.load_state_dict(state.get("scaler", {}))
+            self.strategy.load_state_dict(state.get("strategy", {}))
+            self.stats.load_state_dict(state.get("stats", {}))
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the file does not fit this run
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FairadvError(f"{self.folder.checkpoint}: checkpoint does not match this recipe: {reason}") from None
+        self.policy = policy
+        self.start_epoch = epoch + 1
+        self.folder.truncate_logs(keep_through=epoch)
+
+
+def run(recipe: Recipe, out: str | Path | None = None, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Train and evaluate ``recipe``; return the summary (also written to ``summary.json`` in the run folder)."""
+    return Trainer(recipe, out=out, resume=resume, progress=progress).fit()
