@@ -171,5 +171,35 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool) -> None:
         click.echo(text)
 
 
+@main.command()
+@click.argument("study_file", metavar="STUDY.toml")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Cells to run at once on this machine; the cores are shared among them.")
+@click.option("--out", default=None, help="Root of the study folder (default: the study's out, runs/studies).")
+@click.option("--report-only", is_flag=True, help="Run nothing: rebuild the tables and figures from finished cells.")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="Where cells run: a local process pool, or one Slurm job each (needs fairadv[slurm]).")
+@click.option("--partition", default=None, help="Slurm partition (--launcher slurm).")
+@click.option("--gpus-per-job", type=int, default=0, show_default=True,
+              help="GPUs per Slurm job; more than one trains the cell under torchrun.")
+@click.option("--cpus-per-job", type=int, default=2, show_default=True, help="CPUs per Slurm job.")
+@click.option("--time", "time_limit", default="12:00:00", show_default=True, help="Slurm time limit per job.")
+@_user_errors
+def study(study_file: str, jobs: int, out: str | None, report_only: bool, launcher: str, partition: str | None,
+          gpus_per_job: int, cpus_per_job: int, time_limit: str) -> None:
+    """Run every cell of STUDY.toml (methods x axes x seeds), then write table.md/.tex/.csv, study.json and figures.
+
+    Finished cells are skipped and interrupted ones resume, so running a study again continues it.
+    """
+    from fairadv.study.runner import SlurmOptions, run_study
+
+    doc = run_study(study_file, out=out, jobs=jobs, launcher=launcher, report_only=report_only,
+                    slurm=SlurmOptions(partition=partition, gpus=gpus_per_job, time=time_limit, cpus=cpus_per_job),
+                    console=err_console)
+    from fairadv.study.table import markdown
+
+    click.echo(markdown(doc))
+
+
 if __name__ == "__main__":
     main()

@@ -173,14 +173,7 @@ class Recipe:
     def load(cls, path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
         """Read, override (``"table.key=value"`` strings, values in TOML syntax) and validate a recipe file."""
         path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise FairadvError(f"{path}: recipe file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FairadvError(f"{path}: cannot read recipe: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise FairadvError(f"{path}: not valid TOML: {exc}") from None
+        raw = read_toml(path, "recipe")
         origins: dict[str, str] = {}
         for override in overrides:
             key = apply_override(raw, override)
@@ -218,6 +211,18 @@ class Recipe:
         raw = self.to_dict()
         origins = {apply_override(raw, o): f"--set {o}" for o in overrides}
         return Recipe.from_dict(raw, source=self.source, origins=origins)
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse the TOML file ``path`` (a ``what``: "recipe", "study"); any problem is one line naming the file."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FairadvError(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FairadvError(f"{path}: cannot read {what} file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FairadvError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _table(value: Any) -> Any:

@@ -53,10 +53,10 @@ def test_eval_writes_per_class_results_for_each_preset(run_dir):
         assert text in result.stdout
     doc = read_eval(run_dir / "eval.json")
     assert doc["checkpoint"] == "checkpoints/last.pt" and doc["epoch"] == 2 and doc["precision"] == "fp32"
-    assert (doc["images"], doc["n"], doc["eps"], doc["norm"]) == (100, 100, 0.1, "linf")
+    assert (doc["images"], doc["n"], doc["eps"], doc["norm"]) == (100, 100, 0.2, "linf")  # the recipe's eval.attack eps
     assert list(doc["attacks"]) == ["pgd20", "cw20", "fgsm"]
     pgd = doc["attacks"]["pgd20"]["attack"]
-    assert pgd["steps"] == 20 and pgd["step_size"] == pytest.approx(0.1 * 0.003 / 0.031)
+    assert pgd["steps"] == 20 and pgd["step_size"] == pytest.approx(0.2 * 0.003 / 0.031)
     assert (pgd["loss"], pgd["random_start"], pgd["stop_on_success"]) == ("ce", "uniform", True)
     assert doc["attacks"]["cw20"]["attack"]["loss"] == "cw"
     for res in doc["attacks"].values():

@@ -45,7 +45,7 @@ def plot_class_accuracy(summary: Mapping[str, Any], path: str | Path, title: str
     clean = np.array([100 * r["clean"] for r in rows])
     robust = np.array([100 * r["robust"] for r in rows])
     c = len(rows)
-    fig = _figure(width=min(16.0, max(6.0, 0.45 * c + 2)), height=4.0)
+    fig = new_figure(width=min(16.0, max(6.0, 0.45 * c + 2)), height=4.0)
     ax = fig.add_subplot()
     pos = np.arange(c)
     ax.bar(pos - 0.2, clean, 0.4, label=f"clean (avg {clean.mean():.1f}%)", color="#8fb3d9")
@@ -89,8 +89,9 @@ def plot_similarity(matrix: Any, names: Sequence[str], path: str | Path, title: 
 # --- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+def new_figure(width: float, height: float, dpi: float = DPI) -> Figure:
+    """A figure on its own Agg canvas (no pyplot state)."""
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -108,7 +109,7 @@ def _heatmap(values: np.ndarray, names: Sequence[str], path: str | Path, title: 
              ylabel: str, fmt: str, vmin: float | None = None, vmax: float | None = None) -> Path:
     c = len(names)
     side = min(12.0, max(4.5, 0.45 * c + 2))
-    fig = _figure(width=side + 1.0, height=side)
+    fig = new_figure(width=side + 1.0, height=side)
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="viridis", vmin=vmin, vmax=vmax)
     fig.colorbar(image, ax=ax, label=bar_label, shrink=0.85)
@@ -137,10 +138,15 @@ def _attack_label(attack: Mapping[str, Any] | None) -> str:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
-    """Render to PNG in memory, then write via a temporary file and an atomic rename."""
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: float | None = None) -> Path:
+    """Render in the format of ``path``'s suffix (PNG, PDF, SVG) in memory, then write it via a temporary file and an
+    atomic rename."""
     path = Path(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi or "figure")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

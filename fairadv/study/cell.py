@@ -1,0 +1,111 @@
+"""One cell of a study: train its recipe (resuming an interrupted run), then evaluate it with the study's presets.
+
+A cell is done when its run folder has ``summary.json`` and an ``eval.json`` holding every preset at the study's
+``n``; a done cell is never run again. Run folders live in ``<study>/runs/<cell>``, logs in ``<study>/logs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from fairadv.errors import FairadvError
+
+EVAL_SEED = 0  # every cell is evaluated on the same subset with the same attack starts
+
+
+@attrs.frozen
+class CellJob:
+    """Everything a worker (a local process or a Slurm job) needs to run one cell; picklable."""
+
+    name: str
+    recipe: str
+    overrides: tuple[str, ...]
+    study_dir: str
+    evaluate: tuple[str, ...]
+    n: int
+    threads: int = 1
+    gpus: int = 0  # > 1: train under torchrun with one process per GPU
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.study_dir) / "runs" / self.name
+
+    @property
+    def log_file(self) -> Path:
+        return Path(self.study_dir) / "logs" / f"{self.name}.log"
+
+
+def is_done(run_dir: Path, evaluate: Sequence[str], n: int) -> bool:
+    """Whether the cell finished training and every evaluation (at ``n`` images, the study's seed)."""
+    if not (run_dir / "summary.json").is_file():
+        return False
+    if not evaluate:
+        return True
+    try:
+        doc = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(doc, dict) and doc.get("n") == n and doc.get("seed") == EVAL_SEED
+            and all(name in (doc.get("attacks") or {}) for name in evaluate))
+
+
+def run_cell(job: CellJob) -> dict[str, Any]:
+    """Train (or resume) and evaluate one cell; returns its timing. Output goes to the cell's log file."""
+    import torch
+
+    from fairadv.evaluation.eval_command import run_eval
+    from fairadv.recipe import Recipe
+    from fairadv.train.engine import Trainer
+
+    torch.set_num_threads(job.threads)
+    job.log_file.parent.mkdir(parents=True, exist_ok=True)
+    tic = time.perf_counter()
+    with open(job.log_file, "a") as log, _logging_to(log):
+        log.write(f"cell {job.name}: {job.recipe} {' '.join(job.overrides)}\n")
+        log.flush()
+        if not (job.run_dir / "summary.json").is_file():
+            resume = (job.run_dir / "recipe.toml").is_file()
+            if job.gpus > 1:
+                _torchrun(job, resume, log)
+            else:
+                recipe = Recipe.load(job.recipe, job.overrides)
+                Trainer(recipe, out=job.run_dir.parent, resume=resume, progress=False).fit()
+        trained = time.perf_counter()
+        if job.evaluate and not is_done(job.run_dir, job.evaluate, job.n):
+            run_eval(str(job.run_dir), job.evaluate, n=job.n, seed=EVAL_SEED)
+        log.write(f"cell {job.name}: done in {time.perf_counter() - tic:.1f}s\n")
+    return {"seconds": round(time.perf_counter() - tic, 3), "train_seconds": round(trained - tic, 3)}
+
+
+def _torchrun(job: CellJob, resume: bool, log: Any) -> None:
+    """Train a multi-GPU cell as ``torchrun --nproc_per_node=G -m fairadv run``."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={job.gpus}", "-m", "fairadv",
+               "run", job.recipe, "--out", str(job.run_dir.parent), "--quiet",
+               *(arg for o in job.overrides for arg in ("--set", o)), *(["--resume"] if resume else [])]
+    proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    if proc.returncode != 0:
+        raise FairadvError(f"cell {job.name}: torchrun exited with status {proc.returncode}; see {job.log_file}")
+
+
+@contextlib.contextmanager
+def _logging_to(handle: Any) -> Any:
+    """Send fairadv's log records to the cell's log file while the cell runs."""
+    handler = logging.StreamHandler(handle)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("fairadv")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

@@ -1,0 +1,84 @@
+"""The study's figures, as vector PDF and 200-dpi PNG: per-class robust accuracy of every method with the spread over
+seeds, and the trade-off between the average and the worst class.
+
+Both are drawn for each block of the study and for its first evaluation attack (the table has them all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fairadv.evaluation.plots import new_figure, save_figure
+
+DPI = 200
+COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+          "#64b5cd"]
+
+
+def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
+    """``per_class_robust[-<block>].pdf/.png`` and ``tradeoff[-<block>].pdf/.png``; returns the paths written."""
+    paths: list[Path] = []
+    for block in doc["blocks"]:
+        attack = next(iter(block["attacks"]))
+        rows = [r for r in block["attacks"][attack]["rows"] if r["seeds"]]
+        if not rows:
+            continue
+        suffix = "".join(f"-{v}" for v in block["axes"].values())
+        label = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
+        title = f"{label + ', ' if label else ''}{attack}"
+        for name, draw in (("per_class_robust", per_class_figure), ("tradeoff", tradeoff_figure)):
+            fig = draw(rows, title, len(doc["seeds"]))
+            for ext in ("pdf", "png"):
+                paths.append(save_figure(fig, study_dir / f"{name}{suffix}.{ext}", dpi=DPI))
+    return paths
+
+
+def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int) -> Any:
+    """Grouped bars: robust accuracy (%) of each class for each method, error bars one std over seeds."""
+    names = [c["name"] for c in rows[0]["per_class"]]
+    classes, methods = len(names), len(rows)
+    fig = new_figure(width=min(18.0, max(6.5, 0.32 * classes * methods + 2.5)), height=3.8, dpi=DPI)
+    ax = fig.add_subplot()
+    width = 0.8 / methods
+    pos = np.arange(classes)
+    for k, row in enumerate(rows):
+        means = [c["robust"]["mean"] for c in row["per_class"]]
+        stds = [c["robust"]["std"] or 0.0 for c in row["per_class"]]
+        ax.bar(pos - 0.4 + width * (k + 0.5), means, width, yerr=stds, capsize=1.5, color=COLORS[k % len(COLORS)],
+               error_kw={"linewidth": 0.7}, label=f"{row['method']} (avg {row['robust_avg']['mean']:.1f}%)")
+    ax.set_xticks(pos, names, rotation=90 if classes > 12 else 0, fontsize=7 if classes > 30 else None)
+    ax.set_xlim(-0.6, classes - 0.4)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("class")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_title(f"Per-class robust accuracy ({title}; mean ± std over {seeds} seeds)", fontsize=10)
+    ax.grid(axis="y", linewidth=0.3, alpha=0.6)
+    ax.set_axisbelow(True)
+    # Legend outside the axes, so it covers no bar.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    return fig
+
+
+def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int) -> Any:
+    """Worst-class against average robust accuracy, one point per method with one-std error bars."""
+    fig = new_figure(width=5.2, height=4.2, dpi=DPI)
+    ax = fig.add_subplot()
+    for k, row in enumerate(rows):
+        x, y = row["robust_avg"], row["robust_worst"]
+        ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0.0, yerr=y["std"] or 0.0, fmt="o", capsize=3,
+                    color=COLORS[k % len(COLORS)], label=row["method"], markersize=6)
+    xs = [r["robust_avg"]["mean"] for r in rows]
+    ys = [r["robust_worst"]["mean"] for r in rows]
+    pad_x, pad_y = max(2.0, 0.25 * (max(xs) - min(xs))), max(2.0, 0.25 * (max(ys) - min(ys)))
+    ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
+    ax.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
+    ax.set_xlabel("average robust accuracy (%)")
+    ax.set_ylabel("worst-class robust accuracy (%)")
+    ax.set_title(f"Worst class vs. average ({title})", fontsize=10)
+    ax.grid(linewidth=0.3, alpha=0.6)
+    ax.legend(loc="best", fontsize="small", title=f"mean ± std, {seeds} seeds", title_fontsize="small")
+    return fig

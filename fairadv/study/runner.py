@@ -1,0 +1,120 @@
+"""``fairadv study``: validate a study file, run its unfinished cells locally or on Slurm, then write the tables and
+figures from every finished cell.
+
+Re-running a study skips finished cells and resumes interrupted ones exactly (each run folder resumes as
+``fairadv run --resume`` does), so a killed study, run again, ends with the same ``study.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from rich.console import Console
+
+from fairadv.errors import FairadvError
+from fairadv.study.cell import CellJob, is_done
+from fairadv.study.figures import write_figures
+from fairadv.study.spec import Study, load_study
+from fairadv.study.table import aggregate, write_tables
+from fairadv.study.view import StudyView
+from fairadv.train.checkpoint import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+class StudyFailed(FairadvError):
+    """Some cells failed; the others finished and the tables were written from them."""
+
+    exit_code = 1
+
+
+@attrs.frozen
+class SlurmOptions:
+    """Where ``--launcher slurm`` submits: ``partition``, ``gpus`` per job, ``time`` limit ``HH:MM:SS``, ``cpus``."""
+
+    partition: str | None = None
+    gpus: int = 0
+    time: str = "12:00:00"
+    cpus: int = 2
+
+
+def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, launcher: str = "local",
+              report_only: bool = False, slurm: SlurmOptions | None = None,
+              console: Console | None = None) -> dict[str, Any]:
+    """Run (unless ``report_only``) and report the study in ``path``; returns the ``study.json`` document.
+
+    Raises `StudyFailed` (exit status 1) after writing the report when a cell failed; every input problem is a
+    `FairadvError` (exit 2) raised before anything runs or is written.
+    """
+    console = console or Console(stderr=True)
+    if jobs < 1:
+        raise FairadvError(f"--jobs {jobs}: expected at least 1")
+    if launcher not in ("local", "slurm"):
+        raise FairadvError(f"--launcher {launcher!r}: expected 'local' or 'slurm'")
+    study = load_study(path)
+    study.recipes()  # every cell's recipe validated before anything runs
+    study_dir = study.directory(out)
+    jobs_todo = [job for job in cell_jobs(study, study_dir) if not is_done(job.run_dir, job.evaluate, job.n)]
+    for method in study.skipped_methods:
+        console.print(f"study {study.name}: method {method.name} left out (module {method.requires!r} is not "
+                      "installed)", highlight=False)
+    states: dict[str, Mapping[str, Any]] = {}
+    tic = time.perf_counter()
+    if jobs_todo and not report_only:
+        try:
+            study_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FairadvError(f"{study_dir}: cannot create the study folder: {exc.strerror or exc}") from None
+        console.print(f"study {study.name}: {len(jobs_todo)} of {len(study.cells())} cells to run in {study_dir}",
+                      highlight=False)
+        with StudyView([j.name for j in jobs_todo], jobs if launcher == "local" else len(jobs_todo), console,
+                       title=f"study {study.name}") as view:
+            if launcher == "local":
+                from fairadv.study.local import run_local
+
+                states = run_local(jobs_todo, jobs, view)
+            else:
+                from fairadv.study.slurm import run_slurm
+
+                states = run_slurm(jobs_todo, study_dir, slurm or SlurmOptions(), view)
+        cells_wall = time.perf_counter() - tic
+    elif not report_only:
+        console.print(f"study {study.name}: all {len(study.cells())} cells are done", highlight=False)
+    doc = report(study, study_dir, states)
+    seconds = time.perf_counter() - tic
+    if states:  # this invocation's timing, kept apart from study.json (which reruns must reproduce exactly)
+        timing = {"launcher": launcher, "jobs": jobs, "wall_seconds": round(seconds, 3),
+                  "cells_wall_seconds": round(cells_wall, 3),
+                  "cells": {name: {k: v for k, v in s.items() if k.endswith("seconds")} for name, s in states.items()}}
+        write_text_atomic(study_dir / "timing.json", json.dumps(timing, indent=2) + "\n")
+    console.print(f"study {study.name}: wrote {study_dir / 'table.md'} and the figures ({seconds:.0f}s)",
+                  highlight=False)
+    failed = {name: s for name, s in states.items() if s.get("state") == "failed"}
+    if failed:
+        lines = "; ".join(f"{name}: {s.get('error', '')}" for name, s in failed.items())
+        raise StudyFailed(f"{study.source}: {len(failed)} cell(s) failed: {lines}")
+    return doc
+
+
+def cell_jobs(study: Study, study_dir: Path) -> list[CellJob]:
+    return [CellJob(name=cell.name, recipe=str(cell.recipe), overrides=cell.overrides, study_dir=str(study_dir),
+                    evaluate=study.evaluate, n=study.n) for cell in study.cells()]
+
+
+def report(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Write ``table.md``, ``table.tex``, ``table.csv``, ``study.json`` and the figures from the finished cells."""
+    doc = aggregate(study, study_dir, states)
+    if not any(c["state"] == "done" for c in doc["cells"]):
+        if not study_dir.is_dir():
+            raise FairadvError(f"{study_dir}: no study folder yet; run the study first (without --report-only)")
+        log.warning("study %s: no cell has finished yet", study.name)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    write_tables(doc, study_dir)
+    write_figures(doc, study_dir)
+    return doc

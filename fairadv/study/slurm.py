@@ -1,0 +1,102 @@
+"""Run a study's cells as Slurm jobs through submitit (the ``fairadv[slurm]`` extra).
+
+Each cell is one job (``--gpus-per-job`` GPUs; with more than one, the cell trains under torchrun). A job that Slurm
+preempts or stops at its time limit is requeued by submitit and resumes its run folder from the last checkpoint, as
+``fairadv run --resume`` would. The study waits for its jobs; run it again, or with ``--report-only``, to collect
+jobs that finish after an interruption: finished cells are never submitted twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from fairadv.errors import FairadvError
+from fairadv.study.cell import CellJob, run_cell
+from fairadv.study.local import one_line
+from fairadv.study.view import StudyView
+
+POLL_SECONDS = 2.0
+
+
+def import_submitit() -> Any:
+    try:
+        import submitit
+    except ImportError:
+        raise FairadvError("--launcher slurm needs submitit: pip install 'fairadv[slurm]'") from None
+    return submitit
+
+
+def timeout_minutes(limit: str) -> int:
+    """Slurm's ``[D-]HH:MM:SS`` (or ``MM``) as whole minutes, at least 1."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)|(\d+)", limit.strip())
+    if not match:
+        raise FairadvError(f"--time {limit!r}: expected HH:MM:SS, D-HH:MM:SS or minutes")
+    if match.group(5):
+        return max(1, int(match.group(5)))
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups()[:4])
+    return max(1, days * 1440 + hours * 60 + minutes + (1 if seconds else 0))
+
+
+def checkpointable_cell() -> Any:
+    """`run_cell` as a submitit Checkpointable: on preemption or timeout it is resubmitted with the same job, which
+    then resumes the run folder."""
+    submitit = import_submitit()
+
+    class ResumableCell(submitit.helpers.Checkpointable):
+        def __call__(self, job: CellJob) -> dict[str, Any]:
+            return run_cell(job)
+
+    return ResumableCell()
+
+
+def run_slurm(cells: list[CellJob], study_dir: Path, options: Any, view: StudyView) -> dict[str, dict[str, Any]]:
+    """Submit every cell, wait for all of them; returns the same states as `fairadv.study.local.run_local`."""
+    submitit = import_submitit()
+    executor = submitit.AutoExecutor(folder=study_dir / "slurm" / "%j", cluster="slurm")
+    parameters: dict[str, Any] = {"timeout_min": timeout_minutes(options.time), "cpus_per_task": options.cpus,
+                                  "tasks_per_node": 1, "nodes": 1, "name": f"fairadv-{study_dir.name}"}
+    if options.partition:
+        parameters["slurm_partition"] = options.partition
+    if options.gpus:
+        parameters["gpus_per_node"] = options.gpus
+    executor.update_parameters(**parameters)
+    function = checkpointable_cell()
+    jobs = {}
+    for cell in cells:
+        cell = attrs.evolve(cell, threads=options.cpus, gpus=options.gpus)
+        try:
+            jobs[cell.name] = executor.submit(function, cell)
+        except Exception as exc:  # noqa: BLE001 - sbatch's own message says what is wrong
+            raise FairadvError(f"sbatch failed for cell {cell.name}: {one_line(exc)}") from None
+        view.set(cell.name, "queued")
+    results: dict[str, dict[str, Any]] = {}
+    running: set[str] = set()
+    while len(results) < len(jobs):
+        for name, job in jobs.items():
+            if name in results:
+                continue
+            if job.done():
+                try:
+                    outcome = job.result()
+                    results[name] = {"state": "done", **outcome}
+                    view.set(name, "done", seconds=outcome["seconds"])
+                except Exception as exc:  # noqa: BLE001 - the cell's own error, from the job's result
+                    results[name] = {"state": "failed", "error": _job_error(exc)}
+                    view.set(name, "failed", error=results[name]["error"])
+            elif name not in running and job.state == "RUNNING":
+                running.add(name)
+                view.set(name, "running")
+        time.sleep(POLL_SECONDS)
+    return results
+
+
+def _job_error(exc: BaseException) -> str:
+    """The last non-empty line of a failed job's traceback (the cell's own error), else the exception itself."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return (errors[-1] if errors else one_line(exc))[:500]
