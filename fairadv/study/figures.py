@@ -31,17 +31,17 @@ def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
         label = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
         title = f"{label + ', ' if label else ''}{attack}"
         for name, draw in (("per_class_robust", per_class_figure), ("tradeoff", tradeoff_figure)):
-            fig = draw(rows, title, len(doc["seeds"]))
+            fig = draw(rows, title, len(doc["seeds"]), doc["baseline"])
             for ext in ("pdf", "png"):
                 paths.append(save_figure(fig, study_dir / f"{name}{suffix}.{ext}", dpi=DPI))
     return paths
 
 
-def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int) -> Any:
+def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str) -> Any:
     """Grouped bars: robust accuracy (%) of each class for each method, error bars one std over seeds."""
     names = [c["name"] for c in rows[0]["per_class"]]
     classes, methods = len(names), len(rows)
-    fig = new_figure(width=min(18.0, max(6.5, 0.32 * classes * methods + 2.5)), height=3.8, dpi=DPI)
+    fig = new_figure(width=min(16.0, max(6.5, 0.13 * classes * methods + 2.5)), height=3.6, dpi=DPI)
     ax = fig.add_subplot()
     width = 0.8 / methods
     pos = np.arange(classes)
@@ -55,7 +55,7 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int) -> A
     ax.set_ylim(0, 100)
     ax.set_xlabel("class")
     ax.set_ylabel("robust accuracy (%)")
-    ax.set_title(f"Per-class robust accuracy ({title}; mean ± std over {seeds} seeds)", fontsize=10)
+    ax.set_title(f"Per-class robust accuracy ({title})\nmean ± std over {seeds} seeds", fontsize=10)
     ax.grid(axis="y", linewidth=0.3, alpha=0.6)
     ax.set_axisbelow(True)
     # Legend outside the axes, so it covers no bar.
@@ -63,22 +63,30 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int) -> A
     return fig
 
 
-def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int) -> Any:
-    """Worst-class against average robust accuracy, one point per method with one-std error bars."""
+def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str) -> Any:
+    """Worst-class against average robust accuracy, one labelled point per method with one-std error bars; dashed
+    lines through the baseline, so a point above its horizontal line helped the worst class."""
     fig = new_figure(width=5.2, height=4.2, dpi=DPI)
     ax = fig.add_subplot()
     for k, row in enumerate(rows):
         x, y = row["robust_avg"], row["robust_worst"]
         ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0.0, yerr=y["std"] or 0.0, fmt="o", capsize=3,
-                    color=COLORS[k % len(COLORS)], label=row["method"], markersize=6)
-    xs = [r["robust_avg"]["mean"] for r in rows]
-    ys = [r["robust_worst"]["mean"] for r in rows]
-    pad_x, pad_y = max(2.0, 0.25 * (max(xs) - min(xs))), max(2.0, 0.25 * (max(ys) - min(ys)))
-    ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
-    ax.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
+                    color=COLORS[k % len(COLORS)], markersize=6)
+        ax.annotate(row["method"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(6, 5),
+                    fontsize="small", color=COLORS[k % len(COLORS)])
+        if row["method"] == baseline:
+            ax.axvline(x["mean"], color="0.5", linestyle="--", linewidth=0.7)
+            ax.axhline(y["mean"], color="0.5", linestyle="--", linewidth=0.7)
+    spans = {key: [(r[key]["mean"] - (r[key]["std"] or 0.0), r[key]["mean"] + (r[key]["std"] or 0.0)) for r in rows]
+             for key in ("robust_avg", "robust_worst")}
+    for key, set_lim in (("robust_avg", ax.set_xlim), ("robust_worst", ax.set_ylim)):
+        low, high = min(s[0] for s in spans[key]), max(s[1] for s in spans[key])
+        pad = max(1.5, 0.12 * (high - low))
+        set_lim(low - pad, high + pad)
     ax.set_xlabel("average robust accuracy (%)")
     ax.set_ylabel("worst-class robust accuracy (%)")
-    ax.set_title(f"Worst class vs. average ({title})", fontsize=10)
+    # Points carry their names, so no legend box can hide one; the caption says what the bars and lines are.
+    ax.set_title(f"Worst class vs. average ({title})\nmean ± std over {seeds} seeds; dashed lines: {baseline}",
+                 fontsize=10)
     ax.grid(linewidth=0.3, alpha=0.6)
-    ax.legend(loc="best", fontsize="small", title=f"mean ± std, {seeds} seeds", title_fontsize="small")
     return fig
