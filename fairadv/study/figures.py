@@ -72,7 +72,9 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
         x, y = row["robust_avg"], row["robust_worst"]
         ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0.0, yerr=y["std"] or 0.0, fmt="o", capsize=3,
                     color=COLORS[k % len(COLORS)], markersize=6)
-        ax.annotate(row["method"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(6, 5),
+        # labels alternate above and below their point, so two close points keep readable names
+        ax.annotate(row["method"], (x["mean"], y["mean"]), textcoords="offset points",
+                    xytext=(6, 5) if k % 2 == 0 else (6, -12),
                     fontsize="small", color=COLORS[k % len(COLORS)])
         if row["method"] == baseline:
             ax.axvline(x["mean"], color="0.5", linestyle="--", linewidth=0.7)

@@ -27,13 +27,15 @@ class StudyView:
 
     def __enter__(self) -> StudyView:
         if self.console.is_terminal:
-            self.live = Live(self.render(), console=self.console, refresh_per_second=2, transient=False)
+            # get_renderable: redrawn at every refresh, so running cells' times and the ETA move between events
+            self.live = Live(get_renderable=self.render, console=self.console, refresh_per_second=2,
+                             transient=False)
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
-            self.live.update(self.render())
+            self.live.refresh()
             self.live.__exit__(*exc)
 
     def set(self, name: str, state: str, seconds: float | None = None, error: str | None = None) -> None:
@@ -45,7 +47,7 @@ class StudyView:
         if error is not None:
             self.errors[name] = error
         if self.live is not None:
-            self.live.update(self.render())
+            self.live.refresh()
         else:
             detail = f" ({seconds:.0f}s)" if seconds is not None else ""
             detail += f": {error}" if error else ""
