@@ -8,6 +8,7 @@ that caused it), the ``table.key``, the bad value and what was expected.
 
 from __future__ import annotations
 
+import math
 import tomllib
 import typing
 from collections.abc import Iterable, Mapping
@@ -21,7 +22,9 @@ import tomli_w
 from fairadv.errors import FairadvError, closest
 from fairadv.registry import (ATTACKS, DATASETS, MODELS, OBJECTIVES, OPTIMIZERS, SCHEDULES, STRATEGIES, Param,
                               Registry, signature_params)
-from fairadv.validators import InvalidValue, ge, gt, one_of
+from fairadv.validators import InvalidValue, between, ge, gt, one_of
+
+MAX_SEED = 2**32 - 1  # NumPy's seed range; the per-epoch seed, seed * 1,000,003 + epoch, then fits torch's int64
 
 # --- plain tables --------------------------------------------------------------------------------------------------
 
@@ -31,16 +34,24 @@ class RunConfig:
     """``[run]``: where the run goes and how it is seeded.
 
     Attributes:
-        name: run folder name under ``out``; defaults to the recipe file's stem.
-        seed: seeds model initialisation, data order, augmentation and attack starts.
+        name: run folder name under ``out``; defaults to the recipe file's stem. A name, not a path: no ``/``,
+            no ``\\``, not empty, ``.`` or ``..``.
+        seed: seeds model initialisation, data order, augmentation and attack starts; an integer in
+            [0, 2**32 - 1].
         out: output root folder (``--out`` overrides it).
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     """
 
-    name: str | None = None
-    seed: int = attrs.field(default=0, validator=ge(0))
+    name: str | None = attrs.field(default=None)
+    seed: int = attrs.field(default=0, validator=between(0, MAX_SEED))
     out: str = "runs"
     device: str = attrs.field(default="auto")
+
+    @name.validator
+    def _check_name(self, attribute: attrs.Attribute, value: str | None) -> None:
+        # The name becomes one folder inside --out: never a path that leaves it.
+        if value is not None and (value in ("", ".", "..") or any(c in value for c in "/\\\0")):
+            raise InvalidValue("name", value, "a folder name: not empty, not '.' or '..', without / or \\")
 
     @device.validator
     def _check_device(self, attribute: attrs.Attribute, value: str) -> None:
@@ -294,6 +305,8 @@ class _Loader:
             body.setdefault("name", _COMPONENT_DEFAULTS.get(table))
             built[table] = self.component(table, body, registries[table], section_cls)
         eval_raw = dict(self.as_table("eval", raw.get("eval", {})))
+        if "attack" in eval_raw and not isinstance(eval_raw["attack"], Mapping):
+            raise self.fail("eval.attack", f"eval.attack = {eval_raw['attack']!r}: expected a table [eval.attack]")
         attack_raw = dict(self.as_table("eval.attack", eval_raw.pop("attack", None)
                                         or _table(EvalConfig().attack)))
         attack_raw.setdefault("name", "pgd")
@@ -435,9 +448,9 @@ def coerce(value: Any, hint: Any) -> Any:
             raise TypeError("a table")
         return dict(value)
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise TypeError("a number")
+        raise TypeError("a finite number")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -48,13 +48,17 @@ class Registry:
             recipe keys and are hidden from `params`.
         builtins: the module that registers fairadv's own components of this kind when imported
             (e.g. ``"fairadv.strategies"``); imported on the first lookup.
+        interface: ``"module:Class"`` of the base class that a recipe's ``module.path:Class`` name must subclass
+            (e.g. ``"fairadv.strategies.base:FairnessStrategy"``); None: this kind takes registered names only.
     """
 
-    def __init__(self, kind: str, plural: str, injected: tuple[str, ...] = (), builtins: str | None = None):
+    def __init__(self, kind: str, plural: str, injected: tuple[str, ...] = (), builtins: str | None = None,
+                 interface: str | None = None):
         self.kind = kind
         self.plural = plural
         self.injected = frozenset(injected)
         self.builtins = builtins
+        self.interface = interface
         self._builtins_loaded = builtins is None
         self._entries: dict[str, Any] = {}
         self._origin: dict[str, str] = {}
@@ -113,13 +117,28 @@ class Registry:
             prefix, rest = name.split(":", 1)
             if prefix in self._prefixes:
                 return self._prefixes[prefix](rest)
-            return _import_path(name, self.kind)
+            return self._import_checked(name)
         hint = closest(name, self._entries)
         broken = "".join(f"; plugin {p!r} failed to load: {e}" for p, e in _BROKEN_PLUGINS.items())
         raise FairadvError(
             f"unknown {self.kind} {name!r}{hint}; "
             f"known: {', '.join(sorted(self._entries))}{broken}"
         )
+
+    def _import_checked(self, path: str) -> Any:
+        """``module.path:Class``, imported (running that module's code) and checked to be a subclass of this kind's
+        interface, so that nothing else is ever called with a recipe's keys."""
+        if self.interface is None:
+            raise FairadvError(f"{self.kind} {path!r}: a {self.kind} cannot be named by module path; use a registered "
+                               f"name (a plugin adds one with {self.plural.upper()}.register)")
+        target = _import_path(path, self.kind)
+        module_name, _, class_name = self.interface.partition(":")
+        base = getattr(importlib.import_module(module_name), class_name)
+        if not (inspect.isclass(target) and issubclass(target, base)):
+            what = (f"the class {target.__module__}.{target.__qualname__}" if inspect.isclass(target)
+                    else f"a {type(target).__name__}, not a class")
+            raise FairadvError(f"{self.kind} {path!r} is {what}; expected a subclass of {module_name}.{class_name}")
+        return target
 
     def params(self, name: str) -> list[Param]:
         """The recipe-settable hyperparameters of ``name`` with their defaults."""
@@ -221,11 +240,16 @@ def broken_plugins() -> dict[str, str]:
 
 # --- the registries ------------------------------------------------------------------------------------------------
 
-ATTACKS = Registry("attack", "attacks", builtins="fairadv.attacks")
-OBJECTIVES = Registry("objective", "objectives", builtins="fairadv.objectives")
-STRATEGIES = Registry("strategy", "strategies", builtins="fairadv.strategies")
-DISTANCES = Registry("distance", "distances", builtins="fairadv.distances")
-MODELS = Registry("model", "models", injected=("num_classes", "in_channels", "input_size"), builtins="fairadv.models")
-DATASETS = Registry("dataset", "datasets", builtins="fairadv.data")
-OPTIMIZERS = Registry("optimizer", "optimizers", injected=("params",), builtins="fairadv.train.optim")
+ATTACKS = Registry("attack", "attacks", builtins="fairadv.attacks", interface="fairadv.attacks.base:Attack")
+OBJECTIVES = Registry("objective", "objectives", builtins="fairadv.objectives",
+                      interface="fairadv.objectives.base:Objective")
+STRATEGIES = Registry("strategy", "strategies", builtins="fairadv.strategies",
+                      interface="fairadv.strategies.base:FairnessStrategy")
+DISTANCES = Registry("distance", "distances", builtins="fairadv.distances",
+                     interface="fairadv.distances.base:ClassDistance")
+MODELS = Registry("model", "models", injected=("num_classes", "in_channels", "input_size"), builtins="fairadv.models",
+                  interface="torch.nn:Module")
+DATASETS = Registry("dataset", "datasets", builtins="fairadv.data")  # factories returning a DataSource: no class
+OPTIMIZERS = Registry("optimizer", "optimizers", injected=("params",), builtins="fairadv.train.optim",
+                      interface="torch.optim:Optimizer")
 SCHEDULES = Registry("schedule", "schedules", builtins="fairadv.train.optim")

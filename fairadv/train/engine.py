@@ -81,28 +81,27 @@ class Trainer:
         self.folder = RunFolder(Path(out if out is not None else recipe.run.out) / str(recipe.run.name),
                                 is_main=self.dist.is_main)
         self.run_dir = self.folder.path
-        if resume:
-            self._resume()
-        else:
-            self.folder.check_new()
+        state = self.folder.open(resume, recipe.to_dict())  # the folder is locked for this run from here on
+        if state is not None:
+            self._resume(state)
         barrier()  # every process has checked the run folder before rank 0 writes to it
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate on the test split, write ``summary.json``; return the summary."""
-        if self.start_epoch == 1:
-            self.folder.create(self.recipe.to_toml())
-            self.folder.append("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
         speed = self.parts.speed.describe(self.parts.train_model)
         log.info("training: %s", speed)
         if self.show_progress:
             self.console.print(f"fairadv: {speed}; run folder {self.run_dir}", highlight=False, soft_wrap=True)
-        with training_progress(self.console, self.show_progress) as progress:
+        with self.folder.held(), training_progress(self.console, self.show_progress) as progress:
+            if self.start_epoch == 1:
+                self.folder.create(self.recipe.to_toml())
+                self.folder.append("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
             for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
                 self._run_epoch(epoch, progress)
-        summary = self.final_evaluation()
-        if self.dist.is_main:
-            self.folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
-            write_run_plots(self.run_dir, summary, self.stats.compute().prob_matrix, list(self.class_names))
+            summary = self.final_evaluation()
+            if self.dist.is_main:
+                self.folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
+                write_run_plots(self.run_dir, summary, self.stats.compute().prob_matrix, list(self.class_names))
         if self.show_progress:
             print_summary(summary, self.console)
             self.console.print(f"run folder: {self.run_dir}")
@@ -267,11 +266,8 @@ class Trainer:
             state["eval_model"] = reported.state_dict()
         return state
 
-    def _resume(self) -> None:
-        """Load the last checkpoint of the run folder (if it got one) into the components."""
-        state = self.folder.resume(self.recipe.to_dict())
-        if state is None:
-            return
+    def _resume(self, state: dict[str, Any]) -> None:
+        """Load the run folder's last checkpoint into the components."""
         try:
             epoch, policy = resumable_epoch_and_policy(state, self.recipe.train.epochs, self.num_classes)
             self.model.load_state_dict(state["model"])
@@ -281,6 +277,7 @@ class Trainer:
             self.stats.load_state_dict(state.get("stats", {}))
         except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the file does not fit this run
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.folder.unlock()
             raise FairadvError(f"{self.folder.checkpoint}: checkpoint does not match this recipe: {reason}") from None
         self.policy = policy
         self.start_epoch = epoch + 1

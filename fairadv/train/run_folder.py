@@ -2,14 +2,23 @@
 
 Every file is written atomically (a temporary file renamed into place), so a crash leaves either the old or the new
 version. Resuming removes the temporary files a kill left behind and cuts the logs back to the last checkpoint, so
-the replayed epochs are not logged twice. In a torchrun job only rank 0 writes (``is_main``).
+the replayed epochs are not logged twice. In a torchrun job only rank 0 writes (``is_main``). While a process runs a
+folder it holds a lock on it (`RunFolder.lock`), so a second ``fairadv run --resume`` of the same folder is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking
+    fcntl = None  # type: ignore[assignment]
 
 from fairadv.errors import FairadvError
 from fairadv.train.checkpoint import load_checkpoint, parse_stored_recipe, save_atomic, write_text_atomic
@@ -25,6 +34,61 @@ class RunFolder:
         self.is_main = is_main
         self.checkpoint = self.path / "checkpoints" / "last.pt"
         self.recipe_file = self.path / "recipe.toml"
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on the folder (creating it) until `unlock` or the end of the process.
+
+        The lock is the kernel's (``flock`` on the folder itself): nothing is written into the folder, and a process
+        that dies, even by SIGKILL, releases it, so a killed run's folder is taken over by the next process.
+        """
+        if not self.is_main or fcntl is None or getattr(self, "_lock_fd", None) is not None:
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise FairadvError(f"{self.path}: cannot write the run folder: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FairadvError(f"{self.path}: run folder is in use by {_lock_holder(self.path)}; wait for it to "
+                               "finish or stop it, or use another run.name") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor releases the flock
+            self._lock_fd = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The lock that `open` took, released when the block ends, however it ends."""
+        try:
+            yield
+        finally:
+            self.unlock()
+
+    def open(self, resume: bool, current: dict[str, Any]) -> dict[str, Any] | None:
+        """Lock the folder for this process and check it: the checkpoint state to resume from, or None to start (over).
+
+        ``current`` is the run's resolved recipe. The lock stays until `unlock` (or `held` ends); a failed check
+        releases it at once.
+        """
+        if resume and not self.path.is_dir():
+            return self.resume(current)  # says there is nothing to resume, and creates nothing
+        if not resume:
+            self.check_new()
+        self.lock()
+        try:
+            if not resume:
+                self.check_new()  # again, under the lock: another process may have started this run meanwhile
+                return None
+            return self.resume(current)
+        except BaseException:
+            self.unlock()
+            raise
 
     def check_new(self) -> None:
         """Refuse to start a fresh run over a folder that already holds one (temporary files do not count)."""
@@ -96,6 +160,20 @@ class RunFolder:
                 if isinstance(epoch, int) and epoch <= keep_through:
                     kept.append(line)
             write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _lock_holder(path: Path) -> str:
+    """``process <pid>`` holding a flock on ``path``, from Linux's /proc/locks; else ``another process``."""
+    try:
+        inode = os.stat(path).st_ino
+        with open("/proc/locks") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+                    return f"process {fields[4]}"
+    except OSError:
+        pass
+    return "another process"
 
 
 def is_temporary(path: Path) -> bool:
