@@ -10,7 +10,7 @@ from fairadv.errors import FairadvError
 from fairadv.recipe import Recipe
 from fairadv.registry import MODELS
 from fairadv.train.build import build_dataset
-from fairadv.train.checkpoint import load_checkpoint, parse_stored_recipe
+from fairadv.train.checkpoint import load_checkpoint, load_error, model_spec, parse_stored_recipe
 from fairadv.train.engine import run
 
 
@@ -23,16 +23,14 @@ def load_model(path: str | Path) -> nn.Module:
     path = Path(path)
     ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
     state = load_checkpoint(ckpt)
+    recipe = Recipe.from_dict(parse_stored_recipe(state.get("recipe"), ckpt), source=str(ckpt))
+    classes, shape, _ = model_spec(state, ckpt)
     try:
-        recipe = Recipe.from_dict(parse_stored_recipe(state["recipe"], ckpt), source=str(ckpt))
-        spec = state["model_spec"]
-        model = MODELS.create(recipe.model.name, num_classes=int(spec["num_classes"]),
-                              in_channels=int(spec["input_shape"][0]), input_size=tuple(spec["input_shape"][1:]),
+        model = MODELS.create(recipe.model.name, num_classes=classes, in_channels=shape[0], input_size=shape[1:],
                               **recipe.model.params)
         model.load_state_dict(state.get("eval_model", state["model"]))
     except (KeyError, RuntimeError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FairadvError(f"{ckpt}: not a usable fairadv checkpoint: {reason}") from None
+        raise FairadvError(f"{ckpt}: not a usable fairadv checkpoint: {load_error(exc)}") from None
     return model.eval()
 
 

@@ -84,10 +84,13 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, 
 @_set_option
 @_user_errors
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Check RECIPE (keys, types, ranges, component names) without training."""
+    """Check RECIPE as run would at start-up (keys, types, ranges, component names, data, model) without training."""
     from fairadv.recipe import Recipe
+    from fairadv.train.build import build_components, training_device
+    from fairadv.train.distributed import DistInfo
 
     loaded = Recipe.load(recipe, overrides)
+    build_components(loaded, training_device(loaded.run.device, DistInfo()), DistInfo())  # writes nothing
     click.echo(f"{recipe}: ok ({loaded.data.name}, {loaded.model.name}, {loaded.objective.name}, "
                       f"strategy {loaded.strategy.name}, {loaded.train.epochs} epochs)")
 

@@ -284,13 +284,17 @@ class _Loader:
         self.origins = origins
 
     def fail(self, key: str, message: str) -> FairadvError:
-        where = self.origins.get(key) or next((o for k, o in self.origins.items() if key.startswith(k + ".")), None)
+        where = self.origins.get(key) or next(
+            (o for k, o in self.origins.items() if key.startswith((k + ".", k + "["))), None)
         prefix = f"{self.source} ({where})" if where else self.source
         return FairadvError(f"{prefix}: {message}")
 
     def recipe(self, raw: Mapping[str, Any]) -> Recipe:
         tables = [f.name for f in attrs.fields(Recipe) if f.name != "source"]
         self.reject_unknown("", raw, tables)
+        for key, value in _leaves(raw):  # everywhere, untyped keys (e.g. a timm model's) included
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.fail(key, f"{key} = {value!r}: expected a finite number")
         registries = component_registries()
         for required in ("data", "model"):
             if required not in raw:
@@ -395,6 +399,18 @@ class _Loader:
             raise self.fail(f"strategy.{exc.key}", f"strategy.{exc}") from None
         except ValueError as exc:
             raise self.fail("strategy", f"[strategy]: {exc}") from None
+
+
+def _leaves(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """(dotted key, value) of every value in nested tables and lists."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
 
 
 def _takes_var_kwargs(target: Any) -> bool:

@@ -10,7 +10,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 from fairadv.data.base import DATASETS, DataSource
-from fairadv.errors import FairadvError
 from fairadv.validators import InvalidValue
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import torch
+from PIL import Image
 from torchvision import datasets, transforms
 
 from fairadv.data.base import DATASETS, DataSource
@@ -20,9 +21,22 @@ def _open(root: str, split_dir: str) -> datasets.ImageFolder:
     if not os.path.isdir(path):
         raise FairadvError(f"imagefolder: folder {path!r} not found; expected {path}/<class name>/<image files>")
     try:
-        return datasets.ImageFolder(path)
+        folder = datasets.ImageFolder(path)
     except (FileNotFoundError, OSError) as exc:  # no class folders, or a class folder without images
         raise FairadvError(f"imagefolder: cannot read {path!r}: {exc}") from exc
+    for file, _ in folder.samples:  # header checks, no decoding: a bad file fails now, not in epoch 1
+        _check_image(file)
+    return folder
+
+
+def _check_image(file: str) -> None:
+    """A one-line error for an empty, truncated or non-image file (PIL's verify reads the structure only)."""
+    try:
+        with Image.open(file) as image:
+            image.verify()
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FairadvError(f"imagefolder: {file}: not a readable image ({reason}); remove or replace it") from None
 
 
 @DATASETS.register("imagefolder")
@@ -49,6 +63,9 @@ def imagefolder(root: str, train_dir: str = "train", test_dir: str = "test", ima
         only_test = sorted(set(test.classes) - set(train.classes))
         raise FairadvError(f"imagefolder: {train_dir!r} and {test_dir!r} under {root!r} must have the same class "
                            f"folders; only in {train_dir}: {only_train}, only in {test_dir}: {only_test}")
+    if len(train.classes) < 2:
+        raise FairadvError(f"imagefolder: {os.path.join(root, train_dir)!r} has {len(train.classes)} class folder(s) "
+                           f"({', '.join(train.classes)}); robustness per class needs at least 2 classes")
     base = [transforms.Grayscale(1)] if channels == 1 else []
     base.append(transforms.Resize((image_size, image_size)))
     augmentation = [transforms.RandomCrop(image_size, padding=image_size // 8),

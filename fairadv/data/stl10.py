@@ -14,7 +14,6 @@ from torchvision.datasets.utils import check_integrity
 
 from fairadv.data.base import DATASETS, DataSource
 from fairadv.data.cifar import labels_tensor, open_torchvision
-from fairadv.errors import FairadvError
 from fairadv.validators import InvalidValue
 
 # The order of labels 1..10 in stl10_binary; used when class_names.txt is absent.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import attrs
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from fairadv.attacks.base import Attack, eval_mode
 

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fairadv.errors import FairadvError
+from fairadv.evaluation.summary import check_evaluation, check_result
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
 METRICS = ("clean_accuracy", "worst_class_clean_accuracy", "robust_accuracy", "worst_class_robust_accuracy")
@@ -69,9 +70,7 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise FairadvError(f"{path}: no such run folder")
     summary = _read_json(path / "summary.json", "summary.json (the run has not finished its final evaluation)")
-    for key in (*METRICS, "per_class"):
-        if key not in summary:
-            raise FairadvError(f"{path / 'summary.json'}: missing {key!r}; not a fairadv summary")
+    check_result(summary, str(path / "summary.json"))
     recipe_file = path / "recipe.toml"
     try:
         recipe = tomllib.loads(recipe_file.read_text())
@@ -80,6 +79,7 @@ def load_run(path: str | Path) -> Run:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise FairadvError(f"{recipe_file}: cannot read: {exc}") from None
     evaluation = _read_json(path / "eval.json", None) if (path / "eval.json").exists() else None
+    check_evaluation(evaluation, str(path / "eval.json"))
     run = recipe.get("run", {}) if isinstance(recipe.get("run"), dict) else {}
     seed = run.get("seed") if isinstance(run.get("seed"), int) else None
     return Run(path, path.name, seed, recipe, summary, evaluation)

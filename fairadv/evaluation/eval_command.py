@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -55,7 +56,8 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     """
     from fairadv.recipe import Recipe
     from fairadv.train.build import build_model, build_source
-    from fairadv.train.checkpoint import load_checkpoint, load_state_dict_file, parse_stored_recipe
+    from fairadv.train.checkpoint import (load_checkpoint, load_error, load_state_dict_file, model_spec,
+                                          parse_stored_recipe)
 
     path = Path(path)
     if path.is_dir():
@@ -89,9 +91,8 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     source = build_source(recipe)
     names = tuple(str(n) for n in source.class_names)
     shape = tuple(int(s) for s in source.input_shape)
-    spec = state.get("model_spec")
-    if isinstance(spec, Mapping) and saved is not None:
-        trained = (int(spec["num_classes"]), tuple(int(s) for s in spec["input_shape"]))
+    if "model_spec" in state and saved is not None:
+        trained = model_spec(state, checkpoint)[:2]
         if trained != (len(names), shape):
             raise FairadvError(f"{checkpoint}: the model was trained for {trained[0]} classes of {trained[1]} inputs; "
                                f"data {recipe.data.name!r} has {len(names)} classes of {shape}")
@@ -100,7 +101,7 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = load_error(exc)
         missing = [k for k in model.state_dict() if k not in weights][:3]
         hint = f" (e.g. missing {', '.join(missing)})" if missing else ""
         raise FairadvError(f"{checkpoint}: weights do not fit model {recipe.model.name!r}: {first}{hint}") from None
@@ -251,6 +252,12 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
         target = attrs.evolve(target, out=out_path)
     if not out_path.parent.is_dir():
         raise FairadvError(f"{out_path}: its folder does not exist")
+    try:  # can eval.json be written there? Found out now, not after every attack has run
+        fd, probe = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise FairadvError(f"{out_path}: cannot write there: {exc.strerror or exc}") from None
 
     doc = evaluate_target(target, presets, n=n, batch_size=batch_size, seed=seed, device=torch_device,
                           console=progress)

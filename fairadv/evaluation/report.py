@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fairadv.errors import FairadvError
+from fairadv.evaluation.summary import check_evaluation, check_result
 
 REPORT_DIR = "report"
 POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_scale")
@@ -32,9 +33,9 @@ def write_report(run_dir: str | Path) -> Path:
         raise FairadvError(f"{run}: no such run folder")
     recipe = _read_toml(run / "recipe.toml")
     summary = _read_json(run / "summary.json", "the run has not finished its final evaluation")
-    if "per_class" not in summary or "robust_accuracy" not in summary:
-        raise FairadvError(f"{run / 'summary.json'}: not a fairadv summary (no per_class / robust_accuracy)")
+    check_result(summary, str(run / "summary.json"))
     evaluation = _read_json(run / "eval.json", "") if (run / "eval.json").exists() else None
+    check_evaluation(evaluation, str(run / "eval.json"))
     policies = _read_jsonl(run / "policy.jsonl")
     metrics = _read_jsonl(run / "metrics.jsonl")
     names = [str(row["name"]) for row in summary["per_class"]]

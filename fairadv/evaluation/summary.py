@@ -77,3 +77,52 @@ def print_summary(summary: Mapping[str, Any], console: Console | None = None) ->
         text = ", ".join(f"{c['name']} ({100 * c['rate']:.1f}%)" for c in confusions)
         console.print(f"worst class [bold]{summary['worst_class_name']}[/] is mistaken under attack for: {text}")
 
+
+
+RESULT_FRACTIONS = ("clean_accuracy", "robust_accuracy", "worst_class_clean_accuracy", "worst_class_robust_accuracy")
+
+
+def check_result(doc: Any, where: str) -> Mapping[str, Any]:
+    """``doc`` if it has the shape of `summarize`'s output (``summary.json``, one attack of ``eval.json``), else a
+    one-line `FairadvError` naming ``where`` and the first key that is wrong."""
+    from fairadv.errors import FairadvError
+
+    def fail(key: str, expected: str) -> FairadvError:
+        value = doc.get(key) if isinstance(doc, Mapping) else doc
+        return FairadvError(f"{where}: {key} = {value!r:.60}: expected {expected}; not a fairadv result")
+
+    if not isinstance(doc, Mapping):
+        raise FairadvError(f"{where}: expected a JSON object of results, got {type(doc).__name__}")
+    for key in RESULT_FRACTIONS:
+        if not _fraction(doc.get(key)):
+            raise fail(key, "a number in [0, 1]")
+    rows = doc.get("per_class")
+    if not isinstance(rows, list) or not rows:
+        raise fail("per_class", "a non-empty list of per-class rows")
+    for i, row in enumerate(rows):
+        if not (isinstance(row, Mapping) and _fraction(row.get("clean")) and _fraction(row.get("robust"))
+                and "name" in row):
+            raise FairadvError(f"{where}: per_class[{i}] = {row!r:.60}: expected {{name, clean, robust}} with "
+                               "fractions in [0, 1]; not a fairadv result")
+    worst = doc.get("worst_class")
+    if worst is not None and not (isinstance(worst, int) and 0 <= worst < len(rows)):
+        raise fail("worst_class", f"a class index in 0..{len(rows) - 1}")
+    return doc
+
+
+def _fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
+def check_evaluation(doc: Any, where: str) -> Mapping[str, Any] | None:
+    """``eval.json`` (or None when there is none) if every attack in it is a result, else a one-line error."""
+    from fairadv.errors import FairadvError
+
+    if doc is None:
+        return None
+    attacks = doc.get("attacks") if isinstance(doc, Mapping) else None
+    if not isinstance(attacks, Mapping):
+        raise FairadvError(f"{where}: expected an object with 'attacks'; not a fairadv eval.json")
+    for name, result in attacks.items():
+        check_result(result, f"{where} (attack {name})")
+    return doc

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairadv.errors import FairadvError
 from fairadv.validators import InvalidValue
 from fairadv.models.base import MODELS
 

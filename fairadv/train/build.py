@@ -23,7 +23,7 @@ from fairadv.data.base import TransformedDataset, stratified_holdout
 from fairadv.errors import FairadvError
 from fairadv.recipe import ComponentConfig, Recipe, component_registries
 from fairadv.registry import DATASETS, MODELS, OPTIMIZERS
-from fairadv.train.checkpoint import load_state_dict_file
+from fairadv.train.checkpoint import load_error, load_state_dict_file
 from fairadv.train.distributed import DistInfo, wrap_model
 from fairadv.train.precision import SpeedSettings, resolve_speed
 from fairadv.train.seeding import seed_everything
@@ -46,7 +46,11 @@ def select_device(spec: str = "auto") -> torch.device:
 def build_source(recipe: Recipe) -> Any:
     """The recipe's `DataSource` (cached per data configuration: a data set is opened once per process)."""
     with named_errors(recipe, "data"):
-        return _cached_source(recipe.data.name, tuple(sorted(recipe.data.params.items())))
+        source = _cached_source(recipe.data.name, tuple(sorted(recipe.data.params.items())))
+    if len(source.class_names) < 2:
+        raise FairadvError(f"{recipe.source}: data.name = {recipe.data.name!r} has {len(source.class_names)} class; "
+                           "per-class robustness needs at least 2")
+    return source
 
 
 @contextlib.contextmanager
@@ -169,6 +173,7 @@ def build_components(recipe: Recipe, device: torch.device, dist: DistInfo, initi
     if dist.enabled and recipe.train.sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
+    check_model_fits(model, recipe, data, device)
     speed = resolve_speed(device, recipe.train.precision, recipe.train.channels_last, recipe.train.compile,
                           recipe.train.fold_bn)
     if speed.warning and dist.is_main:
@@ -187,6 +192,26 @@ def build_components(recipe: Recipe, device: torch.device, dist: DistInfo, initi
                       speed=speed, scaler=scaler)
 
 
+def check_model_fits(model: nn.Module, recipe: Recipe, data: DataSplits, device: torch.device) -> None:
+    """One eval-mode forward of two blank images of the data's shape: a model that cannot take them (a 224-pixel
+    ViT on 8x8 digits) or does not give one logit per class fails here, in one line, before any file is written."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(2, *data.input_shape, device=device))
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, it does not fit this data
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FairadvError(f"{recipe.source}: model.name = {recipe.model.name!r} cannot take data "
+                           f"{recipe.data.name!r}'s inputs of shape {data.input_shape}: {reason[:200]}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, data.num_classes):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise FairadvError(f"{recipe.source}: model.name = {recipe.model.name!r} returns {shape} for 2 images; "
+                           f"expected (2, {data.num_classes}), one logit per class")
+
+
 def load_initial_weights(model: nn.Module, recipe: Recipe) -> None:
     """Start ``model`` from ``model.init_from``: a run folder (its last checkpoint) or a checkpoint file."""
     source = str(recipe.model.init_from)
@@ -195,9 +220,8 @@ def load_initial_weights(model: nn.Module, recipe: Recipe) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
         raise FairadvError(f"{recipe.source}: model.init_from = {source!r}: weights do not fit model "
-                           f"{recipe.model.name!r}: {first}") from None
+                           f"{recipe.model.name!r}: {load_error(exc)}") from None
 
 
 def training_device(spec: str, dist: DistInfo) -> torch.device:

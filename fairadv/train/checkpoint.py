@@ -57,13 +57,49 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated or unsafe: all the user's to fix
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # the weights-only unpickler met an object
-            reason = "it contains pickled Python objects, which fairadv refuses to load (nothing was executed)"
-        raise FairadvError(f"{path}: not a readable fairadv checkpoint: {reason}") from None
+        raise FairadvError(f"{path}: not a readable fairadv checkpoint: {_load_failure(path, exc)}") from None
     if not isinstance(state, dict):
         raise FairadvError(f"{path}: not a fairadv checkpoint (expected a dict, got {type(state).__name__})")
     return state
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` failed, in words that never suggest ``weights_only=False``."""
+    if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # the weights-only unpickler met an object
+        return "it contains pickled Python objects, which fairadv refuses to load (nothing was executed)"
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "the file is empty"
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch.save writes a zip archive (old: a pickle)
+        return f"it is not a file torch.save wrote (it starts with {head!r}, not a zip archive)"
+    return "the file is truncated or corrupt"
+
+
+def load_error(exc: Exception) -> str:
+    """The informative line of ``load_state_dict``'s error: the first size mismatch, missing or unexpected key."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("size mismatch", "Missing key", "Unexpected key")):
+            return line[:300]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def model_spec(state: dict[str, Any], path: Path) -> tuple[int, tuple[int, ...], list[str] | None]:
+    """(classes, input shape, class names or None) of a fairadv checkpoint's ``model_spec``; one line if malformed."""
+    spec = state.get("model_spec")
+    try:
+        classes, shape = spec["num_classes"], tuple(spec["input_shape"])  # type: ignore[index]
+        names = spec.get("class_names")  # type: ignore[union-attr]
+        if not (isinstance(classes, int) and classes >= 1 and len(shape) == 3
+                and all(isinstance(s, int) and s >= 1 for s in shape)):
+            raise ValueError
+        if names is not None and (not isinstance(names, list) or len(names) != classes):
+            raise ValueError
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise FairadvError(f"{path}: model_spec = {spec!r:.80}: expected num_classes (an integer), input_shape (C, H, "
+                           "W) and optional class_names; the checkpoint is damaged") from None
+    return classes, shape, names
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

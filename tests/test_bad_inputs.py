@@ -1,0 +1,167 @@
+"""A wider matrix of bad input, as a careless or hostile user would try it: every case exits 2 with exactly one line
+on stderr, no traceback, and leaves every file as it was.
+
+Families: recipe values (names that are paths, seeds, non-finite numbers, tables), module paths, image folders
+(corrupt, empty and one-class), a model that cannot take the data, checkpoints given to ``eval`` (text, random
+bytes, empty, damaged spec, wrong shapes), result files given to ``report`` and ``compare``, output locations, and
+study files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from fairadv.cli import main
+
+ROOT = Path(__file__).parent.parent
+DIGITS = str(ROOT / "recipes" / "trades_digits.toml")
+QUICK = ["train.epochs=1", "attack.steps=1", "eval.attack.steps=1", "eval.n=20", "model.width=8"]
+
+
+def sets(*overrides: str) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def images(root: Path, classes: tuple[str, ...] = ("a", "b"), bad: bytes | None = None) -> None:
+    """An ImageFolder tree with 2 grey 8x8 images per class and split; ``bad`` replaces one training image."""
+    for split in ("train", "test"):
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("L", (8, 8), color=40 * i).save(root / split / name / f"{i}.png")
+    if bad is not None:
+        (root / "train" / classes[0] / "0.png").write_bytes(bad)
+
+
+FOLDER = sets("data.name=imagefolder", "data.root={tmp}/img", "data.image_size=8", "data.channels=1", *QUICK)
+
+
+def finished_run(tmp: Path) -> Path:
+    """A real one-epoch run folder (made once per case, before the snapshot)."""
+    result = CliRunner().invoke(main, ["run", DIGITS, "--out", str(tmp / "runs"), "--quiet", *sets(*QUICK)])
+    assert result.exit_code == 0, result.output
+    return tmp / "runs" / "trades_digits"
+
+
+def damaged_checkpoint(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        state = torch.load(finished_run(tmp) / "checkpoints" / "last.pt", weights_only=True)
+        edit(state)
+        torch.save(state, tmp / "ckpt.pt")
+    return make
+
+
+def damaged_summary(edit: Callable[[dict], None], name: str = "summary.json") -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        run = finished_run(tmp)
+        if name == "eval.json":
+            assert CliRunner().invoke(main, ["eval", str(run), "--n", "20", "--attack", "fgsm"]).exit_code == 0
+        doc = json.loads((run / name).read_text())
+        edit(doc)
+        (run / name).write_text(json.dumps(doc))
+    return make
+
+
+def shrink(state: dict) -> None:
+    state["model"] = {k: v[:1] if v.ndim else v for k, v in state["model"].items()}
+
+
+CASES: list[tuple[str, list[str], Callable[[Path], None] | None, str]] = [
+    # recipe values: validate and run must refuse them alike (both are tried for these)
+    ("name with ..", ["validate", DIGITS, *sets('run.name="../../x"')], None, "expected a folder name"),
+    ("absolute name", ["run", DIGITS, *sets('run.name="/tmp/abs"'), "--out", "{tmp}/o"], None, "a folder name"),
+    ("empty name", ["run", DIGITS, *sets('run.name=""'), "--out", "{tmp}/o"], None, "a folder name"),
+    ("seed too large", ["run", DIGITS, *sets("run.seed=9200000000000"), "--out", "{tmp}/o"], None, "run.seed"),
+    ("negative seed", ["validate", DIGITS, *sets("run.seed=-1")], None, "run.seed = -1"),
+    ("nan lr", ["validate", DIGITS, *sets("optimizer.lr=nan")], None, "expected a finite number"),
+    ("inf beta", ["run", DIGITS, *sets("objective.beta=inf"), "--out", "{tmp}/o"], None, "a finite number"),
+    ("nan in an untyped model key", ["validate", DIGITS, *sets("model.name=timm:resnet18", "model.drop_rate=nan")],
+     None, "model.drop_rate = nan: expected a finite number"),
+    ("nan inside a list", ["validate", DIGITS, *sets("schedule.name=multistep", "schedule.milestones=[1, nan]")],
+     None, "schedule.milestones[1] = nan"),
+    ("eval attack not a table", ["validate", DIGITS, *sets("eval.attack=0")], None, "expected a table"),
+    ("unknown table", ["validate", DIGITS, *sets("trian.epochs=3")], None, "unknown table trian"),
+    ("string for int", ["validate", DIGITS, *sets("train.epochs=ten")], None, "expected an integer"),
+    # module paths
+    ("os:system as strategy", ["validate", DIGITS, *sets("strategy.name=os:system", "strategy.command=touch X")],
+     None, "not a class"),
+    ("attack class as strategy", ["validate", DIGITS, *sets("strategy.name=fairadv.attacks.pgd:PGD")], None,
+     "expected a subclass of fairadv.strategies.base.FairnessStrategy"),
+    ("PurePath as attack", ["run", DIGITS, *sets("attack.name=pathlib:PurePath"), "--out", "{tmp}/o"], None,
+     "expected a subclass of fairadv.attacks.base.Attack"),
+    ("module path data set", ["validate", DIGITS, *sets("data.name=os:system")], None, "cannot be named by module"),
+    # image folders: every file checked before training
+    ("corrupt image", ["run", DIGITS, *FOLDER, "--out", "{tmp}/o"],
+     lambda t: images(t / "img", bad=b"\x89PNG\r\n\x1a\n not really"), "0.png: not a readable image"),
+    ("zero-byte image", ["validate", DIGITS, *FOLDER], lambda t: images(t / "img", bad=b""), "not a readable image"),
+    ("text file as image", ["validate", DIGITS, *FOLDER], lambda t: images(t / "img", bad=b"hello"), "0.png"),
+    ("one class", ["run", DIGITS, *FOLDER, "--out", "{tmp}/o"], lambda t: images(t / "img", classes=("a",)),
+     "at least 2 classes"),
+    ("missing image folder", ["validate", DIGITS, *FOLDER], None, "not found"),
+    # the model must take the data
+    ("224-pixel ViT on 8x8 digits", ["run", DIGITS, *sets("model.name=timm:vit_tiny_patch16_224"), "--out",
+                                     "{tmp}/o"], None, "cannot take data 'digits''s inputs of shape (1, 8, 8)"),
+    # checkpoints given to eval
+    ("text checkpoint", ["eval", "{tmp}/ckpt.pt"], lambda t: (t / "ckpt.pt").write_text("hello"),
+     "not a file torch.save wrote"),
+    ("random-byte checkpoint", ["eval", "{tmp}/ckpt.pt"],
+     lambda t: (t / "ckpt.pt").write_bytes(hashlib.sha256(b"x").digest() * 40), "not a file torch.save wrote"),
+    ("empty checkpoint", ["eval", "{tmp}/ckpt.pt"], lambda t: (t / "ckpt.pt").write_bytes(b""), "the file is empty"),
+    ("damaged model_spec", ["eval", "{tmp}/ckpt.pt"],
+     damaged_checkpoint(lambda s: s.update(model_spec={"num_classes": "ten"})), "model_spec = "),
+    ("wrong weight shapes", ["eval", "{tmp}/ckpt.pt"], damaged_checkpoint(shrink), "size mismatch for"),
+    # result files
+    ("report: per_class not a list", ["report", "{tmp}/runs/trades_digits"],
+     damaged_summary(lambda d: d.update(per_class=3)), "per_class = 3"),
+    ("report: accuracy a string", ["report", "{tmp}/runs/trades_digits"],
+     damaged_summary(lambda d: d.update(robust_accuracy="high")), "robust_accuracy = 'high'"),
+    ("report: worst class out of range", ["report", "{tmp}/runs/trades_digits"],
+     damaged_summary(lambda d: d.update(worst_class=99)), "worst_class = 99"),
+    ("compare: row without robust", ["compare", "{tmp}/runs/trades_digits"],
+     damaged_summary(lambda d: d["per_class"][0].pop("robust")), "per_class[0]"),
+    ("compare: damaged eval.json", ["compare", "{tmp}/runs/trades_digits"],
+     damaged_summary(lambda d: d["attacks"]["fgsm"].update(clean_accuracy=2.0), name="eval.json"),
+     "eval.json (attack fgsm): clean_accuracy = 2.0"),
+    # output locations, checked before anything is computed
+    ("eval into /proc", ["eval", "{tmp}/runs/trades_digits", "--out", "/proc/eval.json"], finished_run,
+     "cannot write there"),
+    ("eval into a missing folder", ["eval", "{tmp}/runs/trades_digits", "--out", "{tmp}/no/such/eval.json"],
+     finished_run, "its folder does not exist"),
+    # study files
+    ("study with a bad seed list", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
+     lambda t: (t / "s.toml").write_text(f'[study]\nseeds = [0, 0]\n[methods.a]\nrecipe = "{DIGITS}"\n'),
+     "study.seeds"),
+    ("study naming a path as a method", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
+     lambda t: (t / "s.toml").write_text(f'[methods."../a"]\nrecipe = "{DIGITS}"\n'), "expected a name"),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("args,setup,fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, setup, fragment):
+    if setup is not None:
+        setup(tmp_path)
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(main, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines
+    assert "Traceback" not in result.output and "weights_only" not in result.stderr
+    assert snapshot(tmp_path) == before
+    assert not Path("/tmp/abs").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_the_matrix_is_wide():
+    assert len(CASES) >= 30
