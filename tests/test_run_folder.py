@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,25 @@ def test_a_fresh_run_is_locked_too(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_two_real_runs_of_one_folder_at_once_write_every_epoch_once(tmp_path):
+    """The red-team case: a second `fairadv run --resume` while the first still trains."""
+    overrides = sets(*QUICK, "train.epochs=30")  # long enough (about 15 s here) to still train when the second starts
+    command = [sys.executable, "-m", "fairadv", "run", DIGITS, "--out", str(tmp_path), "--quiet", *overrides]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "trades_digits"
+    try:
+        for _ in range(600):  # wait for its first checkpoint, so a resume has something to resume
+            if (folder / "checkpoints" / "last.pt").exists() or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        second = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+        assert first.poll() is None, "the first run ended before the second started: make it longer"
+        assert second.returncode == 2
+        assert f"run folder is in use by process {first.pid}" in second.stderr, second.stderr
+        assert first.wait(timeout=300) == 0, first.stderr.read()
+    finally:
+        first.kill()
+    epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 31))
