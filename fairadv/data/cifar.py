@@ -36,8 +36,27 @@ def open_torchvision(cls: type, title: str, root: str, folder: str, files: list[
         what = "could not be downloaded" if download else "is corrupt"
         # torchvision raises RuntimeError only for a failed md5 check; its own text suggests a Python argument.
         reason = "md5 checksum mismatch" if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
-        raise FairadvError(f"{title} under {path!r} {what} ({reason}); "
+        bad = None if download else _unreadable_pickle(path, files)
+        where = f"{path!r} (file {bad})" if bad else repr(path)
+        raise FairadvError(f"{title} under {where} {what} ({reason}); "
                            "delete that folder and set download = true in [data]") from exc
+
+
+def _unreadable_pickle(path: str, files: list[str]) -> str | None:
+    """The first of CIFAR's pickled batch files that does not unpickle (the data are only arrays and lists), if any;
+    STL-10's binaries are not pickles and are skipped."""
+    import pickle
+
+    for name in files:
+        file = os.path.join(path, name)
+        if name.endswith(".bin") or not os.path.isfile(file):
+            continue
+        try:
+            with open(file, "rb") as handle:
+                pickle.load(handle, encoding="latin1")
+        except Exception:  # noqa: BLE001 - truncated, garbled or not a pickle at all
+            return name
+    return None
 
 
 def labels_tensor(labels: Any, num_classes: int, num_images: int, title: str, path: str) -> torch.Tensor:
