@@ -183,3 +183,13 @@ def test_shipped_studies_validate():
         study = load_study(path)
         recipes = study.recipes()
         assert recipes and study.baseline in {m.name for m in study.methods}, path
+
+
+def test_a_damaged_cell_result_is_one_line_in_the_report(tmp_path):
+    study = write_study(tmp_path, seeds="[0]", evaluate='["pgd20"]')
+    assert invoke("study", str(study), "--out", str(tmp_path / "out")).exit_code == 0
+    summary = tmp_path / "out" / "tiny" / "runs" / "trades-s0" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "per_class": 3}))
+    result = invoke("study", str(study), "--report-only", "--out", str(tmp_path / "out"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and lines[-1].startswith("error:") and "per_class = 3" in lines[-1], lines

@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 
 from fairadv.errors import FairadvError, closest
+from fairadv.evaluation.presets import check_preset_name
 from fairadv.recipe import Recipe, read_toml
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -177,8 +178,6 @@ class _Parser:
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise self.fail("study.n", f" = {n!r}: expected an integer >= 0 (0: the whole test split)")
         evaluate = self.strings("study.evaluate", head.get("evaluate", ["pgd20"]))
-        from fairadv.evaluation.presets import check_preset_name
-
         for preset in evaluate:
             try:
                 check_preset_name(preset)

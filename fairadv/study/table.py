@@ -18,6 +18,7 @@ from typing import Any
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.compare import mean_std, rho
+from fairadv.evaluation.summary import check_evaluation, check_result
 from fairadv.study.spec import Cell, Study
 
 METRICS = {"clean_avg": "clean_accuracy", "clean_worst": "worst_class_clean_accuracy",
@@ -37,9 +38,10 @@ def cell_results(study_dir: Path, cell: Cell, attacks: Sequence[str]) -> dict[st
         return None
     except (OSError, ValueError) as exc:
         raise FairadvError(f"{run}: cannot read its results: {exc}") from None
+    check_result(summary, str(run / "summary.json"))
     if not attacks:
         return {"final": summary}
-    found = (evaluation.get("attacks") or {}) if isinstance(evaluation, dict) else {}
+    found = check_evaluation(evaluation, str(run / "eval.json"))["attacks"]  # type: ignore[index]
     if not all(name in found for name in attacks):
         return None
     return {name: {**found[name], "images": evaluation.get("images")} for name in attacks}
