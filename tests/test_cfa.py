@@ -345,7 +345,7 @@ def test_check_recipe_with_the_whole_recipe():
     (dict(lambda1=0.0), "lambda1 = 0.0: expected a finite number > 0"),
     (dict(fawa_decay=1.0), r"fawa_decay = 1.0: expected a number in \[0, 1\)"),
     (dict(fawa_threshold=1.5), r"fawa_threshold = 1.5: expected a number in \[0, 1\]"),
-    (dict(warmup_epochs=0), "warmup_epochs = 0: expected a number >= 1"),
+    (dict(warmup_epochs=0), r"warmup_epochs = 0: expected an integer >= 1 \(epochs\) or a share of train.epochs in \(0, 1\)"),
 ])
 def test_bad_hyperparameters_give_one_line_errors(kwargs, match):
     with pytest.raises(InvalidValue, match=match):

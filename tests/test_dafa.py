@@ -353,7 +353,7 @@ def test_check_recipe_rejects_warmup_not_before_the_last_epoch():
     (dict(floor=1.5), r"floor = 1.5: expected a number in \(0, 1\]"),
     (dict(lam=-0.5), "lam = -0.5: expected a finite number >= 0"),
     (dict(lam=float("inf")), "lam = inf"),
-    (dict(warmup_epochs=0), "warmup_epochs = 0: expected a number >= 1"),
+    (dict(warmup_epochs=0), r"warmup_epochs = 0: expected an integer >= 1 \(epochs\) or a share of train.epochs in \(0, 1\)"),
     (dict(update_every=-1), "update_every = -1: expected a number >= 0"),
     (dict(measure="eval"), "measure = 'eval': expected one of 'on_the_fly', 'eval_pass'"),
 ])

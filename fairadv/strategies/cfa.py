@@ -30,7 +30,8 @@ from fairadv.attacks.pgd import PGD
 from fairadv.errors import FairadvError
 from fairadv.policy import ClassPolicy
 from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
-from fairadv.validators import InvalidValue, between, ge, gt
+from fairadv.strategies.warmup import warmup_length, warmup_validator
+from fairadv.validators import InvalidValue, between, gt
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class CFA(FairnessStrategy):
         beta: the TRADES beta the objective uses (``objective.beta``, 6 in the paper); CCR's per-class betas and
             loss normalisation are computed from it, so it must equal the objective's.
         warmup_epochs: uniform epochs before calibration (10 in the paper): t_k of epoch ``warmup_epochs`` sets
-            the policy of the next epoch.
+            the policy of the next epoch. An integer, or a share of ``train.epochs`` in (0, 1).
         fawa_threshold: worst-class validation robust accuracy an epoch needs to join the average: 0.24 (the
             paper's TRADES setting; 0.2 in the code's PGD-AT example). It depends on the data and eps.
         fawa_decay: d in theta_avg <- d theta_avg + (1 - d) theta; 0.88.
@@ -155,7 +156,7 @@ class CFA(FairnessStrategy):
     lambda1: float = attrs.field(default=0.5, validator=_positive_finite)
     lambda2: float = attrs.field(default=0.5, validator=_positive_finite)
     beta: float = attrs.field(default=6.0, validator=_positive_finite)
-    warmup_epochs: int = attrs.field(default=10, validator=ge(1))
+    warmup_epochs: int | float = attrs.field(default=10, validator=warmup_validator(1))
     fawa_threshold: float = attrs.field(default=0.24, validator=between(0, 1))
     fawa_decay: float = attrs.field(default=0.88, validator=_decay)
     val_eps: float = attrs.field(default=8 / 255, validator=gt(0))
@@ -188,7 +189,7 @@ class CFA(FairnessStrategy):
         """Reject a warm-up that leaves no calibrated epoch, CCR without TRADES or with another beta, and FAWA
         without a hold-out."""
         epochs = recipe.train.epochs
-        if self.calibrates and self.warmup_epochs >= epochs:
+        if self.calibrates and warmup_length(self.warmup_epochs, epochs) >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
                                f"fewer than train.epochs = {epochs}: calibration starts after warm-up (the paper: 10 "
                                "of 200)")
@@ -210,7 +211,7 @@ class CFA(FairnessStrategy):
 
     def on_epoch_end(self, ctx: EpochContext) -> ClassPolicy | None:
         policy = None
-        if self.calibrates and ctx.epoch >= self.warmup_epochs and ctx.epoch < ctx.num_epochs:
+        if self.calibrates and ctx.epoch >= warmup_length(self.warmup_epochs, ctx.num_epochs) and ctx.epoch < ctx.num_epochs:
             if ctx.stats is None:
                 raise FairadvError("strategy 'cfa' got no epoch statistics at the end of an epoch")
             t = ctx.stats.robust_accuracy.detach().to("cpu", torch.float64)

@@ -35,6 +35,7 @@ from fairadv.errors import FairadvError, closest
 from fairadv.policy import ClassPolicy
 from fairadv.stats import EpochStats
 from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
+from fairadv.strategies.warmup import warmup_length, warmup_validator
 from fairadv.validators import InvalidValue, ge, one_of
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,8 @@ class DAFA(FairnessStrategy):
     Args:
         lam: transfer strength lambda (paper: 1.0 for CIFAR-10, 1.5 for CIFAR-100 and STL-10).
         warmup_epochs: tau; W is computed when epoch tau ends and applies from epoch tau + 1 (paper: 70 of 110).
-            Must be smaller than ``train.epochs``.
+            An integer (epochs, smaller than ``train.epochs``) or a share of the run in (0, 1): 0.636 is the
+            paper's 70/110 at any ``train.epochs`` (`fairadv.strategies.warmup`).
         distance: a registered `ClassDistance`; ``"softmax"`` (default) is the paper's. Others use the generalised
             rule with easiness = the distance's own (``easiness(stats)``) or the robust training accuracy; a
             similarity that is not row-stochastic (``row_stochastic = False`` or undeclared) first goes through
@@ -215,7 +217,7 @@ class DAFA(FairnessStrategy):
     """
 
     lam: float = attrs.field(default=1.0, validator=_finite_nonnegative)
-    warmup_epochs: int = attrs.field(default=70, validator=ge(1))
+    warmup_epochs: int | float = attrs.field(default=70, validator=warmup_validator(1))
     distance: str = attrs.field(default="softmax", validator=_registered_distance)
     tie: Literal["conserve", "official"] = attrs.field(default="conserve", validator=one_of(TIES))
     floor: float = attrs.field(default=0.1, validator=_unit_floor)
@@ -237,20 +239,21 @@ class DAFA(FairnessStrategy):
     def check_recipe(self, recipe: Any) -> None:
         """Reject a warm-up that leaves no epoch for the weights."""
         epochs = recipe.train.epochs
-        if self.warmup_epochs >= epochs:
+        if warmup_length(self.warmup_epochs, epochs) >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
                                f"fewer than train.epochs = {epochs}: the weights are computed when warm-up ends and "
                                "used for the remaining epochs (the paper: 70 of 110)")
 
-    def due(self, epoch: int) -> bool:
-        """Whether the weights are (re)computed when ``epoch`` ends."""
-        tau = self.warmup_epochs
+    def due(self, epoch: int, num_epochs: int) -> bool:
+        """Whether the weights are (re)computed when ``epoch`` (of ``num_epochs``) ends."""
+        tau = warmup_length(self.warmup_epochs, num_epochs)
         if epoch == tau:
             return True
         return self.update_every > 0 and epoch > tau and (epoch - tau) % self.update_every == 0
 
     def on_epoch_end(self, ctx: EpochContext) -> ClassPolicy | None:
-        if not self.due(ctx.epoch) or ctx.epoch >= ctx.num_epochs:  # a policy after the last epoch would go unused
+        # a policy after the last epoch would go unused
+        if not self.due(ctx.epoch, ctx.num_epochs) or ctx.epoch >= ctx.num_epochs:
             return None
         stats = self.statistics(ctx)
         weights = self.class_weights(stats, ctx.model)

@@ -25,6 +25,7 @@ from fairadv.attacks.pgd import PGD
 from fairadv.errors import FairadvError
 from fairadv.policy import ClassPolicy
 from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
+from fairadv.strategies.warmup import warmup_length, warmup_validator
 from fairadv.validators import InvalidValue, ge, gt, one_of
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,8 @@ class FRL(FairnessStrategy):
         alpha2: step of lambda2; None takes 0.2 (RW+RM) or 0.1 (RM); unused by RW.
         lim: bound on the sum of lambda0 (and of lambda1), in (0, 1); None takes 0.5 (RW, RW+RM) or 0.3 (RM).
         warmup_epochs: uniform epochs before FRL starts: 0 (default) when fine-tuning an adversarially trained model
-            as in the paper (``model.init_from``); > 0 to run FRL from scratch after a TRADES warm-up.
+            as in the paper (``model.init_from``); > 0 to run FRL from scratch after a TRADES warm-up. An integer,
+            or a share of ``train.epochs`` in (0, 1).
         val_eps, val_step_size, val_steps: the validation PGD (CE loss, uniform start; a sample counts as robust only
             when correct at every iterate): 8/255, 2/255 and 20 as in the paper.
 
@@ -237,7 +239,7 @@ class FRL(FairnessStrategy):
     alpha1_halve_every: int = attrs.field(default=40, validator=ge(0))
     alpha2: float | None = attrs.field(default=None, validator=_finite_ge0)
     lim: float | None = attrs.field(default=None, validator=_open_unit)
-    warmup_epochs: int = attrs.field(default=0, validator=ge(0))
+    warmup_epochs: int | float = attrs.field(default=0, validator=warmup_validator(0))
     val_eps: float = attrs.field(default=8 / 255, validator=gt(0))
     val_step_size: float = attrs.field(default=2 / 255, validator=gt(0))
     val_steps: int = attrs.field(default=20, validator=gt(0))
@@ -278,7 +280,7 @@ class FRL(FairnessStrategy):
     def check_recipe(self, recipe: Any) -> None:
         """Reject a warm-up that leaves no FRL epoch, a missing hold-out or a non-TRADES objective."""
         epochs = recipe.train.epochs
-        if self.warmup_epochs >= epochs:
+        if warmup_length(self.warmup_epochs, epochs) >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
                                f"fewer than train.epochs = {epochs}: FRL updates before each epoch after warm-up")
         if recipe.data.val_per_class <= 0:
@@ -289,7 +291,8 @@ class FRL(FairnessStrategy):
                              f"{recipe.objective.name!r}: expected 'trades'")
 
     def on_epoch_start(self, ctx: EpochContext) -> ClassPolicy | None:
-        if ctx.epoch <= self.warmup_epochs:
+        warmup = warmup_length(self.warmup_epochs, ctx.num_epochs)
+        if ctx.epoch <= warmup:
             return None
         if ctx.evaluate is None:
             raise FairadvError("strategy 'frl' needs a validation evaluation (EpochContext.evaluate), and this engine "
@@ -300,7 +303,7 @@ class FRL(FairnessStrategy):
         lam1 = zeros if self.lam1 is None else self.lam1
         lam2 = zeros if self.lam2 is None else self.lam2
         result = ctx.evaluate(self.validation_attack())
-        frl_epoch = ctx.epoch - self.warmup_epochs
+        frl_epoch = ctx.epoch - warmup
         counts = result.counts.double()
         clean = result.clean_correct.double() / counts.clamp_min(1)  # float64: exact shares of the hold-out
         robust = result.robust_correct.double() / counts.clamp_min(1)
