@@ -7,8 +7,6 @@ file in the same folder and renamed into place, so a crash never leaves a half-w
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,37 +14,21 @@ from typing import Any
 import torch
 
 from fairadv.errors import FairadvError
+from fairadv.files import open_atomic, write_atomic
 from fairadv.policy import ClassPolicy
 
 FORMAT_VERSION = 1
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """Save ``obj`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save ``obj`` to ``path`` via a temporary file and an atomic rename (`fairadv.files.open_atomic`)."""
+    with open_atomic(path, "wb", fsync=True) as handle:
+        torch.save(obj, handle)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file via a temporary file and an atomic rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
