@@ -1,4 +1,8 @@
-"""The ``fairadv`` command line: run, validate and list."""
+"""The ``fairadv`` command line: run, validate, list, eval, report, compare and study.
+
+Results (tables, JSON) go to stdout; progress, logs and "wrote ..." lines to stderr, so ``fairadv run R.toml >
+results.txt`` captures the results alone.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ err_console = Console(stderr=True)
 out_console = Console()
 
 KINDS = ("attacks", "objectives", "strategies", "distances", "models", "datasets", "optimizers", "schedules")
+SINGULAR = {"attack": "attacks", "objective": "objectives", "strategy": "strategies", "distance": "distances",
+            "model": "models", "dataset": "datasets", "optimizer": "optimizers", "schedule": "schedules"}
 
 
 class _ConsoleLogHandler(logging.Handler):
@@ -66,7 +72,7 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="TABLE.K
 @_set_option
 @click.option("--out", default=None, help="Output root (default: run.out).")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint.")
-@click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@click.option("--quiet", is_flag=True, help="No progress bar or epoch lines (the final table still goes to stdout).")
 @_user_errors
 def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, quiet: bool) -> None:
     """Train and evaluate RECIPE; write the run folder."""
@@ -75,7 +81,7 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, 
     from fairadv.train.engine import Trainer
 
     loaded = Recipe.load(recipe, overrides)
-    Trainer(loaded, out=out, resume=resume, progress=not quiet, console=err_console).fit()
+    Trainer(loaded, out=out, resume=resume, progress=not quiet, console=err_console, results=out_console).fit()
     leave_process_group()
 
 
@@ -96,10 +102,12 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 
 
 @main.command(name="list")
-@click.argument("kind", required=False, type=click.Choice(KINDS))
+@click.argument("kind", required=False, type=click.Choice(KINDS + tuple(SINGULAR)), metavar="[KIND]")
 @_user_errors
 def list_components(kind: str | None) -> None:
-    """Show registered components (all kinds, or KIND) with their parameters and defaults."""
+    """Show registered components (all kinds, or KIND: attacks, objectives, strategies, distances, models,
+    datasets, optimizers or schedules; singular works too) with their parameters and defaults."""
+    kind = SINGULAR.get(kind, kind) if kind else None
     from fairadv.recipe import component_registries
     from fairadv.registry import DISTANCES, Param, broken_plugins
 
@@ -117,7 +125,7 @@ def list_components(kind: str | None) -> None:
             table.add_row(name, params or "-", registry.origin(name))
         out_console.print(table)
     for plugin, error in broken_plugins().items():
-        out_console.print(f"[red]plugin {plugin!r} failed to load:[/] {error}", highlight=False)
+        err_console.print(f"[red]plugin {plugin!r} failed to load:[/] {error}", highlight=False)
 
 
 @main.command(name="eval")
@@ -134,15 +142,23 @@ def list_components(kind: str | None) -> None:
 @click.option("--seed", type=int, default=0, help="Seed of the subset and of the attacks' random starts.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", default=None, help="Write the results here (default: eval.json beside the run).")
+@click.option("--checkpoint", "which", default="last", show_default=True, metavar="last|best",
+              help="For a run folder: checkpoints/last.pt, or best.pt (the best validation epoch).")
+@_set_option
 @_user_errors
 def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int | None, recipe_path: str | None,
-                 model_name: str | None, eps: float | None, seed: int, device: str, out: str | None) -> None:
-    """Per-class clean and robust accuracy of a run folder or checkpoint under each attack; writes eval.json."""
+                 model_name: str | None, eps: float | None, seed: int, device: str, out: str | None, which: str,
+                 overrides: tuple[str, ...]) -> None:
+    """Per-class clean and robust accuracy of a run folder or checkpoint under each attack; writes eval.json.
+
+    ``--set`` overrides the run's recipe as for ``run`` (e.g. ``--set data.root=/data`` or
+    ``--set eval.attack.step_size=0.01``); earlier results in eval.json are kept, one entry per setup.
+    """
     from fairadv.evaluation.eval_command import run_eval
 
     run_eval(target, attacks or ("pgd20",), n=n, batch_size=batch_size, recipe_path=recipe_path,
              model_name=model_name, eps=eps, seed=seed, device=device, out=out, console=out_console,
-             progress=err_console)
+             progress=err_console, checkpoint=which, overrides=overrides)
 
 
 @main.command()
@@ -153,7 +169,7 @@ def report(run_dir: str) -> None:
     from fairadv.evaluation.report import write_report
 
     path = write_report(run_dir)
-    click.echo(f"wrote {path}")
+    click.echo(f"wrote {path}", err=True)
 
 
 @main.command()

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fairadv.errors import FairadvError
+from fairadv.evaluation.eval_file import COMPARABLE_KEYS, evaluations, setup_label
 from fairadv.evaluation.summary import check_evaluation, check_result
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
@@ -124,6 +125,16 @@ def _attack_metrics(evaluation: Mapping[str, Any] | None) -> dict[str, Mapping[s
     return dict((evaluation or {}).get("attacks") or {})
 
 
+def matched_results(runs: Sequence[Run], attack: str) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]:
+    """Each run's result under ``attack`` and its setup, taken from one setup (images, eps, seed, checkpoint) that
+    every run's ``eval.json`` has when there is one (the latest such), else each run's latest."""
+    per_run = [[e for e in evaluations(r.evaluation) if attack in e["attacks"]] for r in runs]
+    key = lambda e: tuple(json.dumps(e.get(k), sort_keys=True) for k in COMPARABLE_KEYS)
+    shared = set.intersection(*({key(e) for e in entries} for entries in per_run))
+    chosen = [next((e for e in reversed(entries) if key(e) in shared), entries[-1]) for entries in per_run]
+    return [e["attacks"][attack] for e in chosen], chosen
+
+
 def compare_runs(paths: Sequence[str | Path], baseline: str | Path | None = None) -> dict[str, Any]:
     """The comparison as a JSON-ready dict (what ``--json`` prints).
 
@@ -175,16 +186,20 @@ def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:
     per_class = [[float(row["robust"]) for row in r.summary["per_class"]] for r in runs]
     entry["per_class_robust"] = _columns(per_class)
     entry["attack"] = runs[0].summary.get("attack")
+    entry["images"] = [sum(int(row.get("count", 0)) for row in r.summary["per_class"]) or None for r in runs]
     attacks: dict[str, Any] = {}
-    common = set.intersection(*(set(_attack_metrics(r.evaluation)) for r in runs))
-    for name in sorted(common, key=list(_attack_metrics(runs[0].evaluation)).index):
-        results = [_attack_metrics(r.evaluation)[name] for r in runs]
+    common = set.intersection(*({a for e in evaluations(r.evaluation) for a in e["attacks"]} for r in runs))
+    order = list(dict.fromkeys([*_attack_metrics(runs[0].evaluation),
+                                *(a for e in evaluations(runs[0].evaluation) for a in e["attacks"])]))
+    for name in sorted(common, key=order.index):
+        results, setups = matched_results(runs, name)
         attacks[name] = {
             metric: mean_std([float(res[metric]) for res in results]) for metric in METRICS if metric in results[0]
         }
         attacks[name]["per_class_robust"] = _columns([[float(row["robust"]) for row in res["per_class"]]
                                                       for res in results])
-        attacks[name]["images"] = [(r.evaluation or {}).get("images") for r in runs]
+        attacks[name]["images"] = [s.get("images") for s in setups]
+        attacks[name]["setups"] = sorted({setup_label(s) for s in setups})
     entry["eval"] = attacks
     return entry
 
@@ -195,7 +210,7 @@ def _columns(rows: Sequence[Sequence[float]]) -> dict[str, Any]:
 
 
 def _add_rho(entry: dict[str, Any], base: Mapping[str, Any]) -> None:
-    m = lambda e, k: e[k]["mean"]  # noqa: E731
+    m = lambda e, k: e[k]["mean"]
     entry["rho_nat"] = rho(m(entry, "clean_accuracy"), m(entry, "worst_class_clean_accuracy"),
                            m(base, "clean_accuracy"), m(base, "worst_class_clean_accuracy"))
     entry["rho_rob"] = rho(m(entry, "robust_accuracy"), m(entry, "worst_class_robust_accuracy"),
@@ -236,6 +251,7 @@ def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
         label = g["label"] + (" (baseline)" if g["label"] == result["baseline"] else "")
         summary.add_column(label, justify="right")
     summary.add_row("runs", *(str(len(g["runs"])) for g in groups))
+    summary.add_row("test images", *(_images(g.get("images")) for g in groups))
     labels = {"clean_accuracy": "clean avg", "worst_class_clean_accuracy": "clean worst class",
               "robust_accuracy": "robust avg", "worst_class_robust_accuracy": "robust worst class"}
     for metric, label in labels.items():
@@ -245,6 +261,7 @@ def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
         summary.add_row("ρ_rob", *(_rho_text(g.get("rho_rob")) for g in groups))
     for name in attack_names:
         summary.add_section()
+        summary.add_row(f"{name} images", *(_images(g["eval"].get(name, {}).get("images")) for g in groups))
         summary.add_row(f"{name} avg", *(_pm(g["eval"].get(name, {}).get("robust_accuracy")) for g in groups))
         summary.add_row(f"{name} worst class",
                         *(_pm(g["eval"].get(name, {}).get("worst_class_robust_accuracy")) for g in groups))
@@ -266,10 +283,34 @@ def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
     return [summary, per_class]
 
 
+def _images(counts: Sequence[Any] | None) -> str:
+    """How many images a figure rests on: one number, or the range when the pooled runs differ."""
+    values = sorted({c for c in counts or [] if c is not None})
+    if not values:
+        return "-"
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]} (differ)"
+
+
+def setup_notes(result: Mapping[str, Any]) -> list[str]:
+    """One line per metric whose columns rest on different images or threat models, so they do not compare."""
+    notes = []
+    totals = {c for g in result["groups"] for c in g.get("images") or [] if c is not None}
+    if len(totals) > 1:
+        notes.append(f"the runs' final evaluations use different numbers of test images: {sorted(totals)}")
+    names = {a for g in result["groups"] for a in g["eval"]}
+    for name in sorted(names):
+        setups = sorted({s for g in result["groups"] for s in g["eval"].get(name, {}).get("setups", [])})
+        if len(setups) > 1:
+            notes.append(f"{name} results rest on different setups: {'; '.join(setups)}")
+    return notes
+
+
 def print_comparison(result: Mapping[str, Any], console: Console) -> None:
-    """Print the tables of `comparison_tables`."""
+    """Print the tables of `comparison_tables`, then a note for each figure that rests on different images."""
     for table in comparison_tables(result):
         console.print(table)
+    for note in setup_notes(result):
+        console.print(f"[bold yellow]note:[/] {note}", highlight=False)
 
 
 def run_compare(paths: Iterable[str], baseline: str | None = None, as_json: bool = False,

@@ -25,13 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from fairadv.errors import FairadvError
-from fairadv.evaluation.presets import DEFAULT_EPS, Preset, check_preset_name, make_preset
+from fairadv.evaluation.eval_file import FORMAT_VERSION, merge_previous, setup_label
+from fairadv.evaluation.presets import DEFAULT_EPS, Preset, check_preset_name, make_preset, preset_key
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-# What must agree for two evaluations to share one eval.json (merged attack by attack).
-SETUP_KEYS = ("checkpoint", "epoch", "model", "data", "split", "n", "images", "seed", "eps", "norm")
 
 
 @attrs.frozen(eq=False)
@@ -46,9 +44,14 @@ class Target:
     class_names: tuple[str, ...]
 
 
+CHECKPOINTS = ("last", "best")
+
+
 def load_target(path: str | Path, recipe_path: str | None = None, model_name: str | None = None,
-                device: torch.device | None = None) -> Target:
-    """Load a run folder's ``checkpoints/last.pt`` or a checkpoint file, fairadv's or a bare state dict.
+                device: torch.device | None = None, checkpoint_name: str = "last",
+                overrides: Sequence[str] = ()) -> Target:
+    """Load a run folder's ``checkpoints/last.pt`` (or ``best.pt``) or a checkpoint file, fairadv's or a bare state
+    dict; ``overrides`` (``"table.key=value"``) change the recipe as ``fairadv run --set`` does.
 
     A fairadv checkpoint carries its recipe; ``recipe_path`` then replaces only its ``[data]`` table. A bare state
     dict (e.g. a published CIFAR ResNet, keys ``conv1``, ``bn1``, ``layer1``..., ``linear``, with or without
@@ -56,20 +59,28 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     """
     from fairadv.recipe import Recipe
     from fairadv.train.build import build_model, build_source
-    from fairadv.train.checkpoint import (load_checkpoint, load_error, load_state_dict_file, model_spec,
-                                          parse_stored_recipe)
+    from fairadv.train.checkpoint import (
+        load_checkpoint,
+        load_error,
+        load_state_dict_file,
+        model_spec,
+        parse_stored_recipe,
+    )
 
     path = Path(path)
     if path.is_dir():
-        checkpoint = path / "checkpoints" / "last.pt"
-        if not checkpoint.is_file():
+        checkpoint = path / "checkpoints" / f"{checkpoint_name}.pt"
+        if not (path / "checkpoints" / "last.pt").is_file():
             raise FairadvError(f"{path}: not a run folder (no checkpoints/last.pt); pass a run folder or a checkpoint "
                                "file")
+        if not checkpoint.is_file():
+            raise FairadvError(f"{checkpoint}: not found; a run keeps best.pt only with a validation split "
+                               "(data.val_per_class > 0) and train.best_by other than 'none'")
         out = path / "eval.json"
     elif path.is_file():
         checkpoint = path
         run_dir = path.parent.parent
-        in_run = path.name == "last.pt" and path.parent.name == "checkpoints" and (run_dir / "recipe.toml").is_file()
+        in_run = path.name in ("last.pt", "best.pt") and path.parent.name == "checkpoints" and (run_dir / "recipe.toml").is_file()
         out = run_dir / "eval.json" if in_run else path.with_name(f"{path.stem}.eval.json")
     else:
         raise FairadvError(f"{path}: no such run folder or checkpoint file")
@@ -87,6 +98,8 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
         keep = raw.get("model", {}).get("name") == model_name
         raw["model"] = raw["model"] if keep else {"name": model_name}
     recipe = Recipe.from_dict(raw, source=str(recipe_path or checkpoint))
+    if overrides:
+        recipe = recipe.override(*overrides)
 
     source = build_source(recipe)
     names = tuple(str(n) for n in source.class_names)
@@ -126,7 +139,15 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
 
     device = device or torch.device("cpu")
     recipe = target.recipe
-    dataset = stratified_subset(build_dataset(recipe, "test"), n, seed)
+    full = build_dataset(recipe, "test")
+    if n >= len(full):  # said, not silently clamped: the setup is then the whole split
+        if console is not None:
+            console.print(f"--n {n} is not below the {len(full)} test images: evaluating all of them", highlight=False)
+        n = 0
+    dataset = stratified_subset(full, n, seed)
+    if n and len(dataset) != n and console is not None:
+        console.print(f"--n {n}: a class-stratified subset of {len(dataset)} images (as many per class as n allows)",
+                      highlight=False)
     loader = make_loader(dataset, batch_size or recipe.eval.batch_size, device, shuffle=False,
                          num_workers=recipe.data.num_workers)
     c = len(target.class_names)
@@ -162,18 +183,6 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
         "class_names": list(target.class_names),
         "attacks": results,
     }
-
-
-def merge_previous(doc: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Keep attacks of an existing ``eval.json`` made with the same setup (checkpoint, data, subset, seed, eps)."""
-    try:
-        old = json.loads(out.read_text())
-    except (OSError, ValueError):
-        return doc
-    if not isinstance(old, dict) or any(old.get(k) != doc.get(k) for k in SETUP_KEYS):
-        return doc
-    attacks = {k: v for k, v in (old.get("attacks") or {}).items() if k not in doc["attacks"]}
-    return {**doc, "attacks": {**attacks, **doc["attacks"]}}
 
 
 def eval_table(doc: Mapping[str, Any], names: Sequence[str] | None = None) -> Table:
@@ -220,7 +229,8 @@ def print_eval(doc: Mapping[str, Any], console: Console, names: Sequence[str] | 
 def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, batch_size: int | None = None,
              recipe_path: str | None = None, model_name: str | None = None, eps: float | None = None,
              seed: int = 0, device: str = "auto", out: str | None = None, console: Console | None = None,
-             progress: Console | None = None) -> dict[str, Any]:
+             progress: Console | None = None, checkpoint: str = "last", overrides: Sequence[str] = ()
+             ) -> dict[str, Any]:
     """What ``fairadv eval`` does: check everything, evaluate, print, write ``eval.json`` (atomically).
 
     Every input is checked before the first attack runs; nothing is written unless evaluation succeeds.
@@ -238,11 +248,13 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
         raise FairadvError(f"--seed {seed}: expected a non-negative integer")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise FairadvError(f"--device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    names = list(dict.fromkeys(a.strip().lower() for a in attacks)) or ["pgd20"]
+    if checkpoint not in CHECKPOINTS:
+        raise FairadvError(f"--checkpoint {checkpoint!r}: expected 'last' or 'best'")
+    names = list(dict.fromkeys(preset_key(a) for a in attacks)) or ["pgd20"]
     for name in names:  # unknown names fail before the checkpoint is even read
         check_preset_name(name)
     torch_device = select_device(device)
-    target = load_target(target_path, recipe_path, model_name, torch_device)
+    target = load_target(target_path, recipe_path, model_name, torch_device, checkpoint, overrides)
     eval_attack = target.recipe.eval.attack.params
     radius = eps if eps is not None else float(eval_attack.get("eps", DEFAULT_EPS))
     norm = str(eval_attack.get("norm", "linf"))
@@ -268,5 +280,8 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
         raise FairadvError(f"{out_path}: cannot write: {exc.strerror or exc}") from None
     if console is not None:
         print_eval(doc, console, names)
-        console.print(f"wrote {out_path}", highlight=False)
+    if progress is not None:
+        others = len(doc["evaluations"]) - 1
+        kept = f" (and {others} earlier setup{'s' * (others != 1)})" if others else ""
+        progress.print(f"wrote {out_path}: {setup_label(doc)}{kept}", highlight=False)
     return doc

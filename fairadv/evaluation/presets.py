@@ -27,9 +27,16 @@ PRESETS = ("pgd20", "cw20", "fgsm", "autoattack", "recipe")
 PRESET_HELP = "pgd<K> (e.g. pgd20), cw<K> (e.g. cw20), fgsm, autoattack, recipe"
 
 
+def preset_key(name: str) -> str:
+    """The canonical spelling of a preset name: ``PGD-20``, ``pgd_20`` and ``pgd20`` are ``pgd20``;
+    ``auto-attack`` is ``autoattack``."""
+    key = re.sub(r"^(pgd|cw)[-_ ]+(\d+)$", r"\1\2", name.strip().lower())
+    return "autoattack" if key in ("auto-attack", "auto_attack") else key
+
+
 def check_preset_name(name: str) -> None:
     """Fail on an unknown preset name before anything is loaded."""
-    key = name.strip().lower()
+    key = preset_key(name)
     if key not in PRESETS and not re.fullmatch(r"(pgd|cw)\d+", key):
         raise FairadvError(f"unknown attack preset {name!r}{closest(key, PRESETS)}; expected {PRESET_HELP}")
 
@@ -45,7 +52,7 @@ class Preset:
 
 def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None) -> Preset:
     """The attack called ``name`` at radius ``eps``; an unknown name is a one-line `FairadvError`."""
-    key = name.strip().lower()
+    key = preset_key(name)
     match = re.fullmatch(r"(pgd|cw)(\d+)", key)
     if match:
         steps = int(match.group(2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,15 +44,37 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
             for i in range(len(class_names))
         ],
         "attack": dict(attack),
+        "images": int(result.counts.sum()),
+        **chance_level(float(clean.mean()), len(class_names), int(result.counts.sum())),
         "confusion_under_attack": result.confusion.tolist(),
     }
+
+
+def chance_level(clean_accuracy: float, num_classes: int, images: int) -> dict[str, Any]:
+    """``chance_accuracy`` (1/C) and ``at_chance``: whether the clean accuracy is within two standard errors of
+    guessing, i.e. the model has not learned (a learning rate too low or too high, too few epochs)."""
+    chance = 1.0 / max(num_classes, 1)
+    margin = 2.0 * math.sqrt(chance * (1 - chance) / max(images, 1))
+    return {"chance_accuracy": chance, "at_chance": clean_accuracy <= chance + margin}
+
+
+def chance_warning(summary: Mapping[str, Any]) -> str | None:
+    """One line when ``summary`` is at chance level, else None."""
+    if not summary.get("at_chance"):
+        return None
+    return (f"clean accuracy {100 * summary['clean_accuracy']:.1f}% is chance level "
+            f"(1/{round(1 / summary['chance_accuracy'])} = {100 * summary['chance_accuracy']:.1f}%): the model has "
+            "not learned; check optimizer.lr, the schedule and train.epochs")
 
 
 def summary_table(summary: Mapping[str, Any], title: str = "Per-class accuracy") -> Table:
     """A rich table: one row per class, then the class average and the worst class."""
     attack = summary.get("attack", {})
     label = f"{attack.get('name', 'attack')}-{attack['steps']}" if "steps" in attack else attack.get("name", "attack")
-    table = Table(title=title, title_justify="left")
+    warning = chance_warning(summary)
+    images = f", {summary['images']} test images" if "images" in summary else ""
+    table = Table(title=title + images, title_justify="left",
+                  caption=f"[bold red]warning: {warning}[/]" if warning else None, caption_justify="left")
     table.add_column("class", justify="right")
     table.add_column("name")
     table.add_column("clean %", justify="right")
@@ -125,4 +148,12 @@ def check_evaluation(doc: Any, where: str) -> Mapping[str, Any] | None:
         raise FairadvError(f"{where}: expected an object with 'attacks'; not a fairadv eval.json")
     for name, result in attacks.items():
         check_result(result, f"{where} (attack {name})")
+    entries = doc.get("evaluations", [])
+    if not isinstance(entries, list):
+        raise FairadvError(f"{where}: evaluations: expected a list of setups; not a fairadv eval.json")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("attacks"), Mapping):
+            raise FairadvError(f"{where}: evaluations[{i}]: expected an object with 'attacks'")
+        for name, result in entry["attacks"].items():
+            check_result(result, f"{where} (evaluations[{i}], attack {name})")
     return doc
