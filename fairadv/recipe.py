@@ -79,6 +79,9 @@ class TrainConfig:
             for op) and with compile.
         sync_batchnorm: under torchrun with several processes, compute BatchNorm statistics over the global batch
             (SyncBatchNorm) instead of each process's share; ignored in a single process.
+        best_by: with a validation split (``data.val_per_class``), ``checkpoints/best.pt`` keeps the epoch with the
+            best validation robust accuracy under the evaluation attack, against robust overfitting:
+            ``"average"`` (over classes, default) or ``"worst_class"``; ``"none"`` skips the validation pass.
     """
 
     epochs: int = attrs.field(default=10, validator=gt(0))
@@ -89,6 +92,7 @@ class TrainConfig:
     compile: bool | None = None
     fold_bn: bool | None = None
     sync_batchnorm: bool = False
+    best_by: str = attrs.field(default="average", validator=one_of(("average", "worst_class", "none")))
 
     def __attrs_post_init__(self) -> None:
         if self.fold_bn and self.compile:

@@ -82,6 +82,11 @@ class FairnessStrategy:
         trained model itself."""
         return None
 
+    def policy_basis(self) -> dict[str, Any]:
+        """What the policy just returned was computed from, written beside it in ``policy.jsonl`` (JSON values;
+        e.g. DAFA's ``similarity`` matrix and ``similarity_epoch``, which the run's similarity figure shows)."""
+        return {}
+
     def check_recipe(self, recipe: Recipe) -> None:
         """Raise ValueError (or `fairadv.validators.InvalidValue` naming the key) when the strategy's settings do
         not fit the rest of ``recipe``, e.g. a warm-up longer than the run; called when the recipe is loaded."""

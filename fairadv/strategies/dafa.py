@@ -227,6 +227,8 @@ class DAFA(FairnessStrategy):
     weights: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
     computed_at: int | None = attrs.field(default=None, init=False, eq=False)
     _class_distance: ClassDistance = attrs.field(init=False, eq=False, repr=False)
+    _similarity: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _basis: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._class_distance = DISTANCES.create(self.distance)
@@ -258,6 +260,8 @@ class DAFA(FairnessStrategy):
         stats = self.statistics(ctx)
         weights = self.class_weights(stats, ctx.model)
         self.weights, self.computed_at = weights, ctx.epoch
+        self._basis = {"similarity": self._similarity.tolist(), "similarity_epoch": ctx.epoch,
+                       "distance": self.distance}
         log.info("DAFA class weights from epoch %d statistics (%s, lam=%g): %s", ctx.epoch, self.distance,
                  self.lam, [round(w, 4) for w in weights.tolist()])
         return self.policy(weights)
@@ -268,6 +272,7 @@ class DAFA(FairnessStrategy):
         easiness = self.easiness(stats).detach().cpu()
         if not getattr(self._class_distance, "row_stochastic", False):
             similarity = error_shares(similarity, easiness)
+        self._similarity = similarity
         raw = distance_aware_weights(similarity, easiness, self.lam, self.tie)
         weights, clamped = apply_floor(raw, self.floor)
         if clamped.any():
@@ -302,6 +307,10 @@ class DAFA(FairnessStrategy):
             raise FairadvError(f"strategy 'dafa' with {why} needs a measurement pass, and this engine offers none "
                                "(EpochContext.measure)")
         return measure(features=features)
+
+    def policy_basis(self) -> dict[str, Any]:
+        """The similarity the last weights came from (after `error_shares` for a non-stochastic distance)."""
+        return dict(self._basis)
 
     @staticmethod
     def policy(weights: torch.Tensor) -> ClassPolicy:

@@ -6,8 +6,9 @@ Top to bottom:
         strategy.on_epoch_start        -> maybe a new ClassPolicy
         for batch: objective(model, x, y, attack, policy) -> loss; step; stats.update(logits already computed)
         strategy.on_epoch_end(stats)   -> maybe a new ClassPolicy (applies from the next epoch)
+        validation robust accuracy -> checkpoints/best.pt when it is the best so far (with a validation split)
         metrics.jsonl, policy.jsonl, checkpoints/last.pt (atomic)
-    final per-class evaluation -> summary.json
+    final per-class evaluation -> summary.json and figures
 
 The objects come from `fairadv.train.build.build_components`, the files go through `RunFolder`, and the per-class
 evaluations through `SplitEvaluator`. Reproducibility: every epoch reseeds the global RNGs and the shuffling
@@ -16,7 +17,6 @@ generator from (seed, epoch), so a run resumed from its last checkpoint replays 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -30,17 +30,18 @@ from rich.progress import Progress
 from fairadv.data.loader import make_loader
 from fairadv.errors import FairadvError
 from fairadv.evaluation.classwise import ClasswiseResult
-from fairadv.evaluation.plots import write_run_plots
 from fairadv.evaluation.summary import print_summary, summarize
 from fairadv.policy import ClassPolicy
 from fairadv.recipe import Recipe
 from fairadv.stats import ClassStats, EpochStats
 from fairadv.strategies.base import EpochContext
+from fairadv.train.best import BestEpoch
 from fairadv.train.build import build_components, training_device
 from fairadv.train.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
 from fairadv.train.display import epoch_line, policy_table, training_progress
 from fairadv.train.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size
 from fairadv.train.evaluator import SplitEvaluator
+from fairadv.train.results import write_results
 from fairadv.train.run_folder import RunFolder
 from fairadv.train.seeding import epoch_seed, seed_everything
 
@@ -63,9 +64,10 @@ class Trainer:
     """
 
     def __init__(self, recipe: Recipe, out: str | Path | None = None, resume: bool = False,
-                 progress: bool = True, console: Console | None = None):
+                 progress: bool = True, console: Console | None = None, results: Console | None = None):
         self.recipe = recipe
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True)  # progress, epoch lines, policy tables
+        self.results = results  # the final per-class table (the command line's stdout)
         self.dist = init_from_env(recipe.run.device)
         self.show_progress = progress and self.dist.is_main
         self.device = training_device(recipe.run.device, self.dist)
@@ -76,6 +78,8 @@ class Trainer:
         self.local_batch = local_batch_size(recipe.train.batch_size, self.dist)
         self.base_lrs = [group["lr"] for group in parts.optimizer.param_groups]
         self.stats = ClassStats(self.num_classes, self.device)
+        has_val = parts.data.val is not None and recipe.train.best_by != "none"
+        self.best = BestEpoch(recipe.train.best_by) if has_val else None
         self.policy = self._checked_policy(lambda: parts.strategy.on_fit_start(self.num_classes), epoch=0)
         self.start_epoch = 1
         self.folder = RunFolder(Path(out if out is not None else recipe.run.out) / str(recipe.run.name),
@@ -99,12 +103,13 @@ class Trainer:
             for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
                 self._run_epoch(epoch, progress)
             summary = self.final_evaluation()
-            if self.dist.is_main:
-                self.folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
-                write_run_plots(self.run_dir, summary, self.stats.compute().prob_matrix, list(self.class_names))
+            if self.dist.is_main:  # summary.json (with best.pt's epoch, a chance-level warning) and the figures
+                write_results(self.folder, summary, self.class_names, self.stats.compute().prob_matrix,
+                              self.recipe.train.epochs, self.best)
+        if self.results is not None and self.dist.is_main:
+            print_summary(summary, self.results)
         if self.show_progress:
-            print_summary(summary, self.console)
-            self.console.print(f"run folder: {self.run_dir}")
+            self.console.print(f"run folder: {self.run_dir}", highlight=False)
         return summary
 
     def _run_epoch(self, epoch: int, progress: Progress | None) -> None:
@@ -144,8 +149,12 @@ class Trainer:
         metrics[TIMING_KEY] = {"seconds": round(seconds, 3), "images_per_s": round(seen / max(seconds, 1e-9), 1)}
         if ended is not None:
             self._set_policy(ended, epoch, applies_from=epoch + 1)
+        state = self._state(epoch)
+        if self.best is not None:  # scores the epoch, writes best.pt when it is the best so far
+            val = self.evaluator.evaluate(self.evaluated_model(), "val", self.parts.eval_attack)
+            self.best.after_epoch(epoch, val, state, metrics, self.folder)
         self.folder.append("metrics.jsonl", metrics)
-        self.folder.save_checkpoint(self._state(epoch))
+        self.folder.save_checkpoint(state)
         if self.show_progress:
             self.console.print(epoch_line(metrics, recipe.train.epochs, TIMING_KEY), highlight=False, soft_wrap=True)
 
@@ -243,12 +252,11 @@ class Trainer:
 
     def _set_policy(self, policy: ClassPolicy, epoch: int, applies_from: int) -> None:
         self.policy = policy
-        self.folder.append("policy.jsonl", {"epoch": epoch, "applies_from": applies_from, **policy.to_dict()})
+        basis = self.strategy.policy_basis()  # e.g. DAFA's similarity matrix, for the figure and for readers
+        self.folder.append("policy.jsonl", {"epoch": epoch, "applies_from": applies_from, **policy.to_dict(), **basis})
         log.info("new class policy from epoch %d: %s", applies_from, policy.to_dict())
         if self.show_progress:
             self.console.print(policy_table(policy, self.class_names, self.parts.attack.eps, applies_from))
-
-    # --- checkpoints ------------------------------------------------------------------------------------------------
 
     def _state(self, epoch: int) -> dict[str, Any]:
         """What ``checkpoints/last.pt`` holds after ``epoch``: enough to continue exactly, and to evaluate."""
@@ -275,6 +283,8 @@ class Trainer:
             self.parts.scaler.load_state_dict(state.get("scaler", {}))
             self.strategy.load_state_dict(state.get("strategy", {}))
             self.stats.load_state_dict(state.get("stats", {}))
+            if self.best is not None:
+                self.best.load_state_dict(state.get("best") or {})
         except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the file does not fit this run
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self.folder.unlock()
@@ -286,4 +296,4 @@ class Trainer:
 
 def run(recipe: Recipe, out: str | Path | None = None, resume: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train and evaluate ``recipe``; return the summary (also written to ``summary.json`` in the run folder)."""
-    return Trainer(recipe, out=out, resume=resume, progress=progress).fit()
+    return Trainer(recipe, out=out, resume=resume, progress=progress, results=Console() if progress else None).fit()

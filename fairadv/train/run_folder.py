@@ -117,9 +117,10 @@ class RunFolder:
         if self.is_main:
             write_text_atomic(self.path / name, text)
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
+    def save_checkpoint(self, state: dict[str, Any], name: str = "last.pt") -> None:
+        """Write ``checkpoints/<name>`` (``last.pt``, or ``best.pt`` for the best validation epoch)."""
         if self.is_main:
-            save_atomic(state, self.checkpoint)
+            save_atomic(state, self.checkpoint.with_name(name))
 
     def checkpoint_note(self) -> str:
         """Where the last good state is, for an error message."""

@@ -1,0 +1,49 @@
+"""What a finished run leaves for people: ``summary.json`` and its figures.
+
+The class-similarity figure shows the matrix a strategy computed its policy from when one is recorded in
+``policy.jsonl`` (DAFA's p_i(j) at the end of warm-up), since that is the matrix behind the run's weights; otherwise
+the last epoch's p_i(j), titled as such.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from fairadv.evaluation.plots import write_run_plots
+from fairadv.evaluation.summary import chance_warning
+from fairadv.train.best import BestEpoch
+from fairadv.train.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+def write_results(folder: RunFolder, summary: dict[str, Any], names: Sequence[str], last_similarity: torch.Tensor,
+                  epochs: int, best: BestEpoch | None = None) -> None:
+    """``summary.json`` (with ``best_checkpoint`` when ``best.pt`` was kept), then the figures (``class_accuracy``,
+    ``confusion_under_attack``, ``class_similarity``); a run at chance level is logged as a warning."""
+    if best is not None:
+        summary["best_checkpoint"] = best.record()
+    if summary.get("at_chance"):
+        log.warning("%s", chance_warning(summary))
+    folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
+    similarity, title = recorded_similarity(folder)
+    if similarity is None:
+        similarity, title = last_similarity, f"Class similarity p_i(j), last epoch ({epochs})"
+    write_run_plots(folder.path, summary, similarity, list(names), similarity_title=title)
+
+
+def recorded_similarity(folder: RunFolder) -> tuple[Any, str | None]:
+    """The last ``similarity`` a strategy wrote into ``policy.jsonl``, with a title naming its epoch."""
+    path = folder.path / "policy.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    for record in reversed(records):
+        if isinstance(record.get("similarity"), list):
+            epoch = record.get("similarity_epoch", record.get("epoch"))
+            return record["similarity"], (f"Class similarity p_i(j) at epoch {epoch}: the source of the weights "
+                                          f"used from epoch {record.get('applies_from')}")
+    return None, None
