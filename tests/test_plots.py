@@ -1,4 +1,5 @@
-"""Plots (valid PNGs of sensible size) and ``fairadv report`` (a one-page markdown with them embedded)."""
+"""Plots (valid PNGs of sensible size, each beside its PDF) and ``fairadv report`` (a one-page markdown with them
+embedded)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from fairadv.cli import main
-from fairadv.evaluation.report import write_report
 from fairadv.evaluation.plots import plot_class_accuracy, plot_confusion, plot_similarity, row_percentages
+from fairadv.evaluation.report import write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -54,7 +55,8 @@ def test_plots_are_valid_pngs_of_sensible_size(tmp_path, c):
         width, height = png_size(path)
         assert 400 <= width <= 4000 and 300 <= height <= 4000, (path.name, width, height)
         assert path.stat().st_size > 5_000  # drawn, not blank
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.png", "confusion.png", "similarity.png"]  # no temps
+    written = sorted(f"{stem}.{ext}" for stem in ("bars", "confusion", "similarity") for ext in ("pdf", "png"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == written  # no temporary file left
 
 
 def test_plots_reject_a_matrix_that_does_not_fit_the_names(tmp_path):
@@ -129,7 +131,7 @@ def test_report_without_eval_or_policy_changes(tmp_path):
     assert result.exit_code == 0, result.output
     text = (run / "report.md").read_text()
     assert "Uniform throughout" in text and "## Evaluation" not in text and "## Class similarity" not in text
-    assert sorted(p.name for p in (run / "report").iterdir()) == ["class_accuracy.png"]
+    assert sorted(p.name for p in (run / "report").iterdir()) == ["class_accuracy.pdf", "class_accuracy.png"]
 
 
 @pytest.mark.parametrize("case", ["missing", "no_summary", "corrupt_summary"])

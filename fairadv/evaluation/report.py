@@ -1,8 +1,9 @@
 """``fairadv report``: a one-page markdown report of a run folder, with its plots.
 
 Reads what the run wrote (``recipe.toml``, ``summary.json``, ``policy.jsonl``, ``metrics.jsonl``) and, when present,
-``eval.json`` from ``fairadv eval``. Writes ``report.md`` and its PNGs under ``report/`` in the run folder; it never
-runs a model. Everything is read and checked before the first file is written.
+``eval.json`` from ``fairadv eval``. Writes ``report.md`` and its figures under ``report/`` in the run folder, each
+as a PDF for a paper and the PNG the markdown embeds; it never runs a model. Everything is read and checked before
+the first file is written.
 
 The class-similarity heatmap shows the matrix the run recorded, if any (a ``similarity`` entry in ``summary.json``
 or in the last ``policy.jsonl`` record that has one); otherwise, with an ``eval.json``, the confusion under attack
@@ -25,7 +26,7 @@ POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_sca
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.md`` (and ``run_dir/report/*.png``); return the markdown file's path."""
+    """Write ``run_dir/report.md`` (and ``run_dir/report/*.png`` and ``.pdf``); return the markdown file's path."""
     from fairadv.train.checkpoint import write_text_atomic
 
     run = Path(run_dir)
@@ -225,7 +226,10 @@ def _write_plots(run: Path, summary: Mapping[str, Any], evaluation: Mapping[str,
         plots[f"confusion_{name}"] = plot_confusion(res["confusion"], names, folder / f"confusion_{name}.png",
                                                     f"Confusion under {name} (% of each true class)")
     if similarity is not None:
-        plots["similarity"] = plot_similarity(similarity, names, folder / "similarity.png", "Class similarity")
+        recorded = (similarity_source or "").startswith("the class similarity")
+        label = ("p_i(j): recorded similarity\nof class i to class j" if recorded
+                 else "share of class i's errors\nthat go to class j")
+        plots["similarity"] = plot_similarity(similarity, names, folder / "similarity.png", "Class similarity", label)
     return {k: f"{REPORT_DIR}/{Path(v).name}" for k, v in plots.items()}
 
 

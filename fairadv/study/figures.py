@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.lines import Line2D
 
-from fairadv.evaluation.plots import new_figure, save_figure
+from fairadv.evaluation.plots import DPI, class_ticks, new_figure, save_pdf_png, set_title
 
-DPI = 200
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
           "#64b5cd"]
 
@@ -32,8 +32,8 @@ def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
         title = f"{label + ', ' if label else ''}{attack}"
         for name, draw in (("per_class_robust", per_class_figure), ("tradeoff", tradeoff_figure)):
             fig = draw(rows, title, len(doc["seeds"]), doc["baseline"])
-            for ext in ("pdf", "png"):
-                paths.append(save_figure(fig, study_dir / f"{name}{suffix}.{ext}", dpi=DPI))
+            png = save_pdf_png(fig, study_dir / f"{name}{suffix}.png")
+            paths += [png.with_suffix(".pdf"), png]
     return paths
 
 
@@ -41,7 +41,8 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
     """Grouped bars: robust accuracy (%) of each class for each method, error bars one std over seeds."""
     names = [c["name"] for c in rows[0]["per_class"]]
     classes, methods = len(names), len(rows)
-    fig = new_figure(width=min(16.0, max(6.5, 0.13 * classes * methods + 2.5)), height=3.6, dpi=DPI)
+    fig = new_figure(width=min(16.0, max(6.5, 0.13 * classes * methods + 2.5)), height=3.6 if classes <= 12 else 4.4,
+                     dpi=DPI)
     ax = fig.add_subplot()
     width = 0.8 / methods
     pos = np.arange(classes)
@@ -50,12 +51,12 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
         stds = [c["robust"]["std"] or 0.0 for c in row["per_class"]]
         ax.bar(pos - 0.4 + width * (k + 0.5), means, width, yerr=stds, capsize=1.5, color=COLORS[k % len(COLORS)],
                error_kw={"linewidth": 0.7}, label=f"{row['method']} (avg {row['robust_avg']['mean']:.1f}%)")
-    ax.set_xticks(pos, names, rotation=90 if classes > 12 else 0, fontsize=7 if classes > 30 else None)
+    class_ticks(ax, names, "x")
     ax.set_xlim(-0.6, classes - 0.4)
     ax.set_ylim(0, 100)
     ax.set_xlabel("class")
     ax.set_ylabel("robust accuracy (%)")
-    ax.set_title(f"Per-class robust accuracy ({title})\nmean ± std over {seeds} seeds", fontsize=10)
+    set_title(fig, f"Per-class robust accuracy ({title})\nmean ± std over {seeds} seeds")
     ax.grid(axis="y", linewidth=0.3, alpha=0.6)
     ax.set_axisbelow(True)
     # Legend outside the axes, so it covers no bar.
@@ -65,7 +66,8 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
 
 def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str) -> Any:
     """Worst-class against average robust accuracy, one labelled point per method with one-std error bars; dashed
-    lines through the baseline, so a point above its horizontal line helped the worst class."""
+    lines through the baseline, so a point above its horizontal line helped the worst class (the legend below the
+    axes says so; the points carry their names, so no legend box hides one)."""
     fig = new_figure(width=5.2, height=4.2, dpi=DPI)
     ax = fig.add_subplot()
     for k, row in enumerate(rows):
@@ -87,8 +89,10 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
         set_lim(low - pad, high + pad)
     ax.set_xlabel("average robust accuracy (%)")
     ax.set_ylabel("worst-class robust accuracy (%)")
-    # Points carry their names, so no legend box can hide one; the caption says what the bars and lines are.
-    ax.set_title(f"Worst class vs. average ({title})\nmean ± std over {seeds} seeds; dashed lines: {baseline}",
-                 fontsize=10)
+    set_title(fig, f"Worst class vs. average ({title})\nmean ± std over {seeds} seeds")
     ax.grid(linewidth=0.3, alpha=0.6)
+    if any(row["method"] == baseline for row in rows):
+        line = Line2D([], [], color="0.5", linestyle="--", linewidth=0.7,
+                      label=f"baseline ({baseline}): its average and worst-class accuracy")
+        fig.legend(handles=[line], loc="outside lower center", fontsize="small", frameon=False)
     return fig
