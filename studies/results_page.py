@@ -36,10 +36,12 @@ def main() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "studies"
     page = PAGE.read_text()
     names = [m.group("name") for m in MARKER.finditer(page)]
-    page = MARKER.sub(lambda m: f"<!-- study:{m['name']} -->\n{generated(m['name'], out)}<!-- /study:{m['name']} -->",
-                      page)
+    found = [n for n in names if (out / n / "table.md").is_file()]
+    page = MARKER.sub(lambda m: f"<!-- study:{m['name']} -->\n{generated(m['name'], out)}<!-- /study:{m['name']} -->"
+                      if m["name"] in found else m.group(0), page)  # a study not in `out` keeps its section
     PAGE.write_text(page)
-    print(f"{PAGE}: rebuilt {', '.join(names)} from {out}")
+    kept = [n for n in names if n not in found]
+    print(f"{PAGE}: rebuilt {', '.join(found) or 'nothing'} from {out}" + (f"; kept {', '.join(kept)}" if kept else ""))
     return 0
 
 
