@@ -53,6 +53,7 @@ import click
 import pytest
 import torch
 from click.testing import CliRunner
+from registry_state import isolated_registries
 from test_plugins import FakeEntryPoint
 
 from fairadv import registry
@@ -179,24 +180,12 @@ def plugin_state(monkeypatch, tmp_path):
     Like tests/test_plugins.py's fixture of the same name, but it keeps every other module a test imported: dropping
     those (matplotlib's and fontTools' lazily imported parts, torch's) breaks the next import of them.
     """
-    registries = set(component_registries().values()) | {DISTANCES}
-    saved = [(r, dict(r._entries), dict(r._origin)) for r in registries]
-    modules = set(sys.modules)
-    installed: list[Any] = list(INSTALLED_PLUGINS)
-    monkeypatch.setattr(registry, "metadata", types.SimpleNamespace(entry_points=lambda group: list(installed)))
-    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
-    monkeypatch.setattr(registry, "_BROKEN_PLUGINS", {})
-    monkeypatch.setattr(registry, "_FATAL", [])
-    yield installed
-    for reg, entries, origins in saved:
-        reg._entries.clear()
-        reg._entries.update(entries)
-        reg._origin.clear()
-        reg._origin.update(origins)
-    for name in set(sys.modules) - modules:
-        origin = getattr(sys.modules[name], "__file__", None) or ""
-        if name.startswith("doc_snippets_") or Path(origin).is_relative_to(tmp_path):
-            del sys.modules[name]
+    def forget(name: str, module: Any) -> bool:
+        origin = getattr(module, "__file__", None) or ""
+        return name.startswith("doc_snippets_") or Path(origin).is_relative_to(tmp_path)
+
+    with isolated_registries(monkeypatch, list(INSTALLED_PLUGINS), forget) as installed:
+        yield installed
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from registry_state import isolated_registries
 
 import fairadv
 from fairadv import registry
 from fairadv.cli import main
 from fairadv.errors import FairadvError
-from fairadv.recipe import component_registries
 
 ROOT = Path(__file__).parent.parent
 DIGITS = str(ROOT / "recipes" / "trades_digits.toml")
@@ -46,24 +46,9 @@ def plugin_state(monkeypatch):
 
     Every registry's entries, the loader's state and the modules imported meanwhile are restored afterwards.
     """
-    from fairadv.distances import DISTANCES
 
-    registries = set(component_registries().values()) | {DISTANCES}
-    saved = [(r, dict(r._entries), dict(r._origin)) for r in registries]
-    modules = set(sys.modules)
-    installed: list[FakeEntryPoint] = []
-    monkeypatch.setattr(registry, "metadata", SimpleNamespace(entry_points=lambda group: list(installed)))
-    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
-    monkeypatch.setattr(registry, "_BROKEN_PLUGINS", {})
-    monkeypatch.setattr(registry, "_FATAL", [])
-    yield installed
-    for reg, entries, origins in saved:
-        reg._entries.clear()
-        reg._entries.update(entries)
-        reg._origin.clear()
-        reg._origin.update(origins)
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
+    with isolated_registries(monkeypatch, []) as installed:
+        yield installed
 
 
 @pytest.fixture
