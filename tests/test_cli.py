@@ -25,7 +25,8 @@ def invoke(*args: str):
 def test_run_prints_the_table_and_writes_the_folder(tmp_path):
     result = invoke("run", DIGITS, "--out", str(tmp_path), *FAST)
     assert result.exit_code == 0, result.output
-    assert "robust %" in result.stderr and "worst class" in result.stderr
+    assert "robust %" in result.stdout and "worst class" in result.stdout  # results on stdout
+    assert "robust %" not in result.stderr and "run folder" in result.stderr  # progress on stderr
     summary = json.loads((tmp_path / "trades_digits" / "summary.json").read_text())
     assert summary["attack"]["steps"] == 2
 
