@@ -39,7 +39,9 @@ def test_warmup_share_outside_0_1_is_refused(value):
 @pytest.mark.parametrize("name", ["dafa_digits", "frl_digits", "cfa_digits", "dafa_gaussian"])
 def test_shipped_recipes_load_at_any_length(name):
     for epochs in (2, 5, 30):
-        Recipe.load(f"recipes/{name}.toml").override(f"train.epochs={epochs}")
+        recipe = Recipe.load(f"recipes/{name}.toml").override(f"train.epochs={epochs}")
+        share = recipe.strategy.params["warmup_epochs"]
+        assert isinstance(share, float) and 1 <= warmup_length(share, epochs) < epochs
 
 
 def test_dafa_computes_weights_when_its_share_of_the_run_ends():
