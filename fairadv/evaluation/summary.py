@@ -22,6 +22,7 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
     row = true class, column = prediction under attack.
     """
     clean, robust = result.clean_accuracy, result.robust_accuracy
+    images = int(result.counts.sum())
     worst = int(torch.argmin(robust))
     row = result.confusion[worst].double()
     row[worst] = 0
@@ -44,8 +45,8 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
             for i in range(len(class_names))
         ],
         "attack": dict(attack),
-        "images": int(result.counts.sum()),
-        **chance_level(float(clean.mean()), len(class_names), int(result.counts.sum())),
+        "images": images,
+        **chance_level(float(clean.mean()), len(class_names), images),
         "confusion_under_attack": result.confusion.tolist(),
     }
 
