@@ -1,6 +1,6 @@
-"""The AutoAttack adapter (torchattacks behind fairadv's `Attack`): the original's standard settings, the scalar-eps
-contract, the missing-extra error, and on a trained digits model: AutoAttack <= CW <= PGD-20 <= clean per class,
-and fairadv's PGD-20 against the package's PGD."""
+"""The AutoAttack adapter (the original code, PyPI's pyautoattack, behind fairadv's `Attack`): its standard
+settings, per-sample equality with a direct pyautoattack call, the scalar-eps contract, the missing-extra error,
+its progress lines, and on a trained digits model: AutoAttack <= CW <= PGD-20 <= clean per class."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairadv.attacks import ATTACKS, FGSM, PGD
-from fairadv.attacks.autoattack import MISSING_EXTRA, AutoAttack, import_torchattacks
+from fairadv.attacks.autoattack import MISSING_EXTRA, AutoAttack, import_pyautoattack
 from fairadv.data.loader import subset_per_class
 from fairadv.errors import FairadvError
-from fairadv.evaluation.classwise import evaluate
+from fairadv.evaluation.classwise import evaluate, predict
 
 needs_extra = pytest.mark.skipif(
-    importlib.util.find_spec("torchattacks") is None,
-    reason="torchattacks is not installed (pip install 'fairadv[autoattack]'); CI installs the extra")
+    importlib.util.find_spec("pyautoattack") is None,
+    reason="pyautoattack is not installed (pip install 'fairadv[autoattack]'); CI installs the extra")
 CPU = torch.device("cpu")
 EPS = 0.1  # the digits recipes' radius (1.6 of the 17 grey levels)
 
@@ -60,36 +60,105 @@ def small(**changes) -> AutoAttack:
     return AutoAttack(**{"eps": 0.05, "iterations": 5, "queries": 20, **changes})
 
 
-# --- settings: the original AutoAttack's standard version, from torchattacks' components --------------------------
+# --- settings: the original's own versions -------------------------------------------------------------------------
+
+CONFIG = {"apgd": ("n_restarts", "n_iter", "n_iter_2", "n_iter_min", "size_decr", "eps", "norm", "seed", "thr_decr"),
+          "apgd_targeted": ("n_restarts", "n_iter", "n_target_classes", "eps", "norm", "seed"),
+          "fab": ("n_restarts", "n_iter", "n_target_classes", "eps", "norm", "seed"),
+          "square": ("n_queries", "p_init", "rescale_schedule", "n_restarts", "eps", "norm", "seed")}
+
+
+def configuration(adversary) -> dict:
+    """What decides a pyautoattack run: the attacks and each one's hyperparameters."""
+    return {"attacks": list(adversary.attacks_to_run), "version": adversary.version,
+            **{f"{part}.{key}": getattr(getattr(adversary, part), key) for part, keys in CONFIG.items()
+               for key in keys}}
 
 
 @needs_extra
-@pytest.mark.parametrize("classes,targets", [(10, 9), (100, 9), (5, 4)])
-def test_default_is_the_original_standard_version(tiny_model, classes, targets):
-    ta = import_torchattacks()
+@pytest.mark.parametrize("version,norm,eps", [("standard", "linf", 8 / 255), ("standard", "l2", 0.5),
+                                              ("plus", "linf", 8 / 255), ("plus", "l2", 0.5)])
+def test_ten_classes_get_the_originals_version_unchanged(tiny_model, version, norm, eps):
+    package = import_pyautoattack()
+    ours = AutoAttack(eps=eps, norm=norm, version=version).adversary(tiny_model, eps, 10, CPU)
+    original = package.AutoAttack(tiny_model, device=CPU, eps=eps, norm={"linf": "Linf", "l2": "L2"}[norm], seed=0,
+                                  version=version)
+    assert configuration(ours) == configuration(original)
+    assert type(ours) is package.AutoAttack
+
+
+@needs_extra
+def test_defaults_are_the_standard_version(tiny_model):
     attack = ATTACKS.create("autoattack")
     assert (attack.eps, attack.norm, attack.version, attack.iterations, attack.queries) == (
         0.031, "linf", "standard", 100, 5000)
-    apgd, apgdt, fab, square = attack._attacks(ta, tiny_model, 0.031, classes)
-    assert type(apgd) is ta.APGD and (apgd.loss, apgd.steps, apgd.n_restarts, apgd.norm) == ("ce", 100, 1, "Linf")
-    assert type(apgdt) is ta.APGDT and (apgdt.steps, apgdt.n_restarts, apgdt.n_target_classes) == (100, 1, targets)
-    assert type(fab) is ta.FAB and fab.multi_targeted and (fab.steps, fab.n_restarts) == (100, 1)
-    assert fab.n_target_classes == targets
-    assert type(square) is ta.Square
-    assert (square.n_queries, square.p_init, square.rescale_schedule) == (5000, 0.8, False)
-    assert {a.seed for a in (apgd, apgdt, fab, square)} == {0} and {a.eps for a in (apgd, apgdt, fab, square)} == {
-        0.031}
+    config = configuration(attack.adversary(tiny_model, 0.031, 10, CPU))
+    assert config["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert (config["apgd.n_restarts"], config["apgd.n_iter"], config["apgd_targeted.n_target_classes"],
+            config["fab.n_target_classes"], config["square.n_queries"]) == (1, 100, 9, 9, 5000)
 
 
 @needs_extra
-def test_plus_version_and_few_classes(tiny_model):
-    ta = import_torchattacks()
-    plus = AutoAttack(version="plus", norm="l2")._attacks(ta, tiny_model, 0.5, 10)
-    assert [type(a).__name__ for a in plus] == ["APGD", "APGD", "FAB", "Square", "APGDT", "FAB"]
-    assert [getattr(a, "loss", None) for a in plus[:2]] == ["ce", "dlr"] and plus[0].n_restarts == 5
-    assert all(a.norm == "L2" for a in plus)
-    # 3 classes: APGD-T's targeted DLR loss needs 4, so it is left out rather than crashing.
-    assert [type(a).__name__ for a in AutoAttack()._attacks(ta, tiny_model, 0.03, 3)] == ["APGD", "FAB", "Square"]
+@pytest.mark.parametrize("classes,targets,attacks", [
+    (100, 9, ["apgd-ce", "apgd-t", "fab-t", "square"]),
+    (5, 4, ["apgd-ce", "apgd-t", "fab-t", "square"]),
+    (3, 2, ["apgd-ce", "fab-t", "square"]),  # APGD-T's targeted DLR loss needs 4 classes: left out
+])
+def test_fewer_classes_use_every_other_class_as_target(tiny_model, classes, targets, attacks, caplog):
+    config = configuration(AutoAttack().adversary(tiny_model, 0.031, classes, CPU))
+    assert (config["apgd_targeted.n_target_classes"], config["fab.n_target_classes"]) == (targets, targets)
+    assert config["attacks"] == attacks
+    assert ("APGD-T needs at least 4 classes" in caplog.text) == (classes == 3)
+    plus = configuration(AutoAttack(version="plus").adversary(tiny_model, 0.031, 2, CPU))["attacks"]
+    assert plus == ["apgd-ce", "fab", "square", "fab-t"]  # 2 classes: no DLR loss at all
+
+
+@needs_extra
+def test_a_lowered_budget_moves_apgds_checkpoints_with_it(tiny_model):
+    config = configuration(AutoAttack(iterations=10, queries=50).adversary(tiny_model, 0.031, 10, CPU))
+    assert (config["apgd.n_iter"], config["apgd.n_iter_2"], config["apgd.n_iter_min"], config["apgd.size_decr"],
+            config["fab.n_iter"], config["square.n_queries"]) == (10, 2, 1, 1, 10, 50)
+
+
+def direct_call(model, x, y, eps, batch_size, iterations, queries, seed=0):
+    """pyautoattack called as its README shows, the budget lowered by hand the way its __init__ derives it."""
+    package = import_pyautoattack()
+    adversary = package.AutoAttack(model, device=CPU, eps=eps, norm="Linf", seed=seed, version="standard")
+    for apgd in (adversary.apgd, adversary.apgd_targeted):
+        apgd.n_iter = iterations
+        apgd.n_iter_2, apgd.n_iter_min = max(int(0.22 * iterations), 1), max(int(0.06 * iterations), 1)
+        apgd.size_decr = max(int(0.03 * iterations), 1)
+    adversary.fab.n_iter = iterations
+    adversary.square.n_queries = queries
+    adversary.verbose = False
+    _, predictions = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+    return predictions
+
+
+@needs_extra
+def test_per_sample_robustness_equals_a_direct_pyautoattack_call(digits_model):
+    """150 images in batches of 64 (the loader's and the package's): the same samples robust, the same
+    predictions under attack, whatever the global random state before either call."""
+    model, x, y = digits_model
+    batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, len(y), 64)]
+    torch.manual_seed(123)
+    ours = predict(model, batches, AutoAttack(eps=EPS, iterations=10, queries=100), CPU)
+    torch.manual_seed(456)
+    theirs = direct_call(model, x, y, EPS, batch_size=64, iterations=10, queries=100)
+    assert torch.equal(ours.attacked, theirs)
+    assert torch.equal(ours.robust(), theirs == y)
+    assert 0.2 < float((theirs == y).float().mean()) < float((ours.clean == y).float().mean())  # it fooled some
+
+
+@needs_extra
+def test_progress_names_each_attack_the_samples_still_robust_and_the_time(digits_model):
+    model, x, y = digits_model
+    lines: list[str] = []
+    AutoAttack(eps=EPS, iterations=5, queries=20).run(model, x[:40], y[:40], batch_size=40, progress=lines.append)
+    after = [line for line in lines if "still robust" in line]
+    assert [line.split(":")[1].strip() for line in after] == ["APGD-CE", "APGD-T", "FAB-T", "SQUARE"]
+    assert all(line.startswith("autoattack: ") and " of 40 images still robust (" in line and line.endswith(" s")
+               for line in after), after
 
 
 def test_registered_and_usable_in_a_recipe():
@@ -106,7 +175,7 @@ def test_registered_and_usable_in_a_recipe():
 
 
 def test_missing_extra_is_a_one_line_error(monkeypatch, tiny_model):
-    monkeypatch.setitem(sys.modules, "torchattacks", None)  # makes `import torchattacks` raise ImportError
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)  # makes `import pyautoattack` raise ImportError
     with pytest.raises(FairadvError) as info:
         small().perturb(tiny_model, torch.rand(2, 1, 6, 6), torch.tensor([0, 1]))
     assert str(info.value) == MISSING_EXTRA == "AutoAttack needs the optional extra: pip install 'fairadv[autoattack]'"
@@ -224,22 +293,6 @@ def test_autoattack_le_cw_le_pgd20_le_clean_per_class(digits_model):
     assert within_noise(aa, cw, 15), (aa, cw)
     assert within_noise(aa, pgd, 15), (aa, pgd)
     assert float(aa.mean()) <= min(float(cw.mean()), float(pgd.mean())) + 1e-6
-
-
-@needs_extra
-def test_fairadv_pgd20_agrees_with_torchattacks_pgd(digits_model):
-    """Same settings on both sides (no random start, all steps, last iterate): within 1 point."""
-    ta = import_torchattacks()
-    model, x, y = digits_model
-    step = EPS * 0.003 / 0.031
-    ours = PGD(eps=EPS, step_size=step, steps=20, random_start="none").perturb(model, x, y)
-    theirs = ta.PGD(model, eps=EPS, alpha=step, steps=20, random_start=False)(x, y)
-    with torch.no_grad():
-        clean_ok = model(x).argmax(1) == y
-        acc_ours = (clean_ok & (model(ours).argmax(1) == y)).float().mean()
-        acc_theirs = (clean_ok & (model(theirs).argmax(1) == y)).float().mean()
-    assert abs(float(acc_ours) - float(acc_theirs)) <= 0.01, (acc_ours, acc_theirs)
-    assert ((ours - theirs).abs().flatten(1).amax(1) < 1e-5).float().mean() > 0.95  # nearly every example equal
 
 
 def test_fgsm_is_no_stronger_than_pgd20(digits_model):

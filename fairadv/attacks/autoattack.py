@@ -1,28 +1,30 @@
-"""AutoAttack (Croce & Hein, ICML 2020, https://arxiv.org/abs/2003.01690; code fra31/auto-attack) through the
-torchattacks package, behind fairadv's `Attack` interface. An evaluation attack: one scalar radius for the batch.
+"""AutoAttack (Croce & Hein, ICML 2020, https://arxiv.org/abs/2003.01690): the original code, run through PyPI's
+``pyautoattack`` (fra31/auto-attack as packaged; the code RobustBench runs), behind fairadv's `Attack` interface.
 
-The attacks themselves are torchattacks' (APGD, APGDT, FAB, Square, run in sequence by its ``MultiAttack``, each on
-the samples the previous ones did not fool); fairadv only sets their hyperparameters. It sets those of the original
-AutoAttack rather than torchattacks' own ``AutoAttack`` class, which runs APGD, APGD-T and FAB-T for 10 iterations
-instead of the original's 100 and would report a weaker attack under the same name:
+fairadv does not re-implement or re-parameterise anything: it builds ``pyautoattack.AutoAttack(version=...)``, whose
+``standard`` version is APGD-CE (100 iterations, 1 restart), APGD-T (100 iterations, 9 target classes), FAB-T (9
+target classes) and Square (5,000 queries), each run on the samples the previous ones did not fool, and ``plus``
+adds APGD-DLR and FAB with 5 restarts. Three things are adapted, each only where the original would fail or where
+the user asks for it:
 
-- ``standard``: APGD-CE (100 iterations, 1 restart), APGD-T (100 iterations, 9 target classes), FAB-T (100
-  iterations, 9 target classes), Square (5,000 queries, p_init 0.8, no schedule rescaling);
-- ``plus``: APGD-CE and APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T and FAB-T as above.
+- with fewer than 10 classes the targeted attacks use the C - 1 other classes (the original indexes a 10th-largest
+  logit that does not exist); APGD-T's targeted DLR loss needs 4 classes and APGD-DLR 3, so with fewer classes they
+  are left out with a warning, as the original's own ``check_n_classes`` advises;
+- ``iterations`` and ``queries`` lower the budget for quick checks (the result is then not AutoAttack's number);
+- its log (each attack, the samples still robust, the time) goes to the caller's progress output.
 
-With fewer than 10 classes the targeted attacks use every other class (C - 1 targets); APGD-T's targeted DLR loss
-needs 4 classes or more and APGD-DLR 3 or more, so with fewer classes they are left out (with a warning), as the
-original's checks advise.
+Evaluation runs it once on the whole evaluated set (``whole_set``), as a direct ``run_standard_evaluation`` call
+would, so its per-sample results equal the original's under the same seed and batch size.
 
-torchattacks is an optional extra (``pip install 'fairadv[autoattack]'``): its metadata pins ``requests~=2.25.1``,
-which the core install must not carry. It is imported on first use.
+pyautoattack is an optional extra (``pip install 'fairadv[autoattack]'``), imported on first use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import attrs
@@ -37,16 +39,18 @@ log = logging.getLogger(__name__)
 
 Version = Literal["standard", "plus"]
 MISSING_EXTRA = "AutoAttack needs the optional extra: pip install 'fairadv[autoattack]'"
-_TARGETS = 9  # target classes of APGD-T and FAB-T
+TARGETS = 9  # target classes of APGD-T and FAB-T in the original
+PACKAGE_NORMS = {"linf": "Linf", "l2": "L2"}
+NEEDS_CLASSES = {"apgd-t": 4, "apgd-dlr": 3}  # the (targeted) DLR loss reads the 3rd (and 4th) largest logit
 
 
-def import_torchattacks() -> Any:
-    """The torchattacks module, or a one-line `FairadvError` saying how to install it."""
+def import_pyautoattack() -> Any:
+    """The pyautoattack module, or a one-line `FairadvError` saying how to install it."""
     try:
-        import torchattacks
+        import pyautoattack
     except ImportError:
         raise FairadvError(MISSING_EXTRA) from None
-    return torchattacks
+    return pyautoattack
 
 
 @contextlib.contextmanager
@@ -64,17 +68,58 @@ def _frozen_parameters(model: nn.Module) -> Iterator[None]:
             p.grad = grad
 
 
+_AFTER = re.compile(r"robust accuracy after (\S+): ([\d.]+)% \(total time ([\d.]+) s\)")
+
+
+class _ProgressHandler(logging.Handler):
+    """pyautoattack's log records, as lines for ``progress``; warnings also to fairadv's log."""
+
+    def __init__(self, progress: Callable[[str], None] | None, images: int):
+        super().__init__(logging.DEBUG)
+        self.progress, self.images = progress, images
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            log.warning("AutoAttack: %s", message)
+            return
+        if self.progress is None:
+            return
+        after = _AFTER.fullmatch(message)
+        if after:
+            name, percent, seconds = after.groups()
+            robust = round(float(percent) / 100 * self.images)
+            message = f"{name}: {robust} of {self.images} images still robust ({percent}%), {seconds} s"
+        self.progress(f"autoattack: {message}")
+
+
+@contextlib.contextmanager
+def _package_log(progress: Callable[[str], None] | None, images: int) -> Iterator[None]:
+    logger = logging.getLogger("auto-attack")
+    handler = _ProgressHandler(progress, images)
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 @ATTACKS.register("autoattack")
 @attrs.frozen
 class AutoAttack(Attack):
-    """AutoAttack's parameter-free ensemble (evaluation only: a scalar radius, no step size).
+    """AutoAttack's parameter-free ensemble, the original code (evaluation only: a scalar radius, no step size).
 
     Args:
         eps: radius on [0, 1] images (0.031 ~ 8/255).
         norm: ``"linf"`` or ``"l2"``.
         version: ``"standard"`` (APGD-CE, APGD-T, FAB-T, Square: the number papers report) or ``"plus"``.
-        seed: seed of every random start and of Square's search, so a run is reproducible; the caller's global
-            random state is restored afterwards.
+        seed: the seed pyautoattack gives every attack, so a run is reproducible; the caller's global random state
+            is restored afterwards.
         iterations: iterations of APGD, APGD-T and FAB (100, the original's). Lower only for quick checks: the
             result is then no longer AutoAttack's standard number.
         queries: Square's query budget (5,000, the original's); the same caveat.
@@ -96,14 +141,68 @@ class AutoAttack(Attack):
     queries: int = attrs.field(default=5000, validator=gt(0))
 
     scalar_eps_only = True  # class-wise margins are for training attacks; evaluation uses one radius
+    whole_set = True  # evaluation hands it every image at once: the package batches the samples still robust
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
                 step: EpsLike | None = None, **overrides: object) -> torch.Tensor:
         """Adversarial examples for ``(x, y)`` under one radius ``eps`` (default: the attack's own)."""
-        hp = attrs.evolve(self, **overrides) if overrides else self
         if step is not None:
             raise ValueError("AutoAttack sets its own step sizes; do not pass step")
-        radius = hp.eps if eps is None else eps
+        hp = attrs.evolve(self, **overrides) if overrides else self
+        x_adv, _ = hp.run(model, x, y, eps=eps, batch_size=max(len(x), 1))
+        return x_adv
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
+            batch_size: int = 250, progress: Callable[[str], None] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pyautoattack``'s ``run_standard_evaluation`` on all of ``(x, y)``: adversarial inputs and the model's
+        predictions on them (the clean prediction where the clean input is already wrong).
+
+        ``batch_size`` is the package's: it attacks the samples still robust in batches of that size, so results
+        depend on it exactly as they do in a direct call. ``progress`` receives the package's log lines.
+        """
+        radius = self._radius(eps)
+        x, y = x.detach(), y.detach()
+        device = next(iter(model.parameters()), x).device
+        devices = [device] if device.type == "cuda" else []
+        with eval_mode(model), torch.random.fork_rng(devices=devices), _frozen_parameters(model):
+            # fork_rng: the package reseeds the global RNG; _frozen_parameters: its FAB calls .backward()
+            with torch.no_grad():
+                num_classes = model(x[:1].to(device)).shape[1]
+            adversary = self.adversary(model, radius, num_classes, device)
+            adversary.verbose = progress is not None
+            with _package_log(progress, len(x)):
+                x_adv, predictions = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+        # Guard against the package's float rounding: exactly inside the ball and the box.
+        x_adv = self.project(x_adv.to(x.device), x, self.per_sample_eps(x, radius))
+        return x_adv.detach(), predictions.to(y.device)
+
+    def adversary(self, model: nn.Module, eps: float, num_classes: int, device: torch.device) -> Any:
+        """The configured ``pyautoattack.AutoAttack``: the original's ``version``, adapted only for fewer than 10
+        classes and for a lowered ``iterations`` / ``queries`` budget."""
+        package = import_pyautoattack()
+        adversary = package.AutoAttack(model, device=device, eps=eps, norm=PACKAGE_NORMS[self.norm], seed=self.seed,
+                                       version=self.version)
+        targets = min(TARGETS, num_classes - 1)
+        adversary.apgd_targeted.n_target_classes = targets
+        adversary.fab.n_target_classes = targets
+        if self.iterations != 100:  # a lowered budget; APGD's step-size checkpoints follow it as in its __init__
+            for apgd in (adversary.apgd, adversary.apgd_targeted):
+                apgd.n_iter = apgd.n_iter_orig = self.iterations
+                apgd.n_iter_2 = max(int(0.22 * self.iterations), 1)
+                apgd.n_iter_min = max(int(0.06 * self.iterations), 1)
+                apgd.size_decr = max(int(0.03 * self.iterations), 1)
+            adversary.fab.n_iter = self.iterations
+        adversary.square.n_queries = self.queries
+        for name, needed in NEEDS_CLASSES.items():
+            if name in adversary.attacks_to_run and num_classes < needed:
+                log.warning("AutoAttack: %s needs at least %d classes, the model has %d; running without it",
+                            name.upper(), needed, num_classes)
+                adversary.attacks_to_run = [a for a in adversary.attacks_to_run if a != name]
+        return adversary
+
+    def _radius(self, eps: EpsLike | None) -> float:
+        radius = self.eps if eps is None else eps
         if isinstance(radius, torch.Tensor):
             if radius.ndim != 0:
                 raise ValueError(f"AutoAttack takes one scalar eps for the whole batch, got an eps tensor of shape "
@@ -111,36 +210,4 @@ class AutoAttack(Attack):
             radius = float(radius)
         if not radius > 0:
             raise ValueError(f"eps must be > 0, got {radius}")
-        torchattacks = import_torchattacks()
-        x = x.detach()
-        devices = [x.device] if x.device.type == "cuda" else []
-        with eval_mode(model), torch.random.fork_rng(devices=devices), _frozen_parameters(model):
-            # fork_rng: the package reseeds the global RNG; _frozen_parameters: its FAB calls .backward()
-            with torch.no_grad():
-                num_classes = model(x[:1]).shape[1]
-            ensemble = torchattacks.MultiAttack(hp._attacks(torchattacks, model, float(radius), num_classes))
-            x_adv = ensemble(x, y).detach()
-        # Guard against the package's float rounding: exactly inside the ball and the box.
-        return hp.project(x_adv, x, hp.per_sample_eps(x, float(radius))).detach()
-
-    def _attacks(self, ta: Any, model: nn.Module, eps: float, num_classes: int) -> list[Any]:
-        """torchattacks' attacks with the original AutoAttack's settings, in its order."""
-        norm = {"linf": "Linf", "l2": "L2"}[self.norm]
-        n = min(num_classes, _TARGETS + 1)  # torchattacks runs n_classes - 1 target classes
-        common = {"norm": norm, "eps": eps, "seed": self.seed, "verbose": False}
-        apgd_ce = ta.APGD(model, steps=self.iterations, n_restarts=1 if self.version == "standard" else 5, loss="ce",
-                          **common)
-        apgd_t = ta.APGDT(model, steps=self.iterations, n_restarts=1, n_classes=n, **common)
-        fab_t = ta.FAB(model, steps=self.iterations, n_restarts=1, multi_targeted=True, n_classes=n, **common)
-        square = ta.Square(model, n_queries=self.queries, n_restarts=1, p_init=0.8, resc_schedule=False, **common)
-        apgd_dlr = ta.APGD(model, steps=self.iterations, n_restarts=5, loss="dlr", **common)
-        fab = ta.FAB(model, steps=self.iterations, n_restarts=5, multi_targeted=False, n_classes=n, **common)
-        chosen = [apgd_ce, apgd_t, fab_t, square] if self.version == "standard" else [
-            apgd_ce, apgd_dlr, fab, square, apgd_t, fab_t]
-        # The DLR losses compare the 3rd (targeted: 3rd and 4th) largest logits, so they need that many classes.
-        for attack, needed in ((apgd_t, 4), (apgd_dlr, 3)):
-            if attack in chosen and num_classes < needed:
-                log.warning("AutoAttack: %s needs at least %d classes, the model has %d; running without it",
-                            type(attack).__name__, needed, num_classes)
-                chosen.remove(attack)
-        return chosen
+        return float(radius)
