@@ -146,15 +146,17 @@ class EvalConfig:
     Attributes:
         batch_size: evaluation batch size.
         n: evaluate a class-stratified subset of this many test images (0: the whole test split).
-        attack: the evaluation attack; default PGD-20 as in DAFA's code (eps 0.031, step 0.003, uniform start, a
-            sample robust only if correct at every iterate).
+        counting: when a sample counts as robust: ``"any_iterate"`` (correct on the clean input and at every PGD
+            iterate) or ``"last_iterate"`` (at the final iterate only: DAFA's ``eval_classwise``, FRL, CFA).
+        attack: the evaluation attack; default PGD-20 at DAFA's settings (eps 0.031, step 0.003, uniform start).
     """
 
     batch_size: int = attrs.field(default=256, validator=gt(0))
     n: int = attrs.field(default=0, validator=ge(0))
+    counting: str = attrs.field(default="any_iterate", validator=one_of(("any_iterate", "last_iterate")))
     attack: ComponentConfig = attrs.field(
         factory=lambda: ComponentConfig("pgd", {"eps": 0.031, "step_size": 0.003, "steps": 20,
-                                                "random_start": "uniform", "loss": "ce", "stop_on_success": True})
+                                                "random_start": "uniform", "loss": "ce"})
     )
 
 
@@ -318,8 +320,16 @@ class _Loader:
         attack_raw = dict(self.as_table("eval.attack", eval_raw.pop("attack", None)
                                         or _table(EvalConfig().attack)))
         attack_raw.setdefault("name", "pgd")
+        if attack_raw.get("stop_on_success") is True and eval_raw.get("counting") == "last_iterate":
+            raise self.fail("eval.attack.stop_on_success", "eval.attack.stop_on_success = true stops at the first "
+                            "fooling iterate, which eval.counting = 'last_iterate' does not count; remove it (the "
+                            "counting convention sets it)")
         eval_attack = self.component("eval.attack", attack_raw, registries["eval.attack"], ComponentConfig)
-        built["eval"] = attrs.evolve(self.plain("eval", eval_raw, EvalConfig, skip=("attack",)), attack=eval_attack)
+        eval_config = self.plain("eval", eval_raw, EvalConfig, skip=("attack",))
+        if "stop_on_success" in eval_attack.params:  # the counting convention decides it (see evaluation.classwise)
+            eval_attack = attrs.evolve(eval_attack, params={**eval_attack.params,
+                                                            "stop_on_success": eval_config.counting == "any_iterate"})
+        built["eval"] = attrs.evolve(eval_config, attack=eval_attack)
         recipe = Recipe(**built, source=self.source)
         self.cross_check(recipe, registries)
         return recipe

@@ -33,6 +33,7 @@ def test_minimal_recipe_fills_defaults(tmp_path):
     assert recipe.attack.params["eps"] == 0.031 and recipe.attack.params["steps"] == 10
     assert recipe.strategy.name == "uniform"
     assert recipe.eval.attack.params["steps"] == 20 and recipe.eval.attack.params["stop_on_success"] is True
+    assert recipe.eval.counting == "any_iterate"  # so PGD stops on success: the same counts, less work
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -122,3 +123,12 @@ def test_bad_override_is_named(tmp_path):
         Recipe.load(path, ["data.name.x=3"])
     with pytest.raises(FairadvError, match=r"--set train.epoch=3.*unknown key train.epoch"):
         Recipe.load(path, ["train.epoch=3"])
+
+
+def test_last_iterate_counting_rejects_stop_on_success(tmp_path):
+    path = write(tmp_path, MINIMAL + '\n[eval]\ncounting = "last_iterate"\n\n[eval.attack]\nname = "pgd"\n'
+                                     'stop_on_success = true\n')
+    with pytest.raises(FairadvError, match=r"eval.attack.stop_on_success = true stops at the first fooling iterate"):
+        Recipe.load(path)
+    recipe = Recipe.load(write(tmp_path, MINIMAL + '\n[eval]\ncounting = "last_iterate"\n'))
+    assert recipe.eval.counting == "last_iterate" and recipe.eval.attack.params["stop_on_success"] is False

@@ -1,5 +1,5 @@
 """Attacks: the `Attack` interface, its registry `ATTACKS`, the built-in FGSM and PGD, and the AutoAttack adapter
-(evaluation only; its torchattacks dependency is an optional extra, imported on first use)."""
+(evaluation only; the original code, PyPI's pyautoattack, is an optional extra imported on first use)."""
 
 from fairadv.attacks.autoattack import AutoAttack
 from fairadv.attacks.base import ATTACKS, Attack

@@ -34,8 +34,8 @@ class PGD(Attack):
         loss: inner loss, ``"ce"``, ``"kl"`` (TRADES, to the clean prediction) or ``"cw"`` (margin).
         random_start: ``"uniform"`` in the ball (Madry), ``"normal"`` (x + 0.001 N(0, I), TRADES) or ``"none"``.
         stop_on_success: freeze a sample at the first iterate that fools the model and stop spending work on it.
-            Evaluation uses this: a sample counts as robust only if it is classified correctly at every iterate
-            (DAFA's evaluation code), and finished samples cost nothing more.
+            Evaluation under ``any_iterate`` counting uses this: a sample counts as robust only if it is classified
+            correctly at every iterate, and finished samples cost nothing more.
 
     Example:
         >>> attack = PGD(eps=0.031, step_size=0.003, steps=20, stop_on_success=True)

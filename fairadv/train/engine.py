@@ -221,7 +221,7 @@ class Trainer:
 
     def evaluate_validation(self, attack: Any = None) -> ClasswiseResult:
         """Per-class clean and robust accuracy on the validation hold-out (strategies call this)."""
-        return self.evaluator.evaluate(self.model, "val", attack or self.parts.eval_attack)
+        return self.evaluator.evaluate(self.model, "val", attack or self.parts.eval_attack, counting="any_iterate")
 
     def measure_train_stats(self, features: bool = False) -> EpochStats:
         """Class statistics of an eval-mode pass over the un-augmented training split, under the current policy."""

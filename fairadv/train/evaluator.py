@@ -40,8 +40,10 @@ class SplitEvaluator:
             return build_dataset(self.recipe, "val")  # one-line error without a hold-out
         return self.data.test
 
-    def evaluate(self, model: nn.Module, split: str, attack: Any, n: int = 0) -> ClasswiseResult:
-        """Per-class clean and robust accuracy on ``split`` (a stratified ``n``-image subset if ``n``)."""
+    def evaluate(self, model: nn.Module, split: str, attack: Any, n: int = 0,
+                 counting: str | None = None) -> ClasswiseResult:
+        """Per-class clean and robust accuracy on ``split`` (a stratified ``n``-image subset if ``n``), robust
+        under ``counting`` (default: the recipe's ``eval.counting``)."""
         if split == "val" and self.data.val is None:
             raise FairadvError(f"{self.recipe.source}: strategy {self.recipe.strategy.name!r} needs a validation "
                                "hold-out; set data.val_per_class")
@@ -49,7 +51,8 @@ class SplitEvaluator:
         loader = make_loader(dataset, self.recipe.eval.batch_size, self.device, shuffle=False,
                              num_workers=self.recipe.data.num_workers, rank=self.dist.rank,
                              world_size=self.dist.world_size)
-        result = evaluate(model, loader, attack, self.data.num_classes, self.device)
+        result = evaluate(model, loader, attack, self.data.num_classes, self.device,
+                          counting or self.recipe.eval.counting)  # type: ignore[arg-type]
         parts = [t.to(self.device) for t in attrs.astuple(result, recurse=False)]
         all_reduce_sum(*parts)
         return ClasswiseResult(*(t.cpu() for t in parts))
