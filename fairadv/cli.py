@@ -129,7 +129,7 @@ def list_components(kind: str | None) -> None:
 
 
 @main.command(name="eval")
-@click.argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
+@click.argument("target", metavar="RUN_DIR|CHECKPOINT|robustbench:NAME")
 @click.option("--attack", "attacks", multiple=True, metavar="PRESET",
               help="pgd<K> (e.g. pgd20), cw<K>, fgsm, autoattack or recipe; repeatable (default: pgd20).")
 @click.option("--n", "n", type=int, default=0, help="Evaluate a class-stratified subset of N test images (0: all).")
@@ -138,18 +138,29 @@ def list_components(kind: str | None) -> None:
               help="Recipe for the data set (replaces the checkpoint's [data]); needed for a bare state dict.")
 @click.option("--model", "model_name", default=None, metavar="NAME",
               help="Model architecture, for a checkpoint without a recipe (e.g. resnet18).")
-@click.option("--eps", type=float, default=None, help="Attack radius (default: the recipe's eval.attack eps, 0.031).")
+@click.option("--eps", default=None, metavar="EPS",
+              help="Attack radius, e.g. 0.031 or 8/255 (default: the recipe's eval.attack eps; RobustBench's).")
+@click.option("--counting", type=click.Choice(["any_iterate", "last_iterate"]), default=None,
+              help="Robust if correct at every iterate and clean, or at the last iterate (default: the recipe's).")
 @click.option("--seed", type=int, default=0, help="Seed of the subset and of the attacks' random starts.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", default=None, help="Write the results here (default: eval.json beside the run).")
 @click.option("--checkpoint", "which", default="last", show_default=True, metavar="last|best",
               help="For a run folder: checkpoints/last.pt, or best.pt (the best validation epoch).")
+@click.option("--dataset", default=None, help="robustbench: the zoo's data set, cifar10 or cifar100 (default cifar10).")
+@click.option("--threat-model", default=None, help="robustbench: Linf or L2 (default Linf).")
+@click.option("--model-dir", default=None, help="robustbench: weights in its layout, DIR/DATASET/THREAT/NAME.pt "
+                                                 "(default ./models; downloaded there when missing and online).")
+@click.option("--data-root", default=None, help="robustbench: the folder holding the data set (default ./data).")
+@click.option("--model-info", default=None, help="robustbench: RobustBench's model_info folder, for its listed "
+                                                  "figures (default ./model_info).")
 @_set_option
 @_user_errors
 def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int | None, recipe_path: str | None,
-                 model_name: str | None, eps: float | None, seed: int, device: str, out: str | None, which: str,
-                 overrides: tuple[str, ...]) -> None:
-    """Per-class clean and robust accuracy of a run folder or checkpoint under each attack; writes eval.json.
+                 model_name: str | None, eps: str | None, counting: str | None, seed: int, device: str,
+                 out: str | None, which: str, overrides: tuple[str, ...], **zoo: str | None) -> None:
+    """Per-class clean and robust accuracy of a run folder, a checkpoint or a RobustBench zoo model under each
+    attack, and the worst case over them; writes eval.json.
 
     ``--set`` overrides the run's recipe as for ``run`` (e.g. ``--set data.root=/data`` or
     ``--set eval.attack.step_size=0.01``); earlier results in eval.json are kept, one entry per setup.
@@ -158,7 +169,8 @@ def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int 
 
     run_eval(target, attacks or ("pgd20",), n=n, batch_size=batch_size, recipe_path=recipe_path,
              model_name=model_name, eps=eps, seed=seed, device=device, out=out, console=out_console,
-             progress=err_console, checkpoint=which, overrides=overrides)
+             progress=err_console, checkpoint=which, overrides=overrides, counting=counting,
+             zoo={k: v for k, v in zoo.items() if v is not None})
 
 
 @main.command()

@@ -54,7 +54,8 @@ def test_eval_writes_per_class_results_for_each_preset(run_dir):
     doc = read_eval(run_dir / "eval.json")
     assert doc["checkpoint"] == "checkpoints/last.pt" and doc["epoch"] == 2 and doc["precision"] == "fp32"
     assert (doc["images"], doc["n"], doc["eps"], doc["norm"]) == (100, 100, 0.2, "linf")  # the recipe's eval.attack eps
-    assert list(doc["attacks"]) == ["pgd20", "cw20", "fgsm"]
+    assert list(doc["attacks"]) == ["pgd20", "cw20", "fgsm", "worst_case"]
+    assert doc["counting"] == "any_iterate" and doc["evaluations"][-1]["counting"] == "any_iterate"
     pgd = doc["attacks"]["pgd20"]["attack"]
     assert pgd["steps"] == 20 and pgd["step_size"] == pytest.approx(0.2 * 0.003 / 0.031)
     assert (pgd["loss"], pgd["random_start"], pgd["stop_on_success"]) == ("ce", "uniform", True)
@@ -77,7 +78,8 @@ def test_rerun_merges_attacks_of_the_same_setup_and_replaces_others(run_dir):
     first = read_eval(run_dir / "eval.json")["attacks"]["pgd20"]
     assert invoke("eval", run_dir, "--attack", "fgsm", "--n", 50).exit_code == 0
     doc = read_eval(run_dir / "eval.json")
-    assert list(doc["attacks"]) == ["pgd20", "fgsm"]
+    assert list(doc["attacks"]) == ["pgd20", "fgsm", "worst_case"]  # the worst case spans both calls
+    assert doc["attacks"]["worst_case"]["attack"] == {"name": "worst_case", "of": ["pgd20", "fgsm"]}
     assert doc["attacks"]["pgd20"] == first
     assert invoke("eval", run_dir, "--attack", "pgd20", "--n", 50).exit_code == 0  # seeded: the same numbers again
     again = read_eval(run_dir / "eval.json")["attacks"]["pgd20"]
@@ -87,7 +89,7 @@ def test_rerun_merges_attacks_of_the_same_setup_and_replaces_others(run_dir):
     assert list(read_eval(run_dir / "eval.json")["attacks"]) == ["fgsm"]
     # The run's last checkpoint given as a file is the run: same eval.json, same setup, so the attacks merge.
     assert invoke("eval", run_dir / "checkpoints" / "last.pt", "--attack", "cw20", "--n", 30).exit_code == 0
-    assert list(read_eval(run_dir / "eval.json")["attacks"]) == ["fgsm", "cw20"]
+    assert list(read_eval(run_dir / "eval.json")["attacks"]) == ["fgsm", "cw20", "worst_case"]
 
 
 def test_recipe_preset_reproduces_the_engines_summary(trained_run, tmp_path):
@@ -170,7 +172,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_dir, tmp_path, m
     if case == "corrupt":
         (run_dir / "checkpoints" / "last.pt").write_bytes(b"\x00not a checkpoint")
     if case == "extra":
-        monkeypatch.setitem(sys.modules, "torchattacks", None)  # as if the extra were not installed
+        monkeypatch.setitem(sys.modules, "pyautoattack", None)  # as if the extra were not installed
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     result = invoke("eval", *args)
     assert result.exit_code == 2
@@ -184,8 +186,51 @@ def test_missing_extra_message_names_the_extra(run_dir, monkeypatch):
     from fairadv.errors import FairadvError
     from fairadv.evaluation.eval_command import run_eval
 
-    monkeypatch.setitem(sys.modules, "torchattacks", None)
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)
     expected = r"^AutoAttack needs the optional extra: pip install 'fairadv\[autoattack\]'$"
     with pytest.raises(FairadvError, match=expected):
         run_eval(str(run_dir), ["autoattack"])
     assert not (run_dir / "eval.json").exists()
+
+
+def test_worst_case_counts_a_sample_robust_only_if_every_attack_failed(run_dir):
+    from fairadv.evaluation.eval_file import decode
+
+    assert invoke("eval", run_dir, "--attack", "pgd20", "--attack", "fgsm", "--n", 100).exit_code == 0
+    doc = read_eval(run_dir / "eval.json")
+    entry = doc["evaluations"][-1]
+    y, clean = decode(entry["labels"]), decode(entry["clean_predictions"])
+    robust = {k: (decode(entry["attacks"][k]["predictions"]) == y) & (clean == y) for k in ("pgd20", "fgsm")}
+    every = robust["pgd20"] & robust["fgsm"]
+    worst = doc["attacks"]["worst_case"]
+    per_class = [round(r["robust"] * r["count"]) for r in worst["per_class"]]
+    assert per_class == torch.zeros(10, dtype=torch.long).index_add_(0, y, every.long()).tolist()
+    for i, row in enumerate(worst["per_class"]):
+        assert row["robust"] <= min(doc["attacks"][k]["per_class"][i]["robust"] for k in ("pgd20", "fgsm"))
+    # RobustBench's fields: per image, two decimals as text, eps as written; no AutoAttack, no autoattack_acc.
+    assert doc["robustbench"] == {"eps": "0.2", "clean_acc": f"{100 * float((clean == y).float().mean()):.2f}"}
+    assert "labels" not in doc and "labels" in entry  # per-sample data once, in its setup
+
+
+def test_counting_convention_is_an_option_and_a_setup_of_its_own(run_dir):
+    from fairadv.evaluation.eval_file import decode
+
+    assert invoke("eval", run_dir, "--attack", "pgd20", "--n", 100).exit_code == 0
+    result = invoke("eval", run_dir, "--attack", "pgd20", "--n", 100, "--counting", "last_iterate")
+    assert result.exit_code == 0 and "last iterate" in result.stdout
+    doc = read_eval(run_dir / "eval.json")
+    assert [e["counting"] for e in doc["evaluations"]] == ["any_iterate", "last_iterate"]
+    last = doc["evaluations"][-1]
+    assert last["attacks"]["pgd20"]["attack"]["stop_on_success"] is False  # every step on every sample
+    assert doc["evaluations"][0]["attacks"]["pgd20"]["attack"]["stop_on_success"] is True
+    y, attacked = decode(last["labels"]), decode(last["attacks"]["pgd20"]["predictions"])
+    counted = [round(r["robust"] * r["count"]) for r in last["attacks"]["pgd20"]["per_class"]]
+    assert counted == torch.zeros(10, dtype=torch.long).index_add_(0, y, (attacked == y).long()).tolist()
+
+
+def test_eps_may_be_written_as_a_fraction(run_dir):
+    assert invoke("eval", run_dir, "--attack", "fgsm", "--n", 30, "--eps", "8/255").exit_code == 0
+    doc = read_eval(run_dir / "eval.json")
+    assert doc["eps"] == pytest.approx(8 / 255) and doc["robustbench"]["eps"] == "8/255"
+    bad = invoke("eval", run_dir, "--attack", "fgsm", "--eps", "8/0")
+    assert bad.exit_code == 2 and "--eps '8/0': expected a number or a fraction such as 8/255" in bad.stderr

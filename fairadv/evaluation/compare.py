@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fairadv.errors import FairadvError
-from fairadv.evaluation.eval_file import COMPARABLE_KEYS, evaluations, setup_label
+from fairadv.evaluation.eval_file import COMPARABLE_KEYS, WORST_CASE, attack_label, evaluations, setup_label
 from fairadv.evaluation.summary import check_evaluation, check_result
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
@@ -199,9 +199,16 @@ def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:
         attacks[name]["per_class_robust"] = _columns([[float(row["robust"]) for row in res["per_class"]]
                                                       for res in results])
         attacks[name]["images"] = [s.get("images") for s in setups]
-        attacks[name]["setups"] = sorted({setup_label(s) for s in setups})
+        attacks[name]["label"] = attack_label(name, results[0])
+        attacks[name]["setups"] = sorted({setup_label(s) + _spans(res) for s, res in zip(setups, results)})
     entry["eval"] = attacks
     return entry
+
+
+def _spans(result: Mapping[str, Any]) -> str:
+    """For the worst case over attacks: which attacks it spans (part of what must match across runs)."""
+    spans = (result.get("attack") or {}).get("of")
+    return f", over {', '.join(spans)}" if spans else ""
 
 
 def _columns(rows: Sequence[Sequence[float]]) -> dict[str, Any]:
@@ -260,14 +267,15 @@ def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
         summary.add_row("ρ_nat", *(_rho_text(g.get("rho_nat")) for g in groups))
         summary.add_row("ρ_rob", *(_rho_text(g.get("rho_rob")) for g in groups))
     for name in attack_names:
+        label = "worst case" if name == WORST_CASE else name
         summary.add_section()
-        summary.add_row(f"{name} images", *(_images(g["eval"].get(name, {}).get("images")) for g in groups))
-        summary.add_row(f"{name} avg", *(_pm(g["eval"].get(name, {}).get("robust_accuracy")) for g in groups))
-        summary.add_row(f"{name} worst class",
+        summary.add_row(f"{label} images", *(_images(g["eval"].get(name, {}).get("images")) for g in groups))
+        summary.add_row(f"{label} avg", *(_pm(g["eval"].get(name, {}).get("robust_accuracy")) for g in groups))
+        summary.add_row(f"{label} worst class",
                         *(_pm(g["eval"].get(name, {}).get("worst_class_robust_accuracy")) for g in groups))
         if has_rho:
-            summary.add_row(f"{name} ρ_rob", *(_rho_text(g["eval"][name].get("rho_rob")) if name in g["eval"]
-                                              else "-" for g in groups))
+            summary.add_row(f"{label} ρ_rob", *(_rho_text(g["eval"][name].get("rho_rob")) if name in g["eval"]
+                                               else "-" for g in groups))
 
     per_class = Table(title=f"Per-class robust accuracy % (Δ against {result['reference']})", title_justify="left")
     per_class.add_column("class")

@@ -1,10 +1,12 @@
 """``fairadv eval``: per-class clean and robust accuracy of a run or a checkpoint under named attacks.
 
 Conventions (METHODS.md, section 6): the model is evaluated in fp32 and eval mode whatever precision training used;
-inputs are [0, 1] images; a sample is robust only if it is classified correctly on the clean input and under attack
-(for PGD: at every iterate, via ``stop_on_success``). Results go to ``eval.json`` beside the run.
+inputs are [0, 1] images; a sample is robust under the ``counting`` convention of `fairadv.evaluation.classwise`
+(the recipe's ``eval.counting`` unless ``--counting`` says otherwise). Results go to ``eval.json`` beside the run,
+with a worst case over the attacks run on the same images.
 
-The attacks are the presets of `fairadv.evaluation.presets`.
+The attacks are the presets of `fairadv.evaluation.presets`; ``robustbench:<name>`` targets a RobustBench zoo model
+(`fairadv.evaluation.robustbench_target`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from rich.console import Console
 from rich.table import Table
 
 from fairadv.errors import FairadvError
-from fairadv.evaluation.eval_file import FORMAT_VERSION, merge_previous, setup_label
-from fairadv.evaluation.presets import DEFAULT_EPS, Preset, check_preset_name, make_preset, preset_key
+from fairadv.evaluation.eval_file import FORMAT_VERSION, WORST_CASE, attack_label, merge_previous, setup_label
+from fairadv.evaluation.presets import (
+    DEFAULT_EPS,
+    Preset,
+    check_preset_name,
+    make_preset,
+    parse_eps,
+    preset_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,8 @@ class Target:
     out: Path
     epoch: int | None
     class_names: tuple[str, ...]
+    test_transform: Any = None  # the model's own preprocessing, replacing the data set's (RobustBench models)
+    robustbench: Mapping[str, Any] | None = None  # RobustBench's fields for eval.json (dataset, threat model...)
 
 
 CHECKPOINTS = ("last", "best")
@@ -80,7 +91,8 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     elif path.is_file():
         checkpoint = path
         run_dir = path.parent.parent
-        in_run = path.name in ("last.pt", "best.pt") and path.parent.name == "checkpoints" and (run_dir / "recipe.toml").is_file()
+        in_run = (path.name in ("last.pt", "best.pt") and path.parent.name == "checkpoints"
+                  and (run_dir / "recipe.toml").is_file())
         out = run_dir / "eval.json" if in_run else path.with_name(f"{path.stem}.eval.json")
     else:
         raise FairadvError(f"{path}: no such run folder or checkpoint file")
@@ -124,22 +136,27 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
 
 
 def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch_size: int | None = None,
-                    seed: int = 0, device: torch.device | None = None,
-                    console: Console | None = None) -> dict[str, Any]:
+                    seed: int = 0, device: torch.device | None = None, console: Console | None = None,
+                    counting: str = "any_iterate") -> dict[str, Any]:
     """Evaluate ``target`` on its test split (a class-stratified ``n``-image subset if ``n``) under each preset.
 
     Every attack starts from the same seeded state, so its numbers do not depend on which other attacks ran.
-    Returns the ``eval.json`` document.
+    Returns the ``eval.json`` document (one setup; `merge_previous` adds the worst case over attacks).
     """
+    from fairadv.data.base import TransformedDataset
     from fairadv.data.loader import make_loader, stratified_subset
-    from fairadv.evaluation.classwise import evaluate
+    from fairadv.evaluation.classwise import predict
+    from fairadv.evaluation.eval_file import encode
     from fairadv.evaluation.summary import summarize
-    from fairadv.train.build import build_dataset
+    from fairadv.train.build import build_dataset, build_source
     from fairadv.train.seeding import seed_everything
 
     device = device or torch.device("cpu")
     recipe = target.recipe
-    full = build_dataset(recipe, "test")
+    if target.test_transform is not None:
+        full = TransformedDataset(build_source(recipe).test, None, target.test_transform)
+    else:
+        full = build_dataset(recipe, "test")
     if n >= len(full):  # said, not silently clamped: the setup is then the whole split
         if console is not None:
             console.print(f"--n {n} is not below the {len(full)} test images: evaluating all of them", highlight=False)
@@ -152,19 +169,25 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
                          num_workers=recipe.data.num_workers)
     c = len(target.class_names)
     results: dict[str, Any] = {}
+    labels = clean = None
+    show = None if console is None else (lambda line: console.print(line, highlight=False))
     for preset in presets:
-        if console is not None:
-            console.print(f"evaluating {preset.name} on {len(dataset)} images ...", highlight=False)
+        if show is not None:
+            show(f"evaluating {preset.name} on {len(dataset)} images ...")
         seed_everything(seed)
         tic = time.perf_counter()
         with torch.autocast(device.type, enabled=False):  # fp32, whatever the caller's autocast state
-            result = evaluate(target.model, loader, preset.attack, c, device)
+            predictions = predict(target.model, loader, preset.attack, device, counting,  # type: ignore[arg-type]
+                                  progress=show)
         seconds = time.perf_counter() - tic
+        result = predictions.classwise(c, counting)  # type: ignore[arg-type]
+        labels, clean = encode(predictions.labels), encode(predictions.clean)
         summary = summarize(result, target.class_names, preset.info)
         summary["clean_accuracy_std"] = float(result.clean_accuracy.std(unbiased=False))
         summary["confusion"] = result.confusion.tolist()
         summary["seconds"] = round(seconds, 3)
         summary["images_per_s"] = round(len(dataset) / max(seconds, 1e-9), 1)
+        summary["predictions"] = encode(predictions.attacked)
         results[preset.name] = summary
     eps = next((float(p.info["eps"]) for p in presets if "eps" in p.info), None)
     return {
@@ -179,24 +202,30 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
         "seed": seed,
         "eps": eps,
         "norm": next((str(p.info["norm"]) for p in presets if "norm" in p.info), "linf"),
+        "counting": counting,
         "precision": "fp32",
         "class_names": list(target.class_names),
+        "robustbench": dict(target.robustbench or {}),
+        "labels": labels,
+        "clean_predictions": clean,
         "attacks": results,
     }
 
 
 def eval_table(doc: Mapping[str, Any], names: Sequence[str] | None = None) -> Table:
     """Per-class clean accuracy and robust accuracy under each attack, then average, worst class and spread."""
-    attacks = doc["attacks"] if names is None else {k: doc["attacks"][k] for k in names}
+    attacks = doc["attacks"] if names is None else {k: doc["attacks"][k] for k in names if k in doc["attacks"]}
     first = next(iter(attacks.values()))
+    counting = str(doc.get("counting", "any_iterate")).replace("_", " ")
     title = (f"{doc['model']} on {doc['data']['name']} ({doc['images']} test images, eps {doc['eps']:g}, "
-             f"{doc['norm']}, fp32)" if doc.get("eps") is not None else f"{doc['model']} on {doc['data']['name']}")
+             f"{doc['norm']}, {counting}, fp32)" if doc.get("eps") is not None
+             else f"{doc['model']} on {doc['data']['name']}")
     table = Table(title=title, title_justify="left")
     table.add_column("class", justify="right")
-    table.add_column("name")
+    table.add_column("name", no_wrap=True)
     table.add_column("clean %", justify="right")
     for name in attacks:
-        table.add_column(f"{name} %", justify="right")
+        table.add_column(f"{attack_label(name)} %", justify="right")
     rows = first["per_class"]
     worst = {name: a["worst_class"] for name, a in attacks.items()}
     for i, row in enumerate(rows):
@@ -215,26 +244,40 @@ def eval_table(doc: Mapping[str, Any], names: Sequence[str] | None = None) -> Ta
 
 
 def print_eval(doc: Mapping[str, Any], console: Console, names: Sequence[str] | None = None) -> None:
-    """The table, then each attack's worst class and what it is mistaken for."""
-    console.print(eval_table(doc, names))
+    """The table, then each attack's worst class and what it is mistaken for, then RobustBench's figures."""
+    shown = None if names is None else [*names, WORST_CASE]
+    console.print(eval_table(doc, shown))
     for name, result in doc["attacks"].items():
-        if names is not None and name not in names:
+        if shown is not None and name not in shown:
             continue
         confusions = result.get("worst_class_confusions") or []
         text = ", ".join(f"{c['name']} ({100 * c['rate']:.1f}%)" for c in confusions) or "nothing (never fooled)"
-        console.print(f"{name}: worst class [bold]{result['worst_class_name']}[/] is mistaken for {text}; "
-                      f"{result['seconds']:.1f}s ({result['images_per_s']:.0f} img/s)", highlight=False)
+        of = f" (robust only if {', '.join(result['attack']['of'])} all failed)" if name == WORST_CASE else ""
+        console.print(f"{attack_label(name)}{of}: worst class [bold]{result['worst_class_name']}[/] is mistaken for "
+                      f"{text}; {result['seconds']:.1f}s ({result['images_per_s']:.0f} img/s)", highlight=False)
+    bench = doc.get("robustbench") or {}
+    if bench.get("model"):
+        ours = f"clean {bench.get('clean_acc')} %" + (f", AutoAttack {bench['autoattack_acc']} %"
+                                                       if "autoattack_acc" in bench else "")
+        listed = bench.get("listed")
+        theirs = (f"; RobustBench lists clean {listed['clean_acc']} %, AutoAttack {listed['autoattack_acc']} % "
+                  f"(on its full test set)" if listed else "; RobustBench's own figures: none found (--model-info)")
+        console.print(f"RobustBench {bench['model']} ({bench.get('dataset')}, {bench.get('threat_model')}, eps "
+                      f"{bench.get('eps')}), per image: {ours}{theirs}", highlight=False)
 
 
 def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, batch_size: int | None = None,
-             recipe_path: str | None = None, model_name: str | None = None, eps: float | None = None,
+             recipe_path: str | None = None, model_name: str | None = None, eps: float | str | None = None,
              seed: int = 0, device: str = "auto", out: str | None = None, console: Console | None = None,
-             progress: Console | None = None, checkpoint: str = "last", overrides: Sequence[str] = ()
-             ) -> dict[str, Any]:
+             progress: Console | None = None, checkpoint: str = "last", overrides: Sequence[str] = (),
+             counting: str | None = None, zoo: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What ``fairadv eval`` does: check everything, evaluate, print, write ``eval.json`` (atomically).
 
-    Every input is checked before the first attack runs; nothing is written unless evaluation succeeds.
+    ``target_path`` is a run folder, a checkpoint file or ``robustbench:<name>`` (then ``zoo`` holds ``dataset``,
+    ``threat_model``, ``model_dir``, ``data_root`` and ``model_info``). Every input is checked before the first
+    attack runs; nothing is written unless evaluation succeeds.
     """
+    from fairadv.evaluation.classwise import COUNTINGS
     from fairadv.train.build import select_device
     from fairadv.train.checkpoint import write_text_atomic
 
@@ -242,23 +285,36 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
         raise FairadvError(f"--n {n}: expected 0 (the whole test split) or a positive number of images")
     if batch_size is not None and batch_size < 1:
         raise FairadvError(f"--batch-size {batch_size}: expected a positive number")
-    if eps is not None and not eps > 0:
-        raise FairadvError(f"--eps {eps}: expected a radius > 0")
+    radius, eps_text = (None, None) if eps is None else parse_eps(eps)
     if seed < 0:
         raise FairadvError(f"--seed {seed}: expected a non-negative integer")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise FairadvError(f"--device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if checkpoint not in CHECKPOINTS:
         raise FairadvError(f"--checkpoint {checkpoint!r}: expected 'last' or 'best'")
+    if counting is not None and counting not in COUNTINGS:
+        raise FairadvError(f"--counting {counting!r}: expected one of {', '.join(COUNTINGS)}")
     names = list(dict.fromkeys(preset_key(a) for a in attacks)) or ["pgd20"]
     for name in names:  # unknown names fail before the checkpoint is even read
         check_preset_name(name)
     torch_device = select_device(device)
-    target = load_target(target_path, recipe_path, model_name, torch_device, checkpoint, overrides)
+    if target_path.startswith("robustbench:"):
+        from fairadv.evaluation.robustbench_target import load_zoo_target
+
+        target = load_zoo_target(target_path.split(":", 1)[1], torch_device, overrides=overrides, **(zoo or {}))
+        radius, eps_text = (radius, eps_text) if radius is not None else parse_eps(target.robustbench["eps"])
+    else:
+        if zoo:
+            raise FairadvError(f"--{next(iter(zoo)).replace('_', '-')} is for robustbench:<name> targets only")
+        target = load_target(target_path, recipe_path, model_name, torch_device, checkpoint, overrides)
     eval_attack = target.recipe.eval.attack.params
-    radius = eps if eps is not None else float(eval_attack.get("eps", DEFAULT_EPS))
+    if radius is None:
+        radius = float(eval_attack.get("eps", DEFAULT_EPS))
+        eps_text = f"{radius:g}"
     norm = str(eval_attack.get("norm", "linf"))
-    presets = [make_preset(name, radius, norm, seed, target.recipe) for name in names]
+    counting = counting or target.recipe.eval.counting
+    presets = [make_preset(name, radius, norm, seed, target.recipe, counting) for name in names]
+    target = attrs.evolve(target, robustbench={**(target.robustbench or {}), "eps": eps_text})
     out_path = Path(out) if out else target.out
     if out:
         target = attrs.evolve(target, out=out_path)
@@ -272,7 +328,7 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
         raise FairadvError(f"{out_path}: cannot write there: {exc.strerror or exc}") from None
 
     doc = evaluate_target(target, presets, n=n, batch_size=batch_size, seed=seed, device=torch_device,
-                          console=progress)
+                          console=progress, counting=counting)
     doc = merge_previous(doc, out_path)
     try:
         write_text_atomic(out_path, json.dumps(doc, indent=2) + "\n")

@@ -2,15 +2,16 @@
 default, or ``--eps``):
 
 - ``pgd<K>`` (``pgd20``, ``pgd50`` ...): K steps of PGD on CE, step ``eps * 0.003 / 0.031`` (DAFA's evaluation:
-  0.003 at eps 0.031), uniform random start, stop on success;
+  0.003 at eps 0.031), uniform random start; it stops on success under ``any_iterate`` counting only;
 - ``cw<K>``: the same on the Carlini-Wagner margin;
 - ``fgsm``: one step of size eps from the clean input;
-- ``autoattack``: AutoAttack, standard version (needs the optional extra);
+- ``autoattack``: the original AutoAttack (pyautoattack), standard version (needs the optional extra);
 - ``recipe``: the recipe's own ``[eval.attack]``, exactly as configured.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,20 @@ def preset_key(name: str) -> str:
     return "autoattack" if key in ("auto-attack", "auto_attack") else key
 
 
+def parse_eps(value: float | str) -> tuple[float, str]:
+    """A radius and its text as written: ``"8/255"`` gives ``(0.0313..., "8/255")``, ``0.031`` gives
+    ``(0.031, "0.031")``; anything else, or a radius that is not positive, is a one-line `FairadvError`."""
+    text = str(value).strip()
+    match = re.fullmatch(r"([0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)", text)
+    try:
+        radius = float(match.group(1)) / float(match.group(2)) if match else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise FairadvError(f"--eps {text!r}: expected a number or a fraction such as 8/255") from None
+    if not (radius > 0 and math.isfinite(radius)):
+        raise FairadvError(f"--eps {text!r}: expected a radius > 0")
+    return radius, text if match else f"{radius:g}"
+
+
 def check_preset_name(name: str) -> None:
     """Fail on an unknown preset name before anything is loaded."""
     key = preset_key(name)
@@ -50,8 +65,20 @@ class Preset:
     info: Mapping[str, Any]
 
 
-def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None) -> Preset:
-    """The attack called ``name`` at radius ``eps``; an unknown name is a one-line `FairadvError`."""
+def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None,
+                counting: str = "any_iterate") -> Preset:
+    """The attack called ``name`` at radius ``eps``, set up for ``counting``; an unknown name is a one-line
+    `FairadvError`."""
+    from fairadv.evaluation.classwise import counted
+
+    preset = _preset(name, eps, norm, seed, recipe)
+    attack = counted(preset.attack, counting)  # type: ignore[arg-type]
+    if attack is preset.attack:
+        return preset
+    return Preset(preset.name, attack, {**preset.info, "stop_on_success": attack.stop_on_success})  # type: ignore
+
+
+def _preset(name: str, eps: float, norm: str, seed: int, recipe: Any) -> Preset:
     key = preset_key(name)
     match = re.fullmatch(r"(pgd|cw)(\d+)", key)
     if match:
@@ -59,14 +86,13 @@ def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None)
         if steps < 1:
             raise FairadvError(f"--attack {name!r}: the number of steps must be at least 1")
         attack: Attack = PGD(eps=eps, step_size=eps * STEP_RATIO, steps=steps, norm=norm,
-                             loss="ce" if match.group(1) == "pgd" else "cw", random_start="uniform",
-                             stop_on_success=True)
+                             loss="ce" if match.group(1) == "pgd" else "cw", random_start="uniform")
     elif key == "fgsm":
         attack = FGSM(eps=eps, norm=norm)
     elif key == "autoattack":
-        from fairadv.attacks.autoattack import AutoAttack, import_torchattacks
+        from fairadv.attacks.autoattack import AutoAttack, import_pyautoattack
 
-        import_torchattacks()  # fail now, before any evaluation runs, if the extra is missing
+        import_pyautoattack()  # fail now, before any evaluation runs, if the extra is missing
         attack = AutoAttack(eps=eps, norm=norm, version="standard", seed=seed)
     elif key == "recipe":
         if recipe is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fairadv.errors import FairadvError
+from fairadv.evaluation.eval_file import attack_label
 from fairadv.evaluation.summary import check_evaluation, check_result
 
 REPORT_DIR = "report"
@@ -130,17 +131,18 @@ def _evaluation_section(evaluation: Mapping[str, Any], plots: Mapping[str, str])
              f"{evaluation.get('images', '?')} test images"
              + (f" (class-stratified subset, n = {evaluation['n']})" if evaluation.get("n") else "")
              + f", eps {_num(evaluation.get('eps'), 'g')} ({evaluation.get('norm', 'linf')}), fp32, eval mode, "
+               f"robust counted at {str(evaluation.get('counting', 'any_iterate')).replace('_', ' ')}, "
                f"seed {evaluation.get('seed', '-')}.", ""]
     lines += ["| attack | clean avg % | robust avg % | worst class | worst robust % | std % | top confusions |",
               "|---|---:|---:|---|---:|---:|---|"]
     for name, res in attacks.items():
         conf = ", ".join(f"{c['name']} ({_pct(c['rate'])} %)" for c in res.get("worst_class_confusions") or []) or "-"
-        lines.append(f"| {name} | {_pct(res['clean_accuracy'])} | {_pct(res['robust_accuracy'])} | "
+        lines.append(f"| {attack_label(name, res)} | {_pct(res['clean_accuracy'])} | {_pct(res['robust_accuracy'])} | "
                      f"{res['worst_class_name']} | {_pct(res['worst_class_robust_accuracy'])} | "
                      f"{_pct(res.get('robust_accuracy_std'))} | {conf} |")
     names = list(attacks)
     first = attacks[names[0]]
-    lines += ["", "| class | clean % | " + " | ".join(f"{n} %" for n in names) + " |",
+    lines += ["", "| class | clean % | " + " | ".join(f"{attack_label(n)} %" for n in names) + " |",
               "|---|---:|" + "---:|" * len(names)]
     for i, row in enumerate(first["per_class"]):
         cells = " | ".join(_pct(attacks[n]["per_class"][i]["robust"]) for n in names)
@@ -149,8 +151,9 @@ def _evaluation_section(evaluation: Mapping[str, Any], plots: Mapping[str, str])
     for name in names:
         key = f"confusion_{name}"
         if key in plots:
-            lines += [f"Confusion under {name}, the strongest attack here (lowest average robust accuracy):", "",
-                      f"![confusion under {name}]({plots[key]})", ""]
+            label = attack_label(name, attacks[name])
+            lines += [f"Confusion under {label}, the strongest attack here (lowest average robust accuracy):", "",
+                      f"![confusion under {label}]({plots[key]})", ""]
     return lines
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from fairadv.errors import FairadvError, closest
-from fairadv.models import preact_resnet, resnet, small, timm_adapter, wideresnet  # noqa: F401 - they register
+from fairadv.models import preact_resnet, resnet, robustbench_adapter, small, timm_adapter, wideresnet  # noqa: F401
 from fairadv.models.base import MODELS
 from fairadv.models.timm_adapter import TimmModel
 

@@ -8,6 +8,7 @@ timm is imported on first use only, to keep ``import fairadv`` fast. No normalis
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -51,10 +52,18 @@ class TimmModel(nn.Module):
         return self.model(x)
 
 
+def import_timm() -> Any:
+    """timm, without the FutureWarning that timm 1.0.9 (robustbench's pin) triggers on import under a current torch
+    (its use of ``torch.jit.interface``): a dependency's notice, not the user's to act on, on every command."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
+        import timm
+    return timm
+
+
 def make_timm_factory(name: str) -> Callable[..., TimmModel]:
     """Return the model factory for timm model ``name``; an unknown name raises with the closest timm name."""
-    import timm
-
+    timm = import_timm()
     if not timm.is_model(name):
         raise FairadvError(
             f"unknown timm model {name!r}{closest(name, timm.list_models())}; "

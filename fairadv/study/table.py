@@ -18,6 +18,7 @@ from typing import Any
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.compare import mean_std, rho
+from fairadv.evaluation.eval_file import WORST_CASE
 from fairadv.evaluation.summary import check_evaluation, check_result
 from fairadv.study.spec import Cell, Study
 
@@ -49,9 +50,10 @@ def cell_results(study_dir: Path, cell: Cell, attacks: Sequence[str]) -> dict[st
 
 def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The ``study.json`` document (no timing in it, so reruns of the same study give the same file)."""
-    attacks = list(study.evaluate) or ["final"]
+    # With two attacks or more, eval.json holds the worst case over them too: a table of its own.
+    attacks = [*study.evaluate, *([WORST_CASE] if len(study.evaluate) > 1 else [])] or ["final"]
     cells = study.cells()
-    results = {cell.name: cell_results(study_dir, cell, list(study.evaluate)) for cell in cells}
+    results = {cell.name: cell_results(study_dir, cell, attacks if study.evaluate else []) for cell in cells}
     blocks = []
     for block in dict.fromkeys(cell.block for cell in cells):
         in_block = [c for c in cells if c.block == block]
@@ -120,7 +122,8 @@ def _caption(doc: Mapping[str, Any], block: Mapping[str, Any], attack: str) -> s
     axes = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
     images = block["attacks"][attack]["images"]
     seeds = len(doc["seeds"])
-    return (f"{axes + ', ' if axes else ''}{attack}" + (f", {images} test images" if images else "")
+    name = "worst case over the attacks" if attack == WORST_CASE else attack
+    return (f"{axes + ', ' if axes else ''}{name}" + (f", {images} test images" if images else "")
             + f", mean ± std over {seeds} seed{'s' if seeds != 1 else ''}, rho against {doc['baseline']}")
 
 
