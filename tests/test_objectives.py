@@ -31,6 +31,12 @@ class FixedAttack(Attack):
         self.calls.append({"eps": eps.flatten().clone(), "overrides": dict(overrides), "training": model.training})
         return self.x_adv.clone()
 
+    def _walk(self, model, x, y, eps, step, **overrides):
+        """A two-point path, x then x_adv (for objectives that train on the path, BAT)."""
+        self.calls.append({"eps": eps.flatten().clone(), "overrides": dict(overrides), "training": model.training})
+        yield x.clone(), model(x)
+        yield self.x_adv.clone(), None
+
 
 def near(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """A fixed point inside the 0.031 L-inf ball around x, in [0, 1]."""
@@ -84,8 +90,10 @@ def test_eps_scale_reaches_the_attack_per_sample(tiny_model, name, data):
     policy = UNIFORM.evolve(eps_scale=scale)
     attack = FixedAttack(near(x), eps=0.05)
     OBJECTIVES.create(name)(tiny_model, x, y, attack, policy)
-    assert len(attack.calls) == 1 and not attack.calls[0]["training"]
-    torch.testing.assert_close(attack.calls[0]["eps"], 0.05 * scale[y], rtol=1e-6, atol=0)
+    assert attack.calls  # one attack per batch, or BAT's two walks
+    for call in attack.calls:
+        assert not call["training"]
+        torch.testing.assert_close(call["eps"], 0.05 * scale[y], rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("name", OBJECTIVE_NAMES)

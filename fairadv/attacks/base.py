@@ -3,7 +3,8 @@
 An attack is an attrs class whose fields are its hyperparameters. `Attack.perturb` puts the model in eval mode
 (BatchNorm uses running statistics, as TRADES' and DAFA's code do), restores the previous mode even if the attack
 raises, and returns adversarial inputs detached from the graph. Parameter gradients are never touched: subclasses use
-`torch.autograd.grad` with respect to the input only.
+`torch.autograd.grad` with respect to the input only. `Attack.path` returns points of the attack's walk instead of
+its end (BAT trains on them); an iterative attack provides it by yielding its iterates from `_walk`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from fairadv.attacks.path import PathPoints, pick_path_points
 from fairadv.registry import ATTACKS as ATTACKS  # re-exported: the kind's registry, next to its interface
 
 
@@ -31,6 +33,12 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel: attacks need no gradient synchronisation across processes."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
 
 Norm = Literal["linf", "l2"]
 EpsLike = float | torch.Tensor
@@ -57,13 +65,28 @@ class Attack:
                 ``base_step * eps_b / self.eps`` (DAFA's code). FRL and CFA keep the step fixed instead.
             overrides: hyperparameters replaced for this call only (TRADES sets the inner loss to the KL).
         """
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module  # attacks need no gradient synchronisation across processes
-        radius = self.per_sample_eps(x, self.eps if eps is None else eps)
-        steps = radius * (self.base_step / self.eps) if step is None else self.per_sample_eps(x, step)
+        model = unwrapped(model)
+        radius, steps = self.radii(x, eps, step)
         with eval_mode(model):
             x_adv = self._perturb(model, x.detach(), y, radius, steps, **overrides)
         return x_adv.detach()
+
+    def path(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
+             step: EpsLike | None = None, patience: int = 1, **overrides: object) -> PathPoints:
+        """BAT's two points of the attack path (see `fairadv.attacks.path`): the last iterate still classified
+        correctly and the one past the first that fools the model. Arguments as for `perturb`; the whole walk runs
+        for every sample, whatever ``stop_on_success`` says."""
+        model = unwrapped(model)
+        radius, steps = self.radii(x, eps, step)
+        with eval_mode(model):
+            points = pick_path_points(self._walk(model, x.detach(), y, radius, steps, **overrides), y, patience)
+        return PathPoints(points.last_correct.detach(), points.past_fooled.detach())
+
+    def radii(self, x: torch.Tensor, eps: EpsLike | None, step: EpsLike | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample radius and step, (B, 1, ..., 1): as given, or the attack's own scaled like the radius."""
+        radius = self.per_sample_eps(x, self.eps if eps is None else eps)
+        steps = radius * (self.base_step / self.eps) if step is None else self.per_sample_eps(x, step)
+        return radius, steps
 
     @property
     def base_step(self) -> float:
@@ -74,6 +97,12 @@ class Attack:
                  **overrides: object) -> torch.Tensor:
         """The algorithm; ``eps`` and ``step`` are per-sample, shaped (B, 1, ..., 1)."""
         raise NotImplementedError
+
+    def _walk(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
+              **overrides: object) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The iterates ``(x_t, logits at x_t)`` for t < K, then ``(x_K, None)``; iterative attacks provide it."""
+        raise TypeError(f"attack {type(self).__name__} does not expose its path; BAT needs an iterative attack "
+                        "such as pgd")
 
     @staticmethod
     def per_sample_eps(x: torch.Tensor, eps: EpsLike) -> torch.Tensor:

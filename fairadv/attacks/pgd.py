@@ -7,6 +7,7 @@ scaled by w (DAFA's code).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import attrs
@@ -54,36 +55,58 @@ class PGD(Attack):
     def base_step(self) -> float:
         return self.step_size
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-                 **overrides: object) -> torch.Tensor:
+    def _prepared(self, model: nn.Module, x: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
+                  overrides: dict[str, object]) -> tuple[PGD, torch.Tensor, torch.Tensor | None]:
+        """This call's hyperparameters, its step, and the clean softmax the KL loss needs."""
         hp = attrs.evolve(self, **overrides) if overrides else self
-        loss_fn = LOSSES[hp.loss]
         clean_probs = None
         if hp.loss in NEEDS_CLEAN_PROBS:
             with torch.no_grad():
                 clean_probs = torch.softmax(model(x), dim=1)
         if "step_size" in overrides or "eps" in overrides:
             step = eps * (hp.step_size / hp.eps)
-        x_adv = hp.project(hp.start(x, eps), x, eps)
+        return hp, step, clean_probs
 
-        active = None  # indices still being attacked; None means all (the common training case, no indexing)
-        for _ in range(hp.steps):
-            xa = (x_adv if active is None else x_adv[active]).requires_grad_(True)
-            ya = y if active is None else y[active]
+    def _walk(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
+              **overrides: object) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        hp, step, clean_probs = self._prepared(model, x, eps, step, overrides)
+        return hp._iterates(model, x, y, eps, step, clean_probs)
+
+    def _iterates(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
+                  clean_probs: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """x_0 (the projected start) ... x_K, each x_t < K with the logits its gradient step computed."""
+        loss_fn = LOSSES[self.loss]
+        x_adv = self.project(self.start(x, eps), x, eps)
+        for _ in range(self.steps):
+            xa = x_adv.requires_grad_(True)
             logits = model(xa)
-            cp = None if clean_probs is None else (clean_probs if active is None else clean_probs[active])
+            grad, = torch.autograd.grad(loss_fn(logits, y, clean_probs).sum(), xa)
+            yield xa.detach(), logits.detach()
+            x_adv = self.project(xa.detach() + step * self.ascent_direction(grad), x, eps)
+        yield x_adv, None
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
+                 **overrides: object) -> torch.Tensor:
+        hp, step, clean_probs = self._prepared(model, x, eps, step, overrides)
+        if not hp.stop_on_success:
+            for x_adv, _ in hp._iterates(model, x, y, eps, step, clean_probs):
+                pass  # keep only the end point
+            return x_adv
+        # Keep a fooled sample at the iterate that fooled the model; move only the rest on.
+        loss_fn = LOSSES[hp.loss]
+        x_adv = hp.project(hp.start(x, eps), x, eps)
+        active = torch.arange(len(x), device=x.device)  # indices still being attacked
+        for _ in range(hp.steps):
+            xa = x_adv[active].requires_grad_(True)
+            ya = y[active]
+            logits = model(xa)
+            cp = None if clean_probs is None else clean_probs[active]
             grad, = torch.autograd.grad(loss_fn(logits, ya, cp).sum(), xa)
-            ia = slice(None) if active is None else active
-            moved = hp.project(xa.detach() + step[ia] * hp.ascent_direction(grad), x[ia], eps[ia])
-            if not hp.stop_on_success:
-                x_adv = moved
-                continue
-            # Keep a fooled sample at the iterate that fooled the model; move the rest on.
+            moved = hp.project(xa.detach() + step[active] * hp.ascent_direction(grad), x[active], eps[active])
             still_correct = logits.argmax(dim=1) == ya
             x_adv = x_adv.detach().clone()
-            idx = torch.arange(len(x), device=x.device) if active is None else active
-            x_adv[idx[still_correct]] = moved[still_correct]
-            active = idx[still_correct]
+            x_adv[active[still_correct]] = moved[still_correct]
+            active = active[still_correct]
             if active.numel() == 0:
                 break
         return x_adv
