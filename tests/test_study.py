@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,10 @@ BAD_STUDIES = [
     ("[methods.a]\nrecipe = 'R'\n[axes.data]\n", "axes.data: expected at least one value"),
     ("[methods.a]\nrecipe = 'R'\n[grid]\n", "grid: unknown table"),
     ("[methods.a\n", "not valid TOML"),
+    ("[methods.a]\nrecipe = 'R'\ninit_from = 'b'\n", "methods.a.init_from = 'b': expected the name of another"),
+    ("[methods.a]\nrecipe = 'R'\ninit_from = 'a'\n", "methods.a.init_from = 'a': expected the name of another"),
+    ("[methods.a]\nrecipe = 'R'\n[methods.b]\nrecipe = 'R'\ninit_from = 'a'\n[methods.c]\nrecipe = 'R'\n"
+     "init_from = 'b'\n", "methods.c.init_from = 'b': that method fine-tunes another itself"),
 ]
 
 
@@ -176,6 +181,27 @@ def test_axes_multiply_the_cells_and_threads_share_the_cores(tmp_path):
     recipes = study.recipes()
     assert recipes["dafa-large-s3"].attack.params["eps"] == 0.2 and recipes["dafa-large-s3"].run.seed == 3
     assert (threads_per_job(2, cores=2), threads_per_job(3, cores=8), threads_per_job(4, cores=2)) == (1, 2, 1)
+
+
+def test_a_fine_tuning_method_starts_from_its_source_cell_after_it_finished(tmp_path):
+    """``init_from``: each cell of the method fine-tunes the same-seed cell of its source; a failed source fails
+    its fine-tuning cell without running it."""
+    extra = (f'\n[methods.tuned]\nrecipe = "{TRADES}"\ninit_from = "trades"\nset = ["train.epochs=1"]\n'
+             f'\n[methods.broken]\nrecipe = "{TRADES}"\nset = ["optimizer.lr=1e12"]\n'
+             f'\n[methods.after_broken]\nrecipe = "{TRADES}"\ninit_from = "broken"\n')
+    study = write_study(tmp_path, seeds="[0]", extra=extra, evaluate='["pgd20"]')
+    cells = {c.name: c for c in load_study(study).cells()}
+    assert cells["tuned-s0"].init_from == "trades-s0" and cells["trades-s0"].init_from is None
+    result = invoke("study", str(study), "--jobs", "2", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    folder = tmp_path / "out" / "tiny"
+    doc = json.loads((folder / "study.json").read_text())
+    states = {c["name"]: c["state"] for c in doc["cells"]}
+    assert states == {"trades-s0": "done", "dafa-s0": "done", "tuned-s0": "done", "broken-s0": "failed",
+                      "after_broken-s0": "failed"}
+    assert "cell broken-s0, which it fine-tunes, failed" in result.stderr
+    recipe = tomllib.loads((folder / "runs" / "tuned-s0" / "recipe.toml").read_text())
+    assert recipe["model"]["init_from"] == str((folder / "runs" / "trades-s0").resolve())
 
 
 def test_shipped_studies_validate():

@@ -36,6 +36,7 @@ class CellJob:
     n: int
     threads: int = 1
     gpus: int = 0  # > 1: train under torchrun with one process per GPU
+    after: str | None = None  # a cell that must finish first: this one fine-tunes its model
 
     @property
     def run_dir(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,12 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
             if launcher == "local":
                 from fairadv.study.local import run_local
 
-                states = run_local(jobs_todo, jobs, view)
+                states = run_in_order(jobs_todo, view, lambda wave: run_local(wave, jobs, view))
             else:
                 from fairadv.study.slurm import run_slurm
 
-                states = run_slurm(jobs_todo, study_dir, slurm or SlurmOptions(), view)
+                states = run_in_order(jobs_todo, view,
+                                      lambda wave: run_slurm(wave, study_dir, slurm or SlurmOptions(), view))
         cells_wall = time.perf_counter() - tic
     elif not report_only:
         console.print(f"study {study.name}: all {len(study.cells())} cells are done", highlight=False)
@@ -103,8 +104,37 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
 
 
 def cell_jobs(study: Study, study_dir: Path) -> list[CellJob]:
-    return [CellJob(name=cell.name, recipe=str(cell.recipe), overrides=cell.overrides, study_dir=str(study_dir),
-                    evaluate=study.evaluate, n=study.n) for cell in study.cells()]
+    """One job per cell; a cell that fine-tunes another's model starts from that cell's run folder."""
+    jobs = []
+    for cell in study.cells():
+        job = CellJob(name=cell.name, recipe=str(cell.recipe), overrides=cell.overrides, study_dir=str(study_dir),
+                      evaluate=study.evaluate, n=study.n, after=cell.init_from)
+        if cell.init_from is not None:
+            source = (Path(study_dir) / "runs" / cell.init_from).resolve()
+            job = attrs.evolve(job, overrides=(*job.overrides, f"model.init_from={str(source)!r}"))
+        jobs.append(job)
+    return jobs
+
+
+def run_in_order(jobs_todo: list[CellJob], view: StudyView, run: Callable[[list[CellJob]], dict[str, Any]]
+                 ) -> dict[str, Any]:
+    """Run the cells that start from scratch (and those whose source is already done), then the cells that
+    fine-tune them; a cell whose source failed fails without running."""
+    todo = {job.name for job in jobs_todo}
+    first = [job for job in jobs_todo if job.after not in todo]
+    states = run(first) if first else {}
+    then = []
+    for job in jobs_todo:
+        if job.after not in todo:
+            continue
+        if states.get(job.after, {}).get("state") == "done":
+            then.append(job)
+        else:
+            states[job.name] = {"state": "failed", "error": f"cell {job.after}, which it fine-tunes, failed"}
+            view.set(job.name, "failed", error=states[job.name]["error"])
+    if then:
+        states.update(run(then))
+    return states
 
 
 def report(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:

@@ -13,6 +13,9 @@ recipe = "../recipes/trades_digits.toml"   # relative to the study file
 [methods.dafa]
 recipe = "../recipes/dafa_digits.toml"
 set = ["strategy.lam=1.0"]
+[methods.faal]                # fine-tunes each trades cell (same seed, same axes) once it has finished
+recipe = "../recipes/faal_digits.toml"
+init_from = "trades"
 
 [axes.data]                  # optional further axes: one block of the table per combination of their values
 digits = []
@@ -39,21 +42,27 @@ from fairadv.recipe import Recipe, read_toml
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 STUDY_KEYS = ("name", "out", "seeds", "baseline", "evaluate", "n", "set")
-METHOD_KEYS = ("recipe", "set", "requires")
+METHOD_KEYS = ("recipe", "set", "requires", "init_from")
 
 
 @attrs.frozen
 class Method:
-    """One row of the table: a recipe file and overrides; ``requires`` names a module (e.g. a plugin) it needs."""
+    """One row of the table: a recipe file and overrides; ``requires`` names a module (e.g. a plugin) it needs;
+    ``init_from`` names the method whose cell (same seed and axes) this one fine-tunes (``model.init_from``)."""
 
     name: str
     recipe: Path
     overrides: tuple[str, ...] = ()
     requires: str | None = None
+    init_from: str | None = None
 
     @property
     def available(self) -> bool:
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+def cell_name(method: str, axes: tuple[tuple[str, str], ...], seed: int) -> str:
+    return "-".join([method, *(value for _, value in axes), f"s{seed}"])
 
 
 @attrs.frozen
@@ -65,10 +74,11 @@ class Cell:
     seed: int
     recipe: Path
     overrides: tuple[str, ...]
+    init_from: str | None = None  # the name of the cell whose trained model this one starts from
 
     @property
     def name(self) -> str:
-        return "-".join([self.method, *(value for _, value in self.axes), f"s{self.seed}"])
+        return cell_name(self.method, self.axes, self.seed)
 
     @property
     def block(self) -> tuple[tuple[str, str], ...]:
@@ -93,20 +103,24 @@ class Study:
 
     @property
     def skipped_methods(self) -> list[Method]:
-        return [m for m in self.methods if not m.available]
+        available = {m.name for m in self.methods if m.available}
+        return [m for m in self.methods if m.name not in available or (m.init_from and m.init_from not in available)]
 
     def cells(self) -> list[Cell]:
         """Every cell, method by method, block by block, seed by seed (the order the table lists them)."""
         out = []
         value_lists = [[(axis, value, sets) for value, sets in values] for axis, values in self.axes]
+        available = {m.name for m in self.methods if m.available}
         for method in self.methods:
-            if not method.available:
+            if method.name not in available or (method.init_from and method.init_from not in available):
                 continue
             for combo in itertools.product(*value_lists):
                 axis_sets = [s for _, _, sets in combo for s in sets]
                 for seed in self.seeds:
                     overrides = (*self.overrides, *method.overrides, *axis_sets, f"run.seed={seed}")
-                    cell = Cell(method.name, tuple((a, v) for a, v, _ in combo), seed, method.recipe, overrides)
+                    axes = tuple((a, v) for a, v, _ in combo)
+                    source = None if method.init_from is None else cell_name(method.init_from, axes, seed)
+                    cell = Cell(method.name, axes, seed, method.recipe, overrides, source)
                     out.append(attrs.evolve(cell, overrides=(*overrides, f"run.name={cell.name!r}")))
         return out
 
@@ -198,7 +212,16 @@ class _Parser:
             requires = body.get("requires")
             if requires is not None and not isinstance(requires, str):
                 raise self.fail(f"{key}.requires", f" = {requires!r}: expected a module name")
-            methods.append(Method(name, recipe, self.overrides(f"{key}.set", body.get("set", [])), requires))
+            init_from = body.get("init_from")
+            if init_from is not None and (not isinstance(init_from, str) or init_from not in methods_raw
+                                          or init_from == name):
+                raise self.fail(f"{key}.init_from", f" = {init_from!r}: expected the name of another method"
+                                f"{closest(str(init_from), methods_raw)}")
+            if init_from is not None and "init_from" in (methods_raw[init_from] or {}):
+                raise self.fail(f"{key}.init_from", f" = {init_from!r}: that method fine-tunes another itself; "
+                                "expected a method trained from scratch")
+            methods.append(Method(name, recipe, self.overrides(f"{key}.set", body.get("set", [])), requires,
+                                  init_from))
         baseline = head.get("baseline", methods[0].name)
         if baseline not in methods_raw:
             raise self.fail("study.baseline", f" = {baseline!r}: not a method{closest(str(baseline), methods_raw)}; "
