@@ -62,7 +62,7 @@ def test_a_study_runs_every_cell_and_writes_the_table(tmp_path):
     assert all(c["state"] == "done" for c in doc["cells"])
     assert doc["skipped_methods"] == {"absent": "module 'no_such_plugin_module' is not installed"}
     block = doc["blocks"][0]
-    assert list(block["attacks"]) == ["pgd20", "fgsm"] and block["attacks"]["pgd20"]["images"] == 300
+    assert list(block["attacks"]) == ["pgd20", "fgsm", "worst_case"] and block["attacks"]["pgd20"]["images"] == 300
     trades, dafa = block["attacks"]["pgd20"]["rows"]
     assert (trades["method"], dafa["method"], trades["seeds"]) == ("trades", "dafa", [0, 1])
     assert trades["rho_rob"] == 0.0 and trades["rho_nat"] == 0.0  # the baseline against itself

@@ -36,24 +36,9 @@ from fairadv.evaluation.presets import (
     parse_eps,
     preset_key,
 )
+from fairadv.evaluation.target import Target
 
 log = logging.getLogger(__name__)
-
-
-
-@attrs.frozen(eq=False)
-class Target:
-    """A model ready to evaluate, with the recipe that describes its data."""
-
-    model: torch.nn.Module
-    recipe: Any
-    checkpoint: Path
-    out: Path
-    epoch: int | None
-    class_names: tuple[str, ...]
-    test_transform: Any = None  # the model's own preprocessing, replacing the data set's (RobustBench models)
-    robustbench: Mapping[str, Any] | None = None  # RobustBench's fields for eval.json (dataset, threat model...)
-
 
 CHECKPOINTS = ("last", "best")
 

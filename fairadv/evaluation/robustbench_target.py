@@ -27,7 +27,7 @@ def load_zoo_target(name: str, device: torch.device, dataset: str = "cifar10", t
                     model_dir: str = "models", data_root: str = "data", model_info: str = "model_info",
                     overrides: Sequence[str] = ()) -> Any:
     """The `Target` for zoo model ``name``: model, a recipe for its data, and RobustBench's fields for eval.json."""
-    from fairadv.evaluation.eval_command import Target
+    from fairadv.evaluation.target import Target
     from fairadv.models.robustbench_adapter import (
         DEFAULT_EPS,
         input_transform,
