@@ -117,11 +117,17 @@ class DataConfig(ComponentConfig):
 
     Attributes:
         val_per_class: images per class held out of the training split for validation (FRL, CFA); 0 for none.
-        holdout_seed: seed of the hold-out draw, fixed across runs so every run validates on the same images.
+        holdout: which ``val_per_class`` images of each class are held out, counting in the data set's own order
+            (torchvision's file order): ``"random"`` (default) a seeded draw; ``"first"`` the first ones of each
+            class, as CFA's code (``generate_validation.py``, 100 per class); ``"last"`` the last ones, as FRL's and
+            WAT's code (images 4,700-4,999 of each CIFAR-10 class, 300 per class).
+        holdout_seed: seed of the ``"random"`` hold-out draw, fixed across runs so every run validates on the same
+            images; unused by ``"first"`` and ``"last"``.
         num_workers: data-loader worker processes; -1 picks automatically (0 for in-memory sets).
     """
 
     val_per_class: int = attrs.field(default=0, validator=ge(0))
+    holdout: str = attrs.field(default="random", validator=one_of(("random", "first", "last")))
     holdout_seed: int = attrs.field(default=0, validator=ge(0))
     num_workers: int = attrs.field(default=-1, validator=ge(-1))
 

@@ -87,15 +87,41 @@ def test_hand_computed_ccm_and_ccr():
                                torch.tensor([4.2 / 5.2, 6 / 7, 7.8 / 8.8]))
 
 
-def test_warmup_policy_is_normalised_trades_with_ccr_and_plain_without():
-    warm = cfa_policy(3, None, ccm=True, ccr=True, lambda1=0.5, lambda2=0.5, beta=6.0)
-    torch.testing.assert_close(warm.ce_weight, torch.full((3,), 1 / 7))  # (CE + 6 KL) / 7, the official code
-    assert torch.equal(warm.eps_scale, torch.ones(3)) and torch.equal(warm.beta_scale, torch.ones(3))
-    assert cfa_policy(3, None, ccm=True, ccr=False, lambda1=0.5, lambda2=0.5, beta=6.0).is_uniform()
+def test_trades_is_normalised_in_warmup_and_without_ccr_and_pgd_at_is_left_alone():
+    # The official train.py sets class_beta = beta / (1 + beta) whenever CCR is off or not yet on, so trades_loss is
+    # (CE + beta KL) / (1 + beta) in every TRADES run, its baseline included.
+    for ccr in (True, False):
+        warm = cfa_policy(3, None, ccm=True, ccr=ccr, lambda1=0.5, lambda2=0.5, beta=6.0)
+        torch.testing.assert_close(warm.ce_weight, torch.full((3,), 1 / 7))  # (CE + 6 KL) / 7
+        torch.testing.assert_close(warm.kl_weight, torch.full((3,), 1 / 7))
+        assert torch.equal(warm.eps_scale, torch.ones(3)) and torch.equal(warm.beta_scale, torch.ones(3))
     only_ccm = cfa_policy(3, torch.tensor(T), ccm=True, ccr=False, lambda1=0.5, lambda2=0.5, beta=6.0)
-    assert torch.equal(only_ccm.ce_weight, torch.ones(3)) and not torch.equal(only_ccm.eps_scale, torch.ones(3))
+    torch.testing.assert_close(only_ccm.ce_weight, torch.full((3,), 1 / 7))
+    torch.testing.assert_close(only_ccm.kl_weight, torch.full((3,), 1 / 7))
+    assert torch.equal(only_ccm.beta_scale, torch.ones(3)) and not torch.equal(only_ccm.eps_scale, torch.ones(3))
+    neither = cfa_policy(3, torch.tensor(T), ccm=False, ccr=False, lambda1=0.5, lambda2=0.5, beta=2.0)
+    torch.testing.assert_close(neither.ce_weight, torch.full((3,), 1 / 3))  # 1 / (1 + beta) for any beta
     only_ccr = cfa_policy(3, torch.tensor(T), ccm=False, ccr=True, lambda1=0.5, lambda2=0.5, beta=6.0)
     assert torch.equal(only_ccr.eps_scale, torch.ones(3)) and not torch.equal(only_ccr.beta_scale, torch.ones(3))
+    # PGD-AT: the code's pgd_loss is plain mean CE; the policy leaves it as it is, in warm-up and after.
+    assert cfa_policy(3, None, ccm=True, ccr=False, lambda1=0.5, lambda2=0.5, beta=6.0, trades=False).is_uniform()
+    at_ccm = cfa_policy(3, torch.tensor(T), ccm=True, ccr=False, lambda1=0.5, lambda2=0.5, beta=6.0, trades=False)
+    assert torch.equal(at_ccm.ce_weight, torch.ones(3)) and torch.equal(at_ccm.kl_weight, torch.ones(3))
+    torch.testing.assert_close(at_ccm.eps_scale, torch.tensor([0.7, 1.0, 1.3]))
+    with pytest.raises(ValueError, match="CCR calibrates TRADES' beta"):
+        cfa_policy(3, None, ccm=True, ccr=True, lambda1=0.5, lambda2=0.5, beta=6.0, trades=False)
+
+
+def test_trades_without_ccr_is_cfas_normalised_trades_loss(tiny_model, synthetic_batch):
+    x, y = synthetic_batch(12)
+    policy = CFA(ccr=False, fawa=False).on_fit_start(3)
+    attack = PGD(eps=0.1, step_size=0.025, steps=3, loss="kl", random_start="normal")
+    torch.manual_seed(0)
+    out = TRADES(beta=6.0)(tiny_model, x, y, attack, policy)
+    clean, adv = tiny_model(x), tiny_model(out.x_adv)
+    ce = F.cross_entropy(clean, y)
+    kl = (F.softmax(clean, 1) * (F.log_softmax(clean, 1) - F.log_softmax(adv, 1))).sum(1).mean()
+    torch.testing.assert_close(out.loss, (ce + 6.0 * kl) / 7.0, rtol=1e-5, atol=1e-6)
 
 
 @given(class_accuracies(), LAMBDAS, LAMBDAS, BETAS, st.booleans(), st.booleans())
@@ -107,11 +133,13 @@ def test_policy_is_valid_and_within_bounds(t, lambda1, lambda2, beta, ccm, ccr):
     else:
         assert torch.equal(scale, torch.ones_like(scale))
     b = (beta * policy.kl_weight * policy.beta_scale).double()  # the KL coefficient per class
+    assert ((b > 0) & (b < 1)).all()  # normalised TRADES, with or without CCR
+    torch.testing.assert_close(policy.ce_weight.double() + b, torch.ones_like(b), rtol=0, atol=1e-6)
     if ccr:
-        assert ((b > 0) & (b < 1)).all()
-        torch.testing.assert_close(policy.ce_weight.double() + b, torch.ones_like(b), rtol=0, atol=1e-6)
         low, high = lambda2 * beta, (lambda2 + 1) * beta
         assert ((b >= low / (1 + low) - 1e-6) & (b <= high / (1 + high) + 1e-6)).all()
+    else:
+        torch.testing.assert_close(b, torch.full_like(b, beta / (1 + beta)), rtol=1e-6, atol=1e-6)
 
 
 @given(class_accuracies(), LAMBDAS, LAMBDAS, BETAS)
@@ -329,12 +357,18 @@ def test_check_recipe_with_the_whole_recipe():
     CFA(warmup_epochs=5).check_recipe(recipe)
     with pytest.raises(InvalidValue, match="beta = 3.0: expected the objective's beta, objective.beta = 6.0"):
         CFA(warmup_epochs=5, beta=3.0).check_recipe(recipe)
+    with pytest.raises(InvalidValue, match="beta = 3.0: expected the objective's beta"):  # also without CCR
+        CFA(warmup_epochs=5, ccr=False, beta=3.0).check_recipe(recipe)
     pgd_at = attrs.evolve(recipe, objective=attrs.evolve(recipe.objective, name="pgd_at", params={}))
     with pytest.raises(ValueError, match="expected 'trades'"):
         CFA(warmup_epochs=5).check_recipe(pgd_at)
-    CFA(warmup_epochs=5, ccr=False).check_recipe(pgd_at)
-    from fairadv.errors import FairadvError
-
+    with pytest.raises(InvalidValue, match="objective = 'trades': expected objective.name = 'pgd_at'"):
+        CFA(warmup_epochs=5, ccr=False).check_recipe(pgd_at)  # would divide PGD-AT's CE by 1 + beta
+    CFA(warmup_epochs=5, ccr=False, objective="pgd_at").check_recipe(pgd_at)
+    with pytest.raises(FairadvError, match="strategy.objective = 'trades': expected objective.name = 'pgd_at'"):
+        recipe.override("objective.name=pgd_at", "strategy.ccr=false")
+    at = recipe.override("objective.name=pgd_at", "strategy.ccr=false", "strategy.objective=pgd_at")
+    assert at.strategy.params["objective"] == "pgd_at"
     with pytest.raises(FairadvError, match="data.val_per_class"):  # checked when the recipe loads
         recipe.override("data.val_per_class=0")
     no_val = recipe.override("data.val_per_class=0", "strategy.fawa=false")
@@ -346,6 +380,7 @@ def test_check_recipe_with_the_whole_recipe():
     (dict(fawa_decay=1.0), r"fawa_decay = 1.0: expected a number in \[0, 1\)"),
     (dict(fawa_threshold=1.5), r"fawa_threshold = 1.5: expected a number in \[0, 1\]"),
     (dict(warmup_epochs=0), r"warmup_epochs = 0: expected an integer >= 1 \(epochs\) or a share of train.epochs in \(0, 1\)"),
+    (dict(objective="pgd_at"), "objective = 'pgd_at': expected 'trades' with ccr = true"),
 ])
 def test_bad_hyperparameters_give_one_line_errors(kwargs, match):
     with pytest.raises(InvalidValue, match=match):

@@ -369,6 +369,65 @@ def test_stratified_holdout_example():
         stratified_holdout(labels, per_class=3, seed=0)
 
 
+def test_first_and_last_holdouts_take_each_classs_first_or_last_samples_in_index_order():
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])  # class 0 at 0, 2, 5, 9; 1 at 1, 4, 8; 2 at 3, 6, 7
+    train, held = stratified_holdout(labels, per_class=2, seed=0, pick="first")
+    assert held.tolist() == [0, 1, 2, 3, 4, 6]
+    assert train.tolist() == [5, 7, 8, 9]
+    train, held = stratified_holdout(labels, per_class=2, seed=0, pick="last")
+    assert held.tolist() == [4, 5, 6, 7, 8, 9]
+    assert train.tolist() == [0, 1, 2, 3]
+    assert stratified_holdout(labels, 2, seed=5, pick="last")[1].tolist() == held.tolist()  # no seed involved
+    assert stratified_holdout(labels, 0, seed=0, pick="last")[1].tolist() == []
+    with pytest.raises(ValueError, match="class 1"):
+        stratified_holdout(labels, per_class=3, seed=0, pick="first")
+    with pytest.raises(ValueError, match="pick = 'middle'"):
+        stratified_holdout(labels, per_class=1, seed=0, pick="middle")
+
+
+def test_official_splits_on_a_cifar_sized_label_vector():
+    # FRL's and WAT's loaders keep images 4,700-4,999 of each class (np.where order) for validation; CFA's
+    # generate_validation.py the first 100 of each class.
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(5000)[torch.randperm(50000, generator=gen)]
+    _, last = stratified_holdout(labels, 300, seed=0, pick="last")
+    _, first = stratified_holdout(labels, 100, seed=0, pick="first")
+    for c in range(10):
+        members = torch.nonzero(labels == c).flatten()
+        assert torch.equal(last[labels[last] == c], members[4700:5000])
+        assert torch.equal(first[labels[first] == c], members[:100])
+
+
+def test_random_holdout_is_unchanged_by_the_pick_option():
+    # The default draw, pinned: recipes without data.holdout keep the hold-out they always had.
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
+    train, held = stratified_holdout(labels, per_class=2, seed=0)
+    assert held.tolist() == [0, 1, 2, 3, 7, 8]  # what the draw gave before "first" / "last" existed
+    assert stratified_holdout(labels, per_class=2, seed=7)[1].tolist() == [1, 3, 5, 7, 8, 9]
+    gen = torch.Generator().manual_seed(0)  # the draw itself: one randperm per class, in class order
+    expected = []
+    for c in range(3):
+        members = torch.nonzero(labels == c).flatten()
+        expected += members[torch.randperm(len(members), generator=gen)[:2]].tolist()
+    assert held.tolist() == sorted(expected)
+    again = stratified_holdout(labels, per_class=2, seed=0, pick="random")
+    assert torch.equal(again[0], train) and torch.equal(again[1], held)
+
+
+def test_data_holdout_reaches_the_validation_split():
+    from fairadv.recipe import Recipe
+    from fairadv.train.build import build_source, split_indices
+
+    recipe = Recipe.load(Path(__file__).parent.parent / "recipes" / "trades_digits.toml",
+                         ["data.val_per_class=5"])
+    labels = build_source(recipe).train_labels
+    for pick in ("first", "last"):
+        _, val = split_indices(recipe.override(f"data.holdout='{pick}'"), build_source(recipe))
+        assert torch.equal(val, stratified_holdout(labels, 5, seed=0, pick=pick)[1])
+    _, default = split_indices(recipe, build_source(recipe))
+    assert torch.equal(default, stratified_holdout(labels, 5, seed=0)[1])
+
+
 @settings(deadline=None, max_examples=50)
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=80), st.integers(0, 3), st.integers(0, 2**31))
 def test_stratified_holdout_partitions(labels, per_class, seed):

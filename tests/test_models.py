@@ -61,6 +61,7 @@ def test_gradient_reaches_every_parameter(name):
     ("mlp", 1, (1, 16), 128),  # the Gaussian set: (1, 1, d)
     ("resnet18", 3, (64, 64), 2048),  # STL-10 at 64x64 keeps avg_pool2d(4): a 2x2 map
     ("preact_resnet18", 3, (64, 64), 2048),
+    ("preact_resnet18_frl", 3, (64, 64), 2048),
     ("resnet18", 1, (25, 40), 512),  # the smallest size with a 1x1 pooled map in height
     ("wideresnet", 1, (8, 8), 64),
 ])
@@ -139,6 +140,53 @@ def test_preact_and_wideresnet_key_names():
     wrn = create_model("wideresnet", 10, 3, (32, 32), depth=10, widen_factor=2).state_dict()
     assert {"conv1.weight", "block1.layer.0.convShortcut.weight", "block3.layer.0.bn2.running_var", "bn1.weight",
             "fc.weight"} <= set(wrn)
+
+
+def frl_preact_resnet18_layout(num_classes: int = 10) -> dict[str, tuple[int, ...]]:
+    """{key: shape} of the PreAct ResNet-18 that FRL's code (hannxu123/fair_robust, pre_resnet.py) saves: no final
+    ``bn``, the shortcut a bare 1x1 conv (``shortcut.0``) in the first block of stages 2-4."""
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 3, 3)}
+
+    def bn(prefix: str, c: int) -> None:
+        for stat in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.{stat}"] = (c,)
+        shapes[f"{prefix}.num_batches_tracked"] = ()
+
+    in_planes = 64
+    for i, planes in enumerate((64, 128, 256, 512), start=1):
+        for b in range(2):
+            p, cin = f"layer{i}.{b}", in_planes if b == 0 else planes
+            bn(f"{p}.bn1", cin)
+            shapes[f"{p}.conv1.weight"] = (planes, cin, 3, 3)
+            bn(f"{p}.bn2", planes)
+            shapes[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
+            if b == 0 and i > 1:
+                shapes[f"{p}.shortcut.0.weight"] = (planes, cin, 1, 1)
+        in_planes = planes
+    shapes["linear.weight"] = (num_classes, 512)
+    shapes["linear.bias"] = (num_classes,)
+    return shapes
+
+
+def test_frl_preact_variant_has_frls_layout_and_loads_its_checkpoint_strictly():
+    model = build("preact_resnet18_frl")
+    state = model.state_dict()
+    assert not [k for k in state if k.startswith("bn.")]
+    assert {k: tuple(v.shape) for k, v in state.items()} == frl_preact_resnet18_layout()
+    # The only difference from CFA's / DAFA's PreAct ResNet-18 is the final bn.
+    assert set(build("preact_resnet18").state_dict()) - set(state) == {
+        f"bn.{s}" for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    gen = torch.Generator().manual_seed(4)
+    checkpoint = {k: torch.tensor(3) if k.endswith("num_batches_tracked") else torch.rand(s, generator=gen) + 0.5
+                  for k, s in frl_preact_resnet18_layout().items()}
+    model.load_state_dict(checkpoint, strict=True)
+    model.eval()
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert model(x).shape == (3, 10)
+        # No BN-ReLU before the pool: the features are the pooled last block's output, sign and all.
+        last = model.layer4(model.layer3(model.layer2(model.layer1(model.conv1(x)))))
+        torch.testing.assert_close(model.forward_features(x), F.avg_pool2d(last, 4).flatten(1))
 
 
 @pytest.mark.parametrize("params", [{"depth": 12}, {"depth": 4}, {"widen_factor": 0}, {"dropout": 1.0}])

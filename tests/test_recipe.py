@@ -54,6 +54,32 @@ def test_overrides_apply_and_keep_types(tmp_path):
     assert recipe.override("train.epochs=3").train.epochs == 3
 
 
+PAPER_RECIPES = [p for p in RECIPES if p.stem.endswith(("_cifar10", "_cifar100", "_stl10"))]
+
+
+@pytest.mark.parametrize("path", PAPER_RECIPES, ids=lambda p: p.name)
+def test_paper_setting_recipes_train_in_fp32_as_the_official_code(path):
+    assert Recipe.load(path).train.precision == "fp32"  # "auto" would be bf16 on CUDA
+    assert Recipe.load(path, ["train.precision=auto"]).train.precision == "auto"  # the documented opt-in
+
+
+def test_paper_recipes_take_the_official_hold_outs_and_models():
+    frl = Recipe.load(ROOT_RECIPES / "frl_cifar10.toml")
+    assert (frl.data.holdout, frl.data.val_per_class, frl.model.name) == ("last", 300, "preact_resnet18_frl")
+    scratch = Recipe.load(ROOT_RECIPES / "frl_scratch_cifar10.toml")
+    assert (scratch.data.holdout, scratch.data.val_per_class) == ("last", 300)
+    cfa = Recipe.load(ROOT_RECIPES / "cfa_cifar10.toml")
+    assert (cfa.data.holdout, cfa.data.val_per_class) == ("first", 100)
+
+
+def test_dafa_pgd_at_recipe_is_dafa_cifar10_with_pgd_at_and_a_normal_start():
+    at = Recipe.load(ROOT_RECIPES / "dafa_pgdat_cifar10.toml")
+    assert at.objective.name == "pgd_at" and at.strategy.name == "dafa"
+    assert at.attack.params["random_start"] == "normal" and at.attack.params["loss"] == "ce"  # madry_loss's start
+    trades = Recipe.load(ROOT_RECIPES / "dafa_cifar10.toml", ["objective.name=pgd_at", "run.name=dafa_pgdat_cifar10"])
+    assert at.to_dict() == trades.to_dict()
+
+
 def test_switching_a_component_with_set_drops_the_replaced_components_keys():
     dafa = ROOT_RECIPES / "dafa_digits.toml"
     recipe = Recipe.load(dafa, ["strategy.name=uniform"])
@@ -99,6 +125,26 @@ def test_bad_recipes_give_one_line_naming_file_key_and_expectation(tmp_path, ext
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_data_holdout_defaults_to_random_and_rejects_other_values(tmp_path):
+    from click.testing import CliRunner
+
+    from fairadv.cli import main
+
+    assert Recipe.load(write(tmp_path, MINIMAL)).data.holdout == "random"
+    path = write(tmp_path, MINIMAL.replace('name = "digits"', 'name = "digits"\nholdout = "last"'))
+    assert Recipe.load(path).data.holdout == "last"
+    bad = write(tmp_path, MINIMAL.replace('name = "digits"', 'name = "digits"\nholdout = "middle"'), "bad.toml")
+    with pytest.raises(FairadvError) as info:
+        Recipe.load(bad)
+    message = str(info.value)
+    assert message.startswith(str(bad)) and "\n" not in message
+    assert "data.holdout = 'middle': expected one of 'random', 'first', 'last'" in message
+    with pytest.raises(FairadvError, match=r"--set data.holdout=3.*data.holdout = 3: expected a string"):
+        Recipe.load(path, ["data.holdout=3"])
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2 and "data.holdout = 'middle'" in result.stderr
 
 
 def test_missing_tables_and_bad_files(tmp_path):

@@ -67,19 +67,33 @@ class TransformedDataset(Dataset):
         return image, int(label)
 
 
-def stratified_holdout(labels: torch.Tensor, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+HOLDOUTS = ("random", "first", "last")
+
+
+def stratified_holdout(labels: torch.Tensor, per_class: int, seed: int,
+                       pick: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
     """Split indices into (train, holdout) with ``per_class`` held-out samples of each class.
 
-    The choice depends only on ``labels``, ``per_class`` and ``seed``, so every run (and every rank) draws the same
-    hold-out. Both index tensors are sorted.
+    ``pick`` says which samples of each class are held out, counting in index order (a torchvision set's file order):
+    ``"random"`` a seeded draw; ``"first"`` the first ``per_class`` (CFA's ``generate_validation.py``); ``"last"``
+    the last ``per_class`` (FRL's and WAT's loaders: images 4,700-4,999 of each CIFAR-10 class). ``seed`` is used
+    only by ``"random"``. The choice depends only on ``labels``, ``per_class``, ``seed`` and ``pick``, so every run
+    (and every rank) holds out the same samples. Both index tensors are sorted.
     """
+    if pick not in HOLDOUTS:
+        raise ValueError(f"pick = {pick!r}: expected one of {', '.join(repr(h) for h in HOLDOUTS)}")
     generator = torch.Generator().manual_seed(seed)
     held = []
     for c in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == c).flatten()
+        members = torch.nonzero(labels == c).flatten()  # ascending: index order
         if per_class >= len(members):
             raise ValueError(f"cannot hold out {per_class} samples of class {c}: it has only {len(members)}")
-        held.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+        if pick == "first":
+            held.append(members[:per_class])
+        elif pick == "last":
+            held.append(members[len(members) - per_class:])
+        else:
+            held.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     holdout = torch.sort(torch.cat(held)).values if held else torch.empty(0, dtype=torch.long)
     mask = torch.ones(len(labels), dtype=torch.bool)
     mask[holdout] = False

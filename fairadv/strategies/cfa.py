@@ -8,6 +8,8 @@ Three switchable parts, from ../shared/METHODS.md section 4 and the official cod
   previous epoch's training adversarial examples; the attack step stays fixed.
 - CCR (class-wise calibrated regularisation, TRADES only): class k's TRADES beta is beta_k = (lambda2 + t_k) * beta,
   in the normalised per-sample loss (1 - b_k) CE + b_k KL with b_k = beta_k / (1 + beta_k).
+- With TRADES the loss is always normalised, as the official code's ``trades_loss`` computes it: without CCR (and in
+  warm-up) it is (CE + beta KL) / (1 + beta). PGD-AT's loss is left as it is.
 - FAWA (fairness-aware weight averaging): after every epoch, the model joins an exponential moving average only if
   its worst-class robust accuracy on the validation hold-out reaches a threshold; the average is the reported model.
 
@@ -59,25 +61,29 @@ def ccr_class_beta(t: torch.Tensor, lambda2: float, beta: float) -> torch.Tensor
 
 
 def cfa_policy(num_classes: int, t: torch.Tensor | None = None, *, ccm: bool, ccr: bool, lambda1: float,
-               lambda2: float, beta: float) -> ClassPolicy:
+               lambda2: float, beta: float, trades: bool = True) -> ClassPolicy:
     """The policy for one epoch; ``t`` = the previous epoch's per-class training robust accuracy, None in warm-up.
 
     - radius: ``eps_scale = lambda1 + t`` with CCM after warm-up, else 1; ``step_scale = 1`` (CFA's step is fixed).
-    - loss: with CCR, the TRADES objective with ``beta`` computes CFA's normalised per-sample loss
+    - loss, with the TRADES objective (``trades``; its ``beta``): CFA's normalised per-sample loss
 
           (1/B) sum_b [(1 - b_y) CE_b + b_y KL_b],   b_k = beta_k / (1 + beta_k),
 
       through ``ce_weight = kl_weight = 1 / (1 + beta_k)`` and ``beta_scale = beta_k / beta`` (reduction
       ``"batch"``): TRADES adds ``ce_weight * CE + beta * kl_weight * beta_scale * KL``, which is exactly the line
-      above. In warm-up beta_k = beta (the official code's normalised TRADES). ``beta`` must be the objective's.
-      Without CCR the objective is left as it is (weights 1).
+      above. beta_k = (lambda2 + t_k) beta with CCR after warm-up; beta_k = beta in warm-up and without CCR, i.e.
+      ``ce_weight = kl_weight = 1 / (1 + beta)``, ``beta_scale = 1``: (CE + beta KL) / (1 + beta), the official
+      code's TRADES loss in every run. ``beta`` must be the objective's.
+    - loss, with any other objective (``trades = False``, e.g. PGD-AT): left as it is (weights 1); CCR needs TRADES.
     """
     if t is not None and _accuracies(t).numel() != num_classes:
         raise ValueError(f"t must have {num_classes} entries, got {torch.as_tensor(t).numel()}")
+    if ccr and not trades:
+        raise ValueError("CCR calibrates TRADES' beta: ccr = True needs trades = True")
     ones = torch.ones(num_classes, dtype=torch.float64)
     eps_scale = ccm_eps_scale(t, lambda1) if (ccm and t is not None) else ones
-    if ccr:
-        beta_k = ccr_class_beta(t, lambda2, beta) if t is not None else ones * beta
+    if trades:
+        beta_k = ccr_class_beta(t, lambda2, beta) if (ccr and t is not None) else ones * beta
         normaliser = 1.0 / (1.0 + beta_k)
         ce_weight, kl_weight, beta_scale = normaliser, normaliser, beta_k / beta
     else:
@@ -134,10 +140,14 @@ class CFA(FairnessStrategy):
     Args:
         ccm, ccr, fawa: switch each part (all on by default). CCR needs the ``trades`` objective; FAWA needs a
             validation hold-out (``data.val_per_class``; the paper keeps 100 per class).
+        objective: the recipe's ``objective.name`` (checked when the recipe loads): with ``"trades"`` (default) the
+            loss is CFA's normalised TRADES in every epoch, with or without CCR, as in the official code; any other
+            objective (``"pgd_at"``) is left as it is, and needs ``ccr = false``.
         lambda1: CCM's base margin, eps_k = (lambda1 + t_k) eps; 0.5.
         lambda2: CCR's base, beta_k = (lambda2 + t_k) beta; 0.5.
-        beta: the TRADES beta the objective uses (``objective.beta``, 6 in the paper); CCR's per-class betas and
-            loss normalisation are computed from it, so it must equal the objective's.
+        beta: the TRADES beta the objective uses (``objective.beta``, 6 in the paper); the loss normalisation
+            1 / (1 + beta_k) and CCR's per-class betas are computed from it, so with TRADES it must equal the
+            objective's.
         warmup_epochs: uniform epochs before calibration (10 in the paper): t_k of epoch ``warmup_epochs`` sets
             the policy of the next epoch. An integer, or a share of ``train.epochs`` in (0, 1).
         fawa_threshold: worst-class validation robust accuracy an epoch needs to join the average: 0.24 (the
@@ -153,6 +163,7 @@ class CFA(FairnessStrategy):
     ccm: bool = True
     ccr: bool = True
     fawa: bool = True
+    objective: str = attrs.field(default="trades")
     lambda1: float = attrs.field(default=0.5, validator=_positive_finite)
     lambda2: float = attrs.field(default=0.5, validator=_positive_finite)
     beta: float = attrs.field(default=6.0, validator=_positive_finite)
@@ -170,13 +181,18 @@ class CFA(FairnessStrategy):
     _average: nn.Module | None = attrs.field(default=None, init=False, eq=False, repr=False)
     _pending_average: dict[str, torch.Tensor] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
+    def __attrs_post_init__(self) -> None:
+        if self.ccr and self.objective != "trades":
+            raise InvalidValue("objective", self.objective, "'trades' with ccr = true (CCR calibrates TRADES' beta); "
+                                                            "set ccr = false for another objective")
+
     @property
     def calibrates(self) -> bool:
         return self.ccm or self.ccr
 
     def policy(self, num_classes: int, t: torch.Tensor | None) -> ClassPolicy:
         return cfa_policy(num_classes, t, ccm=self.ccm, ccr=self.ccr, lambda1=self.lambda1, lambda2=self.lambda2,
-                          beta=self.beta)
+                          beta=self.beta, trades=self.objective == "trades")
 
     def validation_attack(self) -> PGD:
         """FAWA's validation attack: PGD with CE, uniform random start, robust only if correct at every iterate."""
@@ -186,8 +202,8 @@ class CFA(FairnessStrategy):
     # --- hooks -------------------------------------------------------------------------------------------------------
 
     def check_recipe(self, recipe: Any) -> None:
-        """Reject a warm-up that leaves no calibrated epoch, CCR without TRADES or with another beta, and FAWA
-        without a hold-out."""
+        """Reject a warm-up that leaves no calibrated epoch, CCR without TRADES, a ``strategy.objective`` that is not
+        the recipe's, TRADES with another beta, and FAWA without a hold-out."""
         epochs = recipe.train.epochs
         if self.calibrates and warmup_length(self.warmup_epochs, epochs) >= epochs:
             raise InvalidValue("warmup_epochs", self.warmup_epochs,
@@ -197,11 +213,17 @@ class CFA(FairnessStrategy):
             if recipe.objective.name != "trades":
                 raise ValueError(f"strategy 'cfa' with ccr = true calibrates TRADES' beta; objective.name = "
                                  f"{recipe.objective.name!r}: expected 'trades' (or set strategy.ccr = false)")
+        if recipe.objective.name != self.objective:
+            raise InvalidValue("objective", self.objective,
+                               f"objective.name = {recipe.objective.name!r}: CFA divides the TRADES loss by 1 + beta "
+                               "(as its code does) and leaves other objectives as they are, so it must know which "
+                               f"one runs; set strategy.objective = {recipe.objective.name!r}")
+        if self.objective == "trades":
             objective_beta = recipe.objective.params.get("beta")
             if objective_beta is None or not math.isclose(float(objective_beta), self.beta):
                 raise InvalidValue("beta", self.beta, f"the objective's beta, objective.beta = {objective_beta!r}: "
-                                                      "CCR's per-class betas and loss normalisation are computed "
-                                                      "from it")
+                                                      "CFA's loss normalisation 1 / (1 + beta) and CCR's per-class "
+                                                      "betas are computed from it")
         if self.fawa and recipe.data.val_per_class <= 0:
             raise ValueError("strategy 'cfa' with fawa = true checks each epoch on a validation hold-out; set "
                              "data.val_per_class (the paper holds out 100 images per class) or strategy.fawa = false")

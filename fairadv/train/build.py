@@ -75,7 +75,7 @@ def split_indices(recipe: Recipe, source: Any) -> tuple[torch.Tensor, torch.Tens
     if per_class == 0:
         return torch.arange(len(source.train_labels)), torch.empty(0, dtype=torch.long)
     try:
-        return stratified_holdout(source.train_labels, per_class, recipe.data.holdout_seed)
+        return stratified_holdout(source.train_labels, per_class, recipe.data.holdout_seed, recipe.data.holdout)
     except ValueError as exc:
         raise FairadvError(f"{recipe.source}: data.val_per_class = {per_class}: {exc}") from None
 
