@@ -68,19 +68,17 @@ def _enums(dataset: str, threat_model: str) -> tuple[Any, Any]:
     import_robustbench()
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
+    return _member(BenchmarkDataset, dataset, "data set"), _member(ThreatModel, threat_model, "threat model")
+
+
+def _member(enum: Any, value: str, what: str) -> Any:
+    """``enum(value)``, or a one-line error listing the values RobustBench knows."""
     try:
-        data = BenchmarkDataset(dataset)
+        return enum(value)
     except ValueError:
-        names = [d.value for d in BenchmarkDataset]
-        raise FairadvError(f"RobustBench has no data set {dataset!r}{closest(dataset, names)}; expected one of "
+        names = [m.value for m in enum]
+        raise FairadvError(f"RobustBench has no {what} {value!r}{closest(value, names)}; expected one of "
                            f"{', '.join(names)}") from None
-    try:
-        threat = ThreatModel(threat_model)
-    except ValueError:
-        names = [t.value for t in ThreatModel]
-        raise FairadvError(f"RobustBench has no threat model {threat_model!r}{closest(threat_model, names)}; "
-                           f"expected one of {', '.join(names)}") from None
-    return data, threat
 
 
 def zoo_entry(name: str, dataset: str = "cifar10", threat_model: str = "Linf") -> dict[str, Any]:
