@@ -166,6 +166,74 @@ class EvalConfig:
     )
 
 
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # [log] key -> module
+
+
+@attrs.frozen
+class WandbConfig:
+    """``[log.wandb]``: log to Weights & Biases.
+
+    Attributes:
+        project: the W&B project.
+        mode: ``"offline"`` (default: the run is written under ``<run folder>/wandb``; upload it later with
+            ``wandb sync``) or ``"online"`` (needs ``wandb login`` and a network).
+        entity: the W&B user or team; unset: your default entity.
+        group: runs shown together; a study sets it to the study's name.
+        tags: labels for filtering runs.
+    """
+
+    project: str = "fairadv"
+    mode: str = attrs.field(default="offline", validator=one_of(("offline", "online")))
+    entity: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class MlflowConfig:
+    """``[log.mlflow]``: log to an MLflow tracking store.
+
+    Attributes:
+        tracking_uri: a file store (``"file:./mlruns"`` or a folder, relative to the working directory) or a
+            tracking server (``"http://host:5000"``); unset: ``MLFLOW_TRACKING_URI``, else ``./mlruns``.
+        experiment: the MLflow experiment the run goes into (created when missing).
+        parent_run_id: the run this one is a child of; a study sets it to the study's own run.
+    """
+
+    tracking_uri: str | None = None
+    experiment: str = "fairadv"
+    parent_run_id: str | None = None
+
+
+@attrs.frozen
+class LogConfig:
+    """``[log]``: experiment trackers, each optional and combinable. ``metrics.jsonl`` is always written and stays
+    the source of truth; trackers receive the same values (see `fairadv.tracking`).
+
+    Attributes:
+        tensorboard: write TensorBoard event files to ``<run folder>/tensorboard``.
+        wandb: a ``[log.wandb]`` table to log to Weights & Biases.
+        mlflow: a ``[log.mlflow]`` table to log to MLflow.
+    """
+
+    tensorboard: bool = False
+    wandb: WandbConfig | None = None
+    mlflow: MlflowConfig | None = None
+
+    def chosen(self) -> list[str]:
+        """The trackers this table turns on, in the order they are opened."""
+        return [key for key in TRACKER_PACKAGES if getattr(self, key) not in (None, False)]
+
+    def missing_package(self) -> str | None:
+        """The first chosen tracker whose package is not installed, as ``"log.<key>: ... pip install ..."``."""
+        import importlib.util
+
+        for key in self.chosen():
+            if importlib.util.find_spec(TRACKER_PACKAGES[key]) is None:
+                return f"log.{key}: the {TRACKER_PACKAGES[key]} package is not installed; pip install 'fairadv[{key}]'"
+        return None
+
+
 def component_registries() -> dict[str, Registry]:
     """Which registry each component table draws from (each imports its built-in components on first use)."""
     return {"data": DATASETS, "model": MODELS, "objective": OBJECTIVES, "attack": ATTACKS, "strategy": STRATEGIES,
@@ -190,6 +258,7 @@ class Recipe:
     schedule: ComponentConfig
     train: TrainConfig
     eval: EvalConfig
+    log: LogConfig = attrs.field(factory=LogConfig)
     source: str = attrs.field(default="<recipe>", eq=False)
 
     @classmethod
@@ -205,7 +274,11 @@ class Recipe:
             raw.setdefault("run", {})
             if isinstance(raw["run"], dict):
                 raw["run"]["name"] = path.stem
-        return cls.from_dict(raw, source=str(path), origins=origins)
+        recipe = cls.from_dict(raw, source=str(path), origins=origins)
+        missing = recipe.log.missing_package()
+        if missing:  # checked when a recipe is read to run, not when a finished run's stored recipe is re-read
+            raise _Loader(str(path), origins).fail(missing.split(":")[0], missing)
+        return recipe
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<recipe>",
@@ -336,9 +409,16 @@ class _Loader:
             eval_attack = attrs.evolve(eval_attack, params={**eval_attack.params,
                                                             "stop_on_success": eval_config.counting == "any_iterate"})
         built["eval"] = attrs.evolve(eval_config, attack=eval_attack)
+        built["log"] = self.log_table(raw.get("log", {}))
         recipe = Recipe(**built, source=self.source)
         self.cross_check(recipe, registries)
         return recipe
+
+    def log_table(self, body: Any) -> LogConfig:
+        body = self.as_table("log", body)
+        trackers = {key: self.plain(f"log.{key}", body[key], cls)
+                    for key, cls in (("wandb", WandbConfig), ("mlflow", MlflowConfig)) if key in body}
+        return attrs.evolve(self.plain("log", body, LogConfig, skip=tuple(trackers)), **trackers)
 
     def as_table(self, key: str, value: Any) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
@@ -521,5 +601,5 @@ def describe(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-__all__ = ["ComponentConfig", "DataConfig", "EvalConfig", "ModelConfig", "Recipe", "RunConfig", "TrainConfig", "apply_override",
-           "coerce", "describe"]
+__all__ = ["ComponentConfig", "DataConfig", "EvalConfig", "LogConfig", "MlflowConfig", "ModelConfig", "Recipe", "RunConfig",
+           "TrainConfig", "WandbConfig", "apply_override", "coerce", "describe"]

@@ -7,8 +7,8 @@ Top to bottom:
         for batch: objective(model, x, y, attack, policy) -> loss; step; stats.update(logits already computed)
         strategy.on_epoch_end(stats)   -> maybe a new ClassPolicy (applies from the next epoch)
         validation robust accuracy -> checkpoints/best.pt when it is the best so far (with a validation split)
-        metrics.jsonl, policy.jsonl, checkpoints/last.pt (atomic)
-    final per-class evaluation -> summary.json and figures
+        metrics.jsonl, policy.jsonl, checkpoints/last.pt (atomic), then the trackers of [log]
+    final per-class evaluation -> summary.json and figures (and to the trackers)
 
 The objects come from `fairadv.train.build.build_components`, the files go through `RunFolder`, and the per-class
 evaluations through `SplitEvaluator`. Reproducibility: every epoch reseeds the global RNGs and the shuffling
@@ -35,6 +35,7 @@ from fairadv.policy import ClassPolicy
 from fairadv.recipe import Recipe
 from fairadv.stats import ClassStats, EpochStats
 from fairadv.strategies.base import EpochContext
+from fairadv.tracking import TrackingSession
 from fairadv.train.best import BestEpoch
 from fairadv.train.build import build_components, training_device
 from fairadv.train.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
@@ -68,6 +69,9 @@ class Trainer:
         self.recipe = recipe
         self.console = console or Console(stderr=True)  # progress, epoch lines, policy tables
         self.results = results  # the final per-class table (the command line's stdout)
+        missing = recipe.log.missing_package()
+        if missing:
+            raise FairadvError(f"{recipe.source}: {missing}")
         self.dist = init_from_env(recipe.run.device)
         self.show_progress = progress and self.dist.is_main
         self.device = training_device(recipe.run.device, self.dist)
@@ -100,12 +104,19 @@ class Trainer:
             if self.start_epoch == 1:
                 self.folder.create(self.recipe.to_toml())
                 self.folder.append("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
-            for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
-                self._run_epoch(epoch, progress)
-            summary = self.final_evaluation()
-            if self.dist.is_main:  # summary.json (with best.pt's epoch, a chance-level warning) and the figures
-                write_results(self.folder, summary, self.class_names, self.stats.compute().prob_matrix,
-                              self.recipe.train.epochs, self.best)
+            self.tracking = self._open_trackers()
+            try:
+                for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
+                    self._run_epoch(epoch, progress)
+                summary = self.final_evaluation()
+                if self.dist.is_main:  # summary.json (with best.pt's epoch, a chance-level warning) and the figures
+                    write_results(self.folder, summary, self.class_names, self.stats.compute().prob_matrix,
+                                  self.recipe.train.epochs, self.best)
+                    self.tracking.finish(summary, sorted(self.run_dir.glob("*.png")) + [self.run_dir / "summary.json"],
+                                         step=self.recipe.train.epochs)
+            except BaseException:
+                self.tracking.close(failed=True)
+                raise
         if self.results is not None and self.dist.is_main:
             print_summary(summary, self.results)
         if self.show_progress:
@@ -124,6 +135,7 @@ class Trainer:
         started = self._checked_policy(lambda: self.strategy.on_epoch_start(ctx), epoch)
         if started is not None:
             self._set_policy(started, epoch, applies_from=epoch)
+        trained_with = self.policy
 
         tic = time.perf_counter()
         loss, seen = self._train_epoch(epoch, progress)
@@ -139,13 +151,18 @@ class Trainer:
             "loss": loss,
             "train_clean_accuracy": None if stats.clean_accuracy is None else float(stats.clean_accuracy.mean()),
             "train_robust_accuracy": float(stats.robust_accuracy.mean()),
+            "train_clean_accuracy_by_class": None if stats.clean_accuracy is None else stats.clean_accuracy.tolist(),
+            "train_robust_accuracy_by_class": stats.robust_accuracy.tolist(),
         }
         every = recipe.train.eval_every
         if every and epoch % every == 0 and epoch < recipe.train.epochs:
             summary = summarize(self.evaluate_test(), self.class_names, self._attack_info())
             metrics.update(test_clean_accuracy=summary["clean_accuracy"],
                            test_robust_accuracy=summary["robust_accuracy"],
-                           test_worst_class_robust_accuracy=summary["worst_class_robust_accuracy"])
+                           test_worst_class_robust_accuracy=summary["worst_class_robust_accuracy"],
+                           test_worst_class=summary["worst_class"],
+                           test_clean_accuracy_by_class=[row["clean"] for row in summary["per_class"]],
+                           test_robust_accuracy_by_class=[row["robust"] for row in summary["per_class"]])
         metrics[TIMING_KEY] = {"seconds": round(seconds, 3), "images_per_s": round(seen / max(seconds, 1e-9), 1)}
         if ended is not None:
             self._set_policy(ended, epoch, applies_from=epoch + 1)
@@ -155,6 +172,7 @@ class Trainer:
             self.best.after_epoch(epoch, val, state, metrics, self.folder)
         self.folder.append("metrics.jsonl", metrics)
         self.folder.save_checkpoint(state)
+        self.tracking.after_epoch(metrics, trained_with.to_dict())  # after the checkpoint: see fairadv.tracking
         if self.show_progress:
             self.console.print(epoch_line(metrics, recipe.train.epochs, TIMING_KEY), highlight=False, soft_wrap=True)
 
@@ -206,6 +224,17 @@ class Trainer:
         if bad >= 0:
             raise NumericalError(f"non-finite training loss at epoch {epoch}, batch {bad + 1}; stopping "
                                  f"({self.folder.checkpoint_note()}); lower optimizer.lr or check the data")
+
+    def _open_trackers(self) -> TrackingSession:
+        """The trackers of ``[log]`` on rank 0 (none elsewhere), caught up to the epoch this process starts from.
+        A tracker that cannot start stops the run before its first epoch; a fresh run's folder is then removed."""
+        try:
+            return TrackingSession.open(self.recipe, self.run_dir, self.class_names, self.parts.attack.eps,
+                                        TIMING_KEY, resumed_through=self.start_epoch - 1, enabled=self.dist.is_main)
+        except FairadvError:
+            if self.start_epoch == 1 and not self.folder.checkpoint.exists():
+                self.folder.discard()
+            raise
 
     # --- evaluation (the strategy's hooks call the validation and measuring passes) --------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,11 @@ class RunFolder:
         except OSError as exc:
             raise FairadvError(f"{self.path}: cannot write the run folder: {exc.strerror or exc}") from None
 
+    def discard(self) -> None:
+        """Remove a run folder this process created and that holds no checkpoint yet (a run that could not start)."""
+        if self.is_main and not self.checkpoint.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+
     def append(self, name: str, record: dict[str, Any]) -> None:
         """Add one JSON line to the log ``name``."""
         if self.is_main:
@@ -183,8 +189,11 @@ def is_temporary(path: Path) -> bool:
 
 
 def check_same_recipe(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    """Refuse ``--resume`` with a recipe other than the stored one (``run.out`` may differ: folders move)."""
+    """Refuse ``--resume`` with a recipe other than the stored one. ``run.out`` may differ (folders move), and so may
+    ``[log]``: trackers can be added or dropped for the rest of a run without changing what it computes."""
     saved, current = dict(saved), dict(current)
+    saved.pop("log", None)
+    current.pop("log", None)
     for recipe_dict in (saved, current):
         if isinstance(recipe_dict.get("run"), dict):
             recipe_dict["run"] = {k: v for k, v in recipe_dict["run"].items() if k != "out"}

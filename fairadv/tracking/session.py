@@ -1,0 +1,178 @@
+"""`TrackingSession`: the trackers a recipe's ``[log]`` table chose, for one process's part of a run.
+
+The engine calls `after_epoch` once an epoch's checkpoint is on disk and `finish` after the final evaluation. Each
+tracker's identity and the last epoch it logged are kept in ``<run folder>/trackers.json``. When a run resumes from
+its checkpoint at epoch K, each tracker first receives, from ``metrics.jsonl`` and ``policy.jsonl``, the epochs it
+lacks up to K (logged by the interrupted process after its last record, or never, for a tracker added on resume),
+then the run goes on: every epoch reaches every tracker once. Only rank 0 opens a session.
+
+A tracker that fails mid-run is closed with a warning and training goes on; ``metrics.jsonl`` holds everything, and
+the next resume sends that tracker what it missed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fairadv.errors import FairadvError
+from fairadv.recipe import Recipe
+from fairadv.tracking.base import RunInfo, Tracker
+from fairadv.tracking.series import epoch_scalars, policy_in_effect, policy_scalars
+from fairadv.train.checkpoint import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trackers.json"
+TRACKERS = {  # [log] key -> the module and class that implement it (imported only when chosen)
+    "tensorboard": ("fairadv.tracking.tensorboard_tracker", "TensorBoardTracker"),
+    "wandb": ("fairadv.tracking.wandb_tracker", "WandbTracker"),
+    "mlflow": ("fairadv.tracking.mlflow_tracker", "MlflowTracker"),
+}
+
+
+class TrackingSession:
+    """Sends each finished epoch, and the final summary, to every chosen tracker."""
+
+    def __init__(self, folder: Path, class_names: Sequence[str], base_eps: float, timing_key: str,
+                 trackers: dict[str, Tracker], state: dict[str, Any]):
+        self.folder = folder
+        self.class_names = list(class_names)
+        self.base_eps = base_eps
+        self.timing_key = timing_key
+        self.trackers = trackers
+        self.state = state
+
+    @classmethod
+    def open(cls, recipe: Recipe, folder: Path, class_names: Sequence[str], base_eps: float, timing_key: str,
+             resumed_through: int, enabled: bool = True) -> TrackingSession:
+        """Open the chosen trackers (continuing their runs from ``trackers.json``) and send each the epochs it lacks
+        up to ``resumed_through`` (0 on a fresh run); ``enabled=False`` (ranks other than 0): none. A tracker that
+        cannot start is a one-line `FairadvError`."""
+        chosen = recipe.log.chosen() if enabled else []
+        state = _read_state(folder / STATE_FILE) if chosen else {}
+        session = cls(folder, class_names, base_eps, timing_key, {}, state)
+        run = RunInfo(folder=folder, name=str(recipe.run.name), recipe=recipe.to_dict())
+        try:
+            for key in chosen:
+                saved = state.get(key) or {}
+                recorded = min(int(saved.get("logged_through", 0)), resumed_through)
+                module, name = TRACKERS[key]
+                tracker_cls = getattr(importlib.import_module(module), name)
+                try:
+                    tracker = tracker_cls(run, getattr(recipe.log, key), saved.get("identity"), recorded + 1)
+                except Exception as exc:  # noqa: BLE001 - the tracker's own error, as one line
+                    raise FairadvError(f"{recipe.source}: log.{key}: cannot start {key}: {_first_line(exc)}") from None
+                session.trackers[key] = tracker
+                state[key] = {"identity": tracker.identity(), "logged_through": recorded}
+                session.replay(key, min(tracker.logged_through(recorded), resumed_through), resumed_through)
+        except BaseException:
+            session.close(failed=True)
+            raise
+        session.save()
+        return session
+
+    def replay(self, key: str, logged: int, through: int) -> None:
+        """Send tracker ``key`` the epochs ``logged + 1 .. through`` from the run folder's logs."""
+        if logged >= through:
+            self.state[key]["logged_through"] = through
+            return
+        metrics, policies = _records(self.folder / "metrics.jsonl"), _records(self.folder / "policy.jsonl")
+        for record in metrics:
+            epoch = record.get("epoch")
+            if isinstance(epoch, int) and logged < epoch <= through:
+                policy = policy_in_effect(policies, epoch) or {}
+                self._send(key, epoch, self.epoch_series(record, policy))
+        log.info("log.%s: sent epochs %d-%d from metrics.jsonl", key, logged + 1, through)
+
+    def epoch_series(self, record: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, float]:
+        """The series of one epoch: its ``metrics.jsonl`` line and the policy training used in it."""
+        return {**epoch_scalars(record, self.class_names, self.timing_key),
+                **policy_scalars(policy, self.class_names, self.base_eps)}
+
+    def after_epoch(self, record: Mapping[str, Any], policy: Mapping[str, Any]) -> None:
+        """Send a finished, checkpointed epoch (``record`` as written to ``metrics.jsonl``)."""
+        if not self.trackers:
+            return
+        series = self.epoch_series(record, policy)
+        for key in list(self.trackers):
+            self._send(key, int(record["epoch"]), series)
+        self.save()
+
+    def finish(self, summary: Mapping[str, Any], files: Sequence[Path], step: int) -> None:
+        """Send the final evaluation and the run's files at ``step`` (the last epoch), then close every tracker."""
+        for key, tracker in list(self.trackers.items()):
+            try:
+                tracker.log_summary(step, summary, files)
+            except Exception as exc:  # noqa: BLE001 - metrics.jsonl and summary.json hold it all
+                self._drop(key, exc)
+        self.close()
+
+    def close(self, failed: bool = False) -> None:
+        for key, tracker in list(self.trackers.items()):
+            try:
+                tracker.close(failed=failed)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("log.%s: closing failed: %s", key, _first_line(exc))
+        self.trackers.clear()
+
+    def save(self) -> None:
+        if self.state:
+            write_text_atomic(self.folder / STATE_FILE, json.dumps(self.state, indent=2) + "\n")
+
+    def _send(self, key: str, epoch: int, series: Mapping[str, float]) -> None:
+        tracker = self.trackers.get(key)
+        if tracker is None:
+            return
+        try:
+            tracker.log_scalars(epoch, series)
+        except Exception as exc:  # noqa: BLE001 - training goes on; the next resume sends what was missed
+            self._drop(key, exc)
+            return
+        self.state[key]["logged_through"] = epoch
+
+    def _drop(self, key: str, exc: BaseException) -> None:
+        log.warning("log.%s: %s; this tracker is stopped for the rest of the process (metrics.jsonl has every "
+                    "epoch; --resume sends it what it missed)", key, _first_line(exc))
+        tracker = self.trackers.pop(key)
+        try:
+            tracker.close(failed=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FairadvError(f"{path}: not a trackers file ({_first_line(exc)}); delete it to give the trackers new "
+                           "runs") from None
+    if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
+        raise FairadvError(f"{path}: not a trackers file (expected a JSON object of tables); delete it to give the "
+                           "trackers new runs")
+    return state
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,49 @@
+"""TensorBoard: event files in ``<run folder>/tensorboard``, through PyTorch's own ``SummaryWriter``.
+
+A resumed run appends a new event file to the same folder with ``purge_step`` set to the first epoch it logs, so
+TensorBoard drops any event an interrupted process wrote for that epoch or later: no step appears twice. A study's
+cells sit side by side under ``<study>/runs``; ``tensorboard --logdir <study>/runs`` shows them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fairadv.tracking.base import RunInfo, Tracker
+from fairadv.tracking.series import summary_markdown, summary_scalars
+
+FOLDER = "tensorboard"
+
+
+class TensorBoardTracker(Tracker):
+    key = "tensorboard"
+
+    def __init__(self, run: RunInfo, config: Any, identity: Mapping[str, Any] | None, first_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder = run.folder / FOLDER
+        # purge_step only matters when earlier event files exist; on a fresh run it is a no-op.
+        self.writer = SummaryWriter(str(self.folder), purge_step=first_step if identity is not None else None)
+
+    def identity(self) -> dict[str, Any]:
+        return {"folder": FOLDER}
+
+    def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, step)
+        self.writer.flush()
+
+    def log_summary(self, step: int, summary: Mapping[str, Any], files: Sequence[Path]) -> None:
+        from torchvision.io import ImageReadMode, read_image
+
+        self.log_scalars(step, summary_scalars(summary))
+        self.writer.add_text("final/summary", summary_markdown(summary), step)
+        for path in files:
+            if path.suffix == ".png":
+                self.writer.add_image(f"figures/{path.stem}", read_image(str(path), ImageReadMode.RGB), step)
+        self.writer.flush()
+
+    def close(self, failed: bool = False) -> None:
+        self.writer.close()
