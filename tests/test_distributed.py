@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
+HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 pytestmark = pytest.mark.slow
 
 # PGD-AT without a random start makes a step depend only on the data order, which both set-ups share, so one and
@@ -82,7 +84,8 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
     recipe = base / "ddp.toml"
     recipe.write_text(RECIPE)
-    run_checked(torchrun(str(recipe), "--out", str(base / "two")), base)
+    tensorboard = ["--set", "log.tensorboard=true"] if HAS_TENSORBOARD else []  # rank 0 alone must log
+    run_checked(torchrun(str(recipe), "--out", str(base / "two"), *tensorboard), base)
     run_checked([sys.executable, "-m", "fairadv", "run", str(recipe), "--out", str(base / "one"), "--quiet"], base)
     return base, recipe
 
@@ -105,6 +108,16 @@ def test_only_rank_zero_writes_one_run_folder(runs):
     run_dir = base / "two" / "ddp"
     assert len(records(run_dir, "metrics.jsonl")) == 4  # one line per epoch, not one per process
     assert json.loads((run_dir / "summary.json").read_text())["per_class"][0]["count"] > 0
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="the tensorboard extra is not installed")
+def test_only_rank_zero_logs_to_the_trackers(runs):
+    from tracker_readers import tensorboard_scalars
+
+    base, _ = runs
+    folder = base / "two" / "ddp" / "tensorboard"
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # one writer, not one per process
+    assert [step for step, _ in tensorboard_scalars(folder)["train/loss"]] == [1, 2, 3, 4]
 
 
 def test_kill_and_resume_under_ddp_matches_the_uninterrupted_run(runs):

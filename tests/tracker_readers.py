@@ -9,6 +9,7 @@ each record with W&B's own protobuf schema, ``wandb.proto.wandb_internal_pb2.Rec
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,19 @@ def wandb_records(path: Path) -> list[Any]:
     return records
 
 
+def wandb_sessions(wandb_dir: Path, run_id: str) -> list[Path]:
+    """The offline session folders of run ``run_id``, oldest first: ``offline-run-<time>-<id>``, and
+    ``offline-run-<time>-<id>-<n>`` for a later session started within the same second."""
+    pattern = re.compile(rf"offline-run-(\d{{8}}_\d{{6}})-{re.escape(run_id)}(?:-(\d+))?")
+    found = [(m.group(1), int(m.group(2) or 0), p) for p in wandb_dir.iterdir() if (m := pattern.fullmatch(p.name))]
+    return [p for _, _, p in sorted(found)]
+
+
 def wandb_history(wandb_dir: Path, run_id: str) -> list[dict[str, Any]]:
     """Every history row of W&B run ``run_id`` over all its offline sessions (``offline-run-*-<id>`` folders), in
     the order they were written; each row holds ``_step`` and the logged values (images as their JSON)."""
     rows = []
-    for session in sorted(wandb_dir.glob(f"offline-run-*-{run_id}")):
+    for session in wandb_sessions(wandb_dir, run_id):
         for record in wandb_records(session / f"run-{run_id}.wandb"):
             if record.WhichOneof("record_type") == "history":
                 row = {"_step": record.history.step.num}
@@ -80,7 +89,7 @@ def wandb_history(wandb_dir: Path, run_id: str) -> list[dict[str, Any]]:
 
 def wandb_run_fields(wandb_dir: Path, run_id: str) -> list[Any]:
     """The ``run`` records (project, group, name, config) of every offline session of ``run_id``."""
-    return [record.run for session in sorted(wandb_dir.glob(f"offline-run-*-{run_id}"))
+    return [record.run for session in wandb_sessions(wandb_dir, run_id)
             for record in wandb_records(session / f"run-{run_id}.wandb")
             if record.WhichOneof("record_type") == "run"]
 

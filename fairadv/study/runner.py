@@ -22,6 +22,7 @@ from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
 from fairadv.study.spec import Study, load_study
 from fairadv.study.table import aggregate, write_tables
+from fairadv.study.tracking import finish_parents, grouped
 from fairadv.study.view import StudyView
 from fairadv.train.checkpoint import write_text_atomic
 
@@ -58,7 +59,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     if launcher not in ("local", "slurm"):
         raise FairadvError(f"--launcher {launcher!r}: expected 'local' or 'slurm'")
     study = load_study(path)
-    study.recipes()  # every cell's recipe validated before anything runs
+    recipes = study.recipes()  # every cell's recipe validated before anything runs
     study_dir = study.directory(out)
     jobs_todo = [job for job in cell_jobs(study, study_dir) if not is_done(job.run_dir, job.evaluate, job.n)]
     for method in study.skipped_methods:
@@ -71,6 +72,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
             study_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FairadvError(f"{study_dir}: cannot create the study folder: {exc.strerror or exc}") from None
+        jobs_todo = grouped(jobs_todo, recipes, study.name, study_dir)  # W&B group, MLflow parent run
         console.print(f"study {study.name}: {len(jobs_todo)} of {len(study.cells())} cells to run in {study_dir}",
                       highlight=False)
         with StudyView([j.name for j in jobs_todo], jobs if launcher == "local" else len(jobs_todo), console,
@@ -97,6 +99,8 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     console.print(f"study {study.name}: wrote {study_dir / 'table.md'} and the figures ({seconds:.0f}s)",
                   highlight=False)
     failed = {name: s for name, s in states.items() if s.get("state") == "failed"}
+    if states:
+        finish_parents(study_dir, failed=bool(failed))
     if failed:
         lines = "; ".join(f"{name}: {s.get('error', '')}" for name, s in failed.items())
         raise StudyFailed(f"{study.source}: {len(failed)} cell(s) failed: {lines}")

@@ -2,7 +2,7 @@
 
 The run id is kept in ``trackers.json``, so a resumed fairadv run logs into the same MLflow run; what it already
 holds is read back from the store (the history of ``train/loss``), so no epoch is logged twice. A study creates a
-parent run (`study_parent_run`) and its cells are the parent's children (the ``mlflow.parentRunId`` tag).
+parent run (`fairadv.study.tracking`) and its cells are the parent's children (the ``mlflow.parentRunId`` tag).
 
 File stores: MLflow 3 keeps ``file:`` stores in maintenance mode and refuses them unless
 ``MLFLOW_ALLOW_FILE_STORE=true``; fairadv sets that (if unset) only when the chosen store is a file store.
@@ -10,7 +10,6 @@ File stores: MLflow 3 keeps ``file:`` stores in maintenance mode and refuses the
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -94,21 +93,6 @@ class MlflowTracker(Tracker):
 
     def close(self, failed: bool = False) -> None:
         self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
-
-
-def study_parent_run(config: MlflowConfig, study_name: str, state_file: Path) -> str:
-    """The id of the study's own MLflow run, created on the first call and kept in ``state_file`` for reruns."""
-    client, experiment_id = client_and_experiment(config)
-    if state_file.is_file():
-        run_id = json.loads(state_file.read_text()).get("run_id")
-        if run_id:
-            return run_id
-    run_id = client.create_run(experiment_id, run_name=study_name, tags={"fairadv.study": study_name}).info.run_id
-    from fairadv.train.checkpoint import write_text_atomic
-
-    write_text_atomic(state_file, json.dumps({"run_id": run_id, "tracking_uri": resolved_uri(config.tracking_uri),
-                                              "experiment": config.experiment}) + "\n")
-    return run_id
 
 
 def _flat(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -36,13 +36,14 @@ class TensorBoardTracker(Tracker):
         self.writer.flush()
 
     def log_summary(self, step: int, summary: Mapping[str, Any], files: Sequence[Path]) -> None:
-        from torchvision.io import ImageReadMode, read_image
+        from matplotlib.image import imread
 
         self.log_scalars(step, summary_scalars(summary))
         self.writer.add_text("final/summary", summary_markdown(summary), step)
         for path in files:
             if path.suffix == ".png":
-                self.writer.add_image(f"figures/{path.stem}", read_image(str(path), ImageReadMode.RGB), step)
+                rgb = imread(path)[..., :3]  # floats in [0, 1], alpha dropped
+                self.writer.add_image(f"figures/{path.stem}", rgb, step, dataformats="HWC")
         self.writer.flush()
 
     def close(self, failed: bool = False) -> None:
