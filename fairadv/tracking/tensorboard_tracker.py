@@ -15,6 +15,7 @@ from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import summary_markdown, summary_scalars
 
 FOLDER = "tensorboard"
+FLUSH_SECONDS = 10  # the writer's thread flushes this often (and on close): live curves without a sync per epoch
 
 
 class TensorBoardTracker(Tracker):
@@ -25,7 +26,8 @@ class TensorBoardTracker(Tracker):
 
         self.folder = run.folder / FOLDER
         # purge_step only matters when earlier event files exist; on a fresh run it is a no-op.
-        self.writer = SummaryWriter(str(self.folder), purge_step=first_step if identity is not None else None)
+        self.writer = SummaryWriter(str(self.folder), purge_step=first_step if identity is not None else None,
+                                    flush_secs=FLUSH_SECONDS)
 
     def identity(self) -> dict[str, Any]:
         return {"folder": FOLDER}
@@ -33,7 +35,6 @@ class TensorBoardTracker(Tracker):
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, step)
-        self.writer.flush()
 
     def log_summary(self, step: int, summary: Mapping[str, Any], files: Sequence[Path]) -> None:
         from matplotlib.image import imread
