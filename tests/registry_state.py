@@ -19,6 +19,8 @@ def isolated_registries(monkeypatch: Any, installed: list[Any],
     """The plugin loader sees ``installed`` (fake entry points) instead of the real ones; afterwards every registry's
     entries come back, and of the modules imported meanwhile those ``forget(name, module)`` picks are removed."""
     registries = set(component_registries().values()) | {DISTANCES}
+    for reg in registries:  # built-ins registered now, so restoring brings them back even if no test loaded them yet
+        reg.names()
     saved = [(r, dict(r._entries), dict(r._origin)) for r in registries]
     modules = set(sys.modules)
     monkeypatch.setattr(registry, "metadata", types.SimpleNamespace(entry_points=lambda group: list(installed)))

@@ -234,7 +234,8 @@ def recipe_reference() -> str:
     import attrs
 
     from fairadv.distances import DISTANCES
-    from fairadv.recipe import DataConfig, EvalConfig, ModelConfig, Recipe, component_registries
+    from fairadv.recipe import (DataConfig, EvalConfig, LogConfig, MlflowConfig, ModelConfig, Recipe, WandbConfig,
+                                component_registries)
 
     registries = component_registries()
     defaults = _default_recipe()
@@ -252,6 +253,10 @@ def recipe_reference() -> str:
             out += ["### `[eval.attack]`", "",
                     f"The evaluation attack: any attack below under [`[attack]`](#attack), chosen with `name`. "
                     f"Default: `name = {toml_value(attack.name)}`, `{params}`.", ""]
+        elif table == "log":
+            out += ["## `[log]`", "", summary_line(LogConfig), "", fields_table(LogConfig), ""]
+            for key, cls in (("wandb", WandbConfig), ("mlflow", MlflowConfig)):
+                out += [f"### `[log.{key}]`", "", summary_line(cls), "", fields_table(cls), ""]
         else:
             registry = registries[table]
             section = {"data": DataConfig, "model": ModelConfig}.get(table)

@@ -53,6 +53,9 @@ class TrackingSession:
         """Open the chosen trackers (continuing their runs from ``trackers.json``) and send each the epochs it lacks
         up to ``resumed_through`` (0 on a fresh run); ``enabled=False`` (ranks other than 0): none. A tracker that
         cannot start is a one-line `FairadvError`."""
+        missing = recipe.log.missing_package()
+        if missing:  # Recipe.load says so already; a recipe built in Python reaches here
+            raise FairadvError(f"{recipe.source}: {missing}")
         chosen = recipe.log.chosen() if enabled else []
         state = _read_state(folder / STATE_FILE) if chosen else {}
         session = cls(folder, class_names, base_eps, timing_key, {}, state)
@@ -111,6 +114,12 @@ class TrackingSession:
             except Exception as exc:  # noqa: BLE001 - metrics.jsonl and summary.json hold it all
                 self._drop(key, exc)
         self.close()
+
+    def __enter__(self) -> TrackingSession:
+        return self
+
+    def __exit__(self, kind: type | None, *_: object) -> None:
+        self.close(failed=kind is not None)  # after `finish`, nothing is left open
 
     def close(self, failed: bool = False) -> None:
         for key, tracker in list(self.trackers.items()):

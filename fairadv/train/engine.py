@@ -40,8 +40,10 @@ from fairadv.train.best import BestEpoch
 from fairadv.train.build import build_components, training_device
 from fairadv.train.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
 from fairadv.train.display import epoch_line, policy_table, training_progress
+from fairadv.train.epoch_metrics import test_metrics, timing, training_metrics
 from fairadv.train.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size
 from fairadv.train.evaluator import SplitEvaluator
+from fairadv.train.policy_guard import NumericalError, checked_policy
 from fairadv.train.results import write_results
 from fairadv.train.run_folder import RunFolder
 from fairadv.train.seeding import epoch_seed, seed_everything
@@ -49,12 +51,6 @@ from fairadv.train.seeding import epoch_seed, seed_everything
 log = logging.getLogger(__name__)
 
 TIMING_KEY = "timing"  # wall-clock figures in metrics.jsonl: the only values that differ between identical runs
-
-
-class NumericalError(FairadvError):
-    """Training produced a non-finite loss or policy; the last good checkpoint is kept."""
-
-    exit_code = 3
 
 
 class Trainer:
@@ -69,9 +65,6 @@ class Trainer:
         self.recipe = recipe
         self.console = console or Console(stderr=True)  # progress, epoch lines, policy tables
         self.results = results  # the final per-class table (the command line's stdout)
-        missing = recipe.log.missing_package()
-        if missing:
-            raise FairadvError(f"{recipe.source}: {missing}")
         self.dist = init_from_env(recipe.run.device)
         self.show_progress = progress and self.dist.is_main
         self.device = training_device(recipe.run.device, self.dist)
@@ -104,8 +97,7 @@ class Trainer:
             if self.start_epoch == 1:
                 self.folder.create(self.recipe.to_toml())
                 self.folder.append("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
-            self.tracking = self._open_trackers()
-            try:
+            with self._open_trackers() as self.tracking:
                 for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
                     self._run_epoch(epoch, progress)
                 summary = self.final_evaluation()
@@ -114,9 +106,6 @@ class Trainer:
                                   self.recipe.train.epochs, self.best)
                     self.tracking.finish(summary, sorted(self.run_dir.glob("*.png")) + [self.run_dir / "summary.json"],
                                          step=self.recipe.train.epochs)
-            except BaseException:
-                self.tracking.close(failed=True)
-                raise
         if self.results is not None and self.dist.is_main:
             print_summary(summary, self.results)
         if self.show_progress:
@@ -145,25 +134,11 @@ class Trainer:
         ended = self._checked_policy(
             lambda: self.strategy.on_epoch_end(attrs.evolve(ctx, stats=stats, policy=self.policy)), epoch)
 
-        metrics: dict[str, Any] = {
-            "epoch": epoch,
-            "lr": parts.optimizer.param_groups[0]["lr"],
-            "loss": loss,
-            "train_clean_accuracy": None if stats.clean_accuracy is None else float(stats.clean_accuracy.mean()),
-            "train_robust_accuracy": float(stats.robust_accuracy.mean()),
-            "train_clean_accuracy_by_class": None if stats.clean_accuracy is None else stats.clean_accuracy.tolist(),
-            "train_robust_accuracy_by_class": stats.robust_accuracy.tolist(),
-        }
+        metrics = training_metrics(epoch, parts.optimizer.param_groups[0]["lr"], loss, stats)
         every = recipe.train.eval_every
         if every and epoch % every == 0 and epoch < recipe.train.epochs:
-            summary = summarize(self.evaluate_test(), self.class_names, self._attack_info())
-            metrics.update(test_clean_accuracy=summary["clean_accuracy"],
-                           test_robust_accuracy=summary["robust_accuracy"],
-                           test_worst_class_robust_accuracy=summary["worst_class_robust_accuracy"],
-                           test_worst_class=summary["worst_class"],
-                           test_clean_accuracy_by_class=[row["clean"] for row in summary["per_class"]],
-                           test_robust_accuracy_by_class=[row["robust"] for row in summary["per_class"]])
-        metrics[TIMING_KEY] = {"seconds": round(seconds, 3), "images_per_s": round(seen / max(seconds, 1e-9), 1)}
+            metrics.update(test_metrics(summarize(self.evaluate_test(), self.class_names, self._attack_info())))
+        metrics[TIMING_KEY] = timing(seconds, seen)
         if ended is not None:
             self._set_policy(ended, epoch, applies_from=epoch + 1)
         state = self._state(epoch)
@@ -226,8 +201,8 @@ class Trainer:
                                  f"({self.folder.checkpoint_note()}); lower optimizer.lr or check the data")
 
     def _open_trackers(self) -> TrackingSession:
-        """The trackers of ``[log]`` on rank 0 (none elsewhere), caught up to the epoch this process starts from.
-        A tracker that cannot start stops the run before its first epoch; a fresh run's folder is then removed."""
+        """``[log]``'s trackers on rank 0, caught up to this process's first epoch; if one cannot start, a fresh
+        run's folder is removed."""
         try:
             return TrackingSession.open(self.recipe, self.run_dir, self.class_names, self.parts.attack.eps,
                                         TIMING_KEY, resumed_through=self.start_epoch - 1, enabled=self.dist.is_main)
@@ -265,19 +240,7 @@ class Trainer:
     # --- policy -----------------------------------------------------------------------------------------------------
 
     def _checked_policy(self, hook: Any, epoch: int) -> ClassPolicy | None:
-        """Run a strategy hook; validate a returned policy again on a private copy, so a strategy that mutates its
-        tensors afterwards can never put a NaN into training, policy.jsonl or a checkpoint."""
-        try:
-            policy = hook()
-            if policy is not None:
-                policy = ClassPolicy.from_dict(policy.to_dict())
-        except ValueError as exc:
-            raise NumericalError(f"strategy {self.recipe.strategy.name!r} produced an invalid policy at epoch "
-                                 f"{epoch}: {exc}") from None
-        if policy is not None and policy.num_classes != self.num_classes:
-            raise NumericalError(f"strategy {self.recipe.strategy.name!r} returned a policy for "
-                                 f"{policy.num_classes} classes; the data has {self.num_classes}")
-        return policy
+        return checked_policy(hook, self.recipe.strategy.name, self.num_classes, epoch)
 
     def _set_policy(self, policy: ClassPolicy, epoch: int, applies_from: int) -> None:
         self.policy = policy
