@@ -111,7 +111,7 @@ def test_a_tracker_that_cannot_start_leaves_no_run_folder(tmp_path):
 # --- what goes out --------------------------------------------------------------------------------------------------
 
 def test_every_tracker_holds_the_per_class_curves_policy_and_summary(tmp_path):
-    recipe = fairadv.Recipe.load(DAFA, [*QUICK, *all_trackers(tmp_path)])
+    recipe = fairadv.Recipe.load(DAFA, [*QUICK, "data.val_per_class=50", *all_trackers(tmp_path)])
     summary = fairadv.run(recipe, out=tmp_path / "runs")
     run_dir = tmp_path / "runs" / "dafa_gaussian"
     metrics, policies = jsonl(run_dir / "metrics.jsonl"), jsonl(run_dir / "policy.jsonl")
@@ -150,6 +150,9 @@ def test_every_tracker_holds_the_per_class_curves_policy_and_summary(tmp_path):
         assert series(f"policy_radius/{name}")[-1][1] == pytest.approx(0.05 * policies[-1]["eps_scale"][i])
         assert series(f"final_robust_accuracy_by_class/{name}") == [
             (EPOCHS, pytest.approx(summary["per_class"][i]["robust"]))]
+        assert series(f"val_robust_accuracy_by_class/{name}") == [
+            (m["epoch"], pytest.approx(m["val_robust_accuracy_by_class"][i])) for m in metrics]
+    assert all(m["val_worst_class_robust_accuracy"] == min(m["val_robust_accuracy_by_class"]) for m in metrics)
     assert any(v[1] != 1.0 for v in series("policy_ce_weight/c0") + series("policy_ce_weight/c2")), "no policy change"
     for key in ("train/loss", "train/lr", "train/clean_accuracy", "train/robust_accuracy"):
         assert [s for s, _ in series(key)] == list(range(1, EPOCHS + 1))
@@ -281,3 +284,27 @@ set = ["strategy.warmup_epochs=1"]
         run_dir = folder / "runs" / cell
         (wandb_run,) = wandb_run_fields(run_dir / "wandb", identities(run_dir)["wandb"]["id"])
         assert (wandb_run.run_group, wandb_run.display_name) == ("grouped", cell)
+
+
+def test_a_tracker_failing_mid_run_is_dropped_and_caught_up_on_resume(tmp_path, monkeypatch, caplog):
+    from fairadv.tracking.tensorboard_tracker import TensorBoardTracker
+
+    original = TensorBoardTracker.log_scalars
+
+    def disk_full_at_epoch_3(self, step, scalars):
+        if step == 3:
+            raise OSError(28, "No space left on device")
+        original(self, step, scalars)
+
+    monkeypatch.setattr(TensorBoardTracker, "log_scalars", disk_full_at_epoch_3)
+    recipe = fairadv.Recipe.load(DAFA, [*QUICK, "log.tensorboard=true"])
+    fairadv.run(recipe, out=tmp_path)  # training goes on
+    run_dir = tmp_path / "dafa_gaussian"
+    assert "log.tensorboard: [Errno 28] No space left on device; this tracker is stopped" in caplog.text
+    assert len(jsonl(run_dir / "metrics.jsonl")) == EPOCHS
+    assert json.loads((run_dir / "trackers.json").read_text())["tensorboard"]["logged_through"] == 2
+    assert [s for s, _ in tensorboard_scalars(run_dir / "tensorboard")["train/loss"]] == [1, 2]
+    monkeypatch.setattr(TensorBoardTracker, "log_scalars", original)
+    fairadv.run(recipe, out=tmp_path, resume=True)  # the finished run: nothing to train, the tracker catches up
+    assert [s for s, _ in tensorboard_scalars(run_dir / "tensorboard")["train/loss"]] == list(range(1, EPOCHS + 1))
+    assert json.loads((run_dir / "trackers.json").read_text())["tensorboard"]["logged_through"] == EPOCHS

@@ -39,7 +39,8 @@ class BestEpoch:
         """Add the validation scores to ``metrics``, save ``state`` as ``best.pt`` if ``epoch`` is the best, and put
         this tracker's state into ``state`` (for ``last.pt``)."""
         metrics.update(val_robust_accuracy=float(val.robust_accuracy.mean()),
-                       val_worst_class_robust_accuracy=float(val.robust_accuracy.min()))
+                       val_worst_class_robust_accuracy=float(val.robust_accuracy.min()),
+                       val_robust_accuracy_by_class=val.robust_accuracy.tolist())
         if self.update(epoch, val):
             folder.save_checkpoint({**state, "best": self.record()}, name="best.pt")
         state["best"] = self.state_dict()
