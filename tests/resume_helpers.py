@@ -22,6 +22,15 @@ def full_and_resumed(recipe: fairadv.Recipe, base: Path, monkeypatch: pytest.Mon
     Returns the two run folders (straight, resumed); the resumed one really stopped after ``stop_at - 1`` epochs.
     """
     fairadv.run(recipe, out=base / "full")
+    run_interrupted(recipe, base / "cut", monkeypatch, stop_at)
+    cut = base / "cut" / str(recipe.run.name)
+    assert [row["epoch"] for row in metrics(cut)] == list(range(1, stop_at))
+    fairadv.run(recipe, out=base / "cut", resume=True)
+    return base / "full" / str(recipe.run.name), cut
+
+
+def run_interrupted(recipe: fairadv.Recipe, out: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int) -> None:
+    """Run ``recipe`` into ``out`` and stop it (`Interrupt`) just before epoch ``stop_at``."""
     original = Trainer._run_epoch
 
     def stop(self: Trainer, epoch: int, progress: object) -> None:
@@ -31,12 +40,8 @@ def full_and_resumed(recipe: fairadv.Recipe, base: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(Trainer, "_run_epoch", stop)
     with pytest.raises(Interrupt):
-        fairadv.run(recipe, out=base / "cut")
+        fairadv.run(recipe, out=out)
     monkeypatch.setattr(Trainer, "_run_epoch", original)
-    cut = base / "cut" / str(recipe.run.name)
-    assert [row["epoch"] for row in metrics(cut)] == list(range(1, stop_at))
-    fairadv.run(recipe, out=base / "cut", resume=True)
-    return base / "full" / str(recipe.run.name), cut
 
 
 def metrics(run_dir: Path) -> list[dict]:

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 import fairadv
 from fairadv.cli import main
 from fairadv.tracking.series import class_tag, epoch_scalars, policy_in_effect, policy_scalars, series_name
-from fairadv.train.engine import Trainer
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 pytest.importorskip("wandb", reason="the wandb extra is not installed")
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
 
+from resume_helpers import run_interrupted  # noqa: E402
 from tracker_readers import (mlflow_history, tensorboard_scalars, tensorboard_tags,  # noqa: E402
                              wandb_history, wandb_run_fields, wandb_sessions)
 
@@ -179,24 +179,6 @@ def test_every_tracker_holds_the_per_class_curves_policy_and_summary(tmp_path):
 
 
 # --- resume ---------------------------------------------------------------------------------------------------------
-
-class Interrupt(Exception):
-    pass
-
-
-def run_interrupted(recipe: fairadv.Recipe, out: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int) -> None:
-    original = Trainer._run_epoch
-
-    def stop(self: Trainer, epoch: int, progress: object) -> None:
-        if epoch == stop_at:
-            raise Interrupt
-        original(self, epoch, progress)
-
-    monkeypatch.setattr(Trainer, "_run_epoch", stop)
-    with pytest.raises(Interrupt):
-        fairadv.run(recipe, out=out)
-    monkeypatch.setattr(Trainer, "_run_epoch", original)
-
 
 def test_a_resumed_run_continues_the_same_tracker_runs_without_duplicate_steps(tmp_path, monkeypatch):
     recipe = fairadv.Recipe.load(DAFA, [*QUICK, *all_trackers(tmp_path)])
