@@ -40,8 +40,8 @@ from fairadv.train.best import BestEpoch
 from fairadv.train.build import build_components, training_device
 from fairadv.train.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
 from fairadv.train.display import epoch_line, policy_table, training_progress
-from fairadv.train.epoch_metrics import test_metrics, timing, training_metrics
 from fairadv.train.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size
+from fairadv.train.epoch_metrics import test_metrics, timing, training_metrics
 from fairadv.train.evaluator import SplitEvaluator
 from fairadv.train.policy_guard import NumericalError, checked_policy
 from fairadv.train.results import write_results
