@@ -288,5 +288,10 @@ def test_a_tracker_failing_mid_run_is_dropped_and_caught_up_on_resume(tmp_path, 
     assert [s for s, _ in tensorboard_scalars(run_dir / "tensorboard")["train/loss"]] == [1, 2]
     monkeypatch.setattr(TensorBoardTracker, "log_scalars", original)
     fairadv.run(recipe, out=tmp_path, resume=True)  # the finished run: nothing to train, the tracker catches up
-    assert [s for s, _ in tensorboard_scalars(run_dir / "tensorboard")["train/loss"]] == list(range(1, EPOCHS + 1))
-    assert json.loads((run_dir / "trackers.json").read_text())["tensorboard"]["logged_through"] == EPOCHS
+    scalars = tensorboard_scalars(run_dir / "tensorboard")
+    assert [s for s, _ in scalars["train/loss"]] == list(range(1, EPOCHS + 1))
+    assert json.loads((run_dir / "trackers.json").read_text())["tensorboard"] == {
+        "identity": {"folder": "tensorboard"}, "logged_through": EPOCHS, "summary_logged": True}
+    fairadv.run(recipe, out=tmp_path, resume=True)  # once more: the summary is not sent twice
+    assert tensorboard_scalars(run_dir / "tensorboard")["final/robust_accuracy"] == scalars["final/robust_accuracy"]
+    assert len(scalars["final/robust_accuracy"]) == 1

@@ -71,7 +71,7 @@ class TrackingSession:
                 except Exception as exc:  # noqa: BLE001 - the tracker's own error, as one line
                     raise FairadvError(f"{recipe.source}: log.{key}: cannot start {key}: {_first_line(exc)}") from None
                 session.trackers[key] = tracker
-                state[key] = {"identity": tracker.identity(), "logged_through": recorded}
+                state[key] = {**saved, "identity": tracker.identity(), "logged_through": recorded}
                 session.replay(key, min(tracker.logged_through(recorded), resumed_through), resumed_through)
         except BaseException:
             session.close(failed=True)
@@ -109,10 +109,15 @@ class TrackingSession:
     def finish(self, summary: Mapping[str, Any], files: Sequence[Path], step: int) -> None:
         """Send the final evaluation and the run's files at ``step`` (the last epoch), then close every tracker."""
         for key, tracker in list(self.trackers.items()):
+            if self.state[key].get("summary_logged"):  # a finished run resumed again: sent once already
+                continue
             try:
                 tracker.log_summary(step, summary, files)
             except Exception as exc:  # noqa: BLE001 - metrics.jsonl and summary.json hold it all
                 self._drop(key, exc)
+                continue
+            self.state[key]["summary_logged"] = True
+        self.save()
         self.close()
 
     def __enter__(self) -> TrackingSession:
