@@ -282,7 +282,7 @@ def test_a_tracker_failing_mid_run_is_dropped_and_caught_up_on_resume(tmp_path, 
     recipe = fairadv.Recipe.load(DAFA, [*QUICK, "log.tensorboard=true"])
     fairadv.run(recipe, out=tmp_path)  # training goes on
     run_dir = tmp_path / "dafa_gaussian"
-    assert "log.tensorboard: [Errno 28] No space left on device; this tracker is stopped" in caplog.text
+    assert "log.tensorboard: OSError: [Errno 28] No space left on device; this tracker is stopped" in caplog.text
     assert len(jsonl(run_dir / "metrics.jsonl")) == EPOCHS
     assert json.loads((run_dir / "trackers.json").read_text())["tensorboard"]["logged_through"] == 2
     assert [s for s, _ in tensorboard_scalars(run_dir / "tensorboard")["train/loss"]] == [1, 2]

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from fairadv.errors import one_line
 from fairadv.study.cell import CellJob, run_cell
 from fairadv.study.view import StudyView
 
@@ -56,11 +57,3 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
                 process.terminate()
             raise
     return results
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line: a fairadv error's own message, else its type and first line."""
-    from fairadv.errors import FairadvError
-
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return text if isinstance(error, FairadvError) else f"{type(error).__name__}: {text}".rstrip(": ")

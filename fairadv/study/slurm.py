@@ -15,9 +15,8 @@ from typing import Any
 
 import attrs
 
-from fairadv.errors import FairadvError
+from fairadv.errors import FairadvError, one_line
 from fairadv.study.cell import CellJob, run_cell
-from fairadv.study.local import one_line
 from fairadv.study.view import StudyView
 
 POLL_SECONDS = 2.0

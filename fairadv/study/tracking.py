@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 
-from fairadv.errors import FairadvError
+from fairadv.errors import FairadvError, one_line
 from fairadv.recipe import MlflowConfig, Recipe
 from fairadv.study.cell import CellJob
 
@@ -47,8 +47,8 @@ def parent_run(config: MlflowConfig, study_name: str, study_dir: Path) -> str:
             client, experiment_id = client_and_experiment(config)
             run = client.create_run(experiment_id, run_name=study_name, tags={"fairadv.study": study_name})
         except Exception as exc:  # noqa: BLE001 - MLflow's own error, as one line
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise FairadvError(f"{study_dir}: log.mlflow: cannot create the study's MLflow run: {reason}") from None
+            raise FairadvError(f"{study_dir}: log.mlflow: cannot create the study's MLflow run: {one_line(exc)}"
+                               ) from None
         parents[where] = run.info.run_id
         write_text_atomic(path, json.dumps(parents, indent=2) + "\n")
     return parents[where]

@@ -27,8 +27,6 @@ class RunInfo:
 class Tracker(abc.ABC):
     """One tracker's side of a run. Steps are epochs; the final summary is logged at the last epoch."""
 
-    key: str  # the [log] key that turns it on
-
     @abc.abstractmethod
     def identity(self) -> dict[str, Any]:
         """What `open` needs to continue this tracker run after a resume (stored in ``trackers.json``)."""

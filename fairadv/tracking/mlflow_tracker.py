@@ -51,8 +51,6 @@ def client_and_experiment(config: MlflowConfig) -> tuple[Any, str]:
 
 
 class MlflowTracker(Tracker):
-    key = "mlflow"
-
     def __init__(self, run: RunInfo, config: MlflowConfig, identity: Mapping[str, Any] | None, first_step: int):
         self.client, experiment_id = client_and_experiment(config)
         if identity:

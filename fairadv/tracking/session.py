@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fairadv.errors import FairadvError
+from fairadv.errors import FairadvError, one_line
 from fairadv.recipe import Recipe
 from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import epoch_scalars, policy_in_effect, policy_scalars
@@ -69,7 +69,7 @@ class TrackingSession:
                 try:
                     tracker = tracker_cls(run, getattr(recipe.log, key), saved.get("identity"), recorded + 1)
                 except Exception as exc:  # noqa: BLE001 - the tracker's own error, as one line
-                    raise FairadvError(f"{recipe.source}: log.{key}: cannot start {key}: {_first_line(exc)}") from None
+                    raise FairadvError(f"{recipe.source}: log.{key}: cannot start {key}: {one_line(exc)}") from None
                 session.trackers[key] = tracker
                 state[key] = {**saved, "identity": tracker.identity(), "logged_through": recorded}
                 session.replay(key, min(tracker.logged_through(recorded), resumed_through), resumed_through)
@@ -131,7 +131,7 @@ class TrackingSession:
             try:
                 tracker.close(failed=failed)
             except Exception as exc:  # noqa: BLE001
-                log.warning("log.%s: closing failed: %s", key, _first_line(exc))
+                log.warning("log.%s: closing failed: %s", key, one_line(exc))
         self.trackers.clear()
 
     def save(self) -> None:
@@ -151,7 +151,7 @@ class TrackingSession:
 
     def _drop(self, key: str, exc: BaseException) -> None:
         log.warning("log.%s: %s; this tracker is stopped for the rest of the process (metrics.jsonl has every "
-                    "epoch; --resume sends it what it missed)", key, _first_line(exc))
+                    "epoch; --resume sends it what it missed)", key, one_line(exc))
         tracker = self.trackers.pop(key)
         try:
             tracker.close(failed=True)
@@ -165,7 +165,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FairadvError(f"{path}: not a trackers file ({_first_line(exc)}); delete it to give the trackers new "
+        raise FairadvError(f"{path}: not a trackers file ({one_line(exc)}); delete it to give the trackers new "
                            "runs") from None
     if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
         raise FairadvError(f"{path}: not a trackers file (expected a JSON object of tables); delete it to give the "
@@ -185,8 +185,3 @@ def _records(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             out.append(record)
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

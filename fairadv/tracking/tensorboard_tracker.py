@@ -19,8 +19,6 @@ FLUSH_SECONDS = 10  # the writer's thread flushes this often (and on close): liv
 
 
 class TensorBoardTracker(Tracker):
-    key = "tensorboard"
-
     def __init__(self, run: RunInfo, config: Any, identity: Mapping[str, Any] | None, first_step: int):
         from torch.utils.tensorboard import SummaryWriter
 

@@ -19,8 +19,6 @@ from fairadv.tracking.series import summary_scalars
 
 
 class WandbTracker(Tracker):
-    key = "wandb"
-
     def __init__(self, run: RunInfo, config: WandbConfig, identity: Mapping[str, Any] | None, first_step: int):
         import wandb
 
