@@ -68,8 +68,8 @@ def load_or_train(run: str | None, device: torch.device) -> tuple[torch.nn.Modul
                                                                    float, int, str]:
     """(model, test set, eps, batch size, description) from a run folder, or from a TRADES digits run trained now."""
     from fairadv.api import load_model
-    from fairadv.train.build import build_dataset
-    from fairadv.train.checkpoint import parse_stored_recipe
+    from fairadv.build import build_dataset
+    from fairadv.checkpoint import parse_stored_recipe
     from fairadv.recipe import Recipe
 
     if run is None:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from fairadv.attacks import PGD
-from fairadv.train.build import select_device
+from fairadv.build import select_device
 from fairadv.models import create_model
 from fairadv.objectives import TRADES
 from fairadv.policy import ClassPolicy

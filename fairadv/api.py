@@ -6,11 +6,11 @@ from pathlib import Path
 
 from torch import nn
 
+from fairadv.build import build_dataset
+from fairadv.checkpoint import load_checkpoint, load_error, model_spec, parse_stored_recipe
 from fairadv.errors import FairadvError
 from fairadv.recipe import Recipe
 from fairadv.registry import MODELS
-from fairadv.train.build import build_dataset
-from fairadv.train.checkpoint import load_checkpoint, load_error, model_spec, parse_stored_recipe
 from fairadv.train.engine import run
 
 

@@ -76,8 +76,8 @@ _set_option = click.option("--set", "overrides", multiple=True, metavar="TABLE.K
 @_user_errors
 def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, quiet: bool) -> None:
     """Train and evaluate RECIPE; write the run folder."""
+    from fairadv.distributed import leave_process_group
     from fairadv.recipe import Recipe
-    from fairadv.train.distributed import leave_process_group
     from fairadv.train.engine import Trainer
 
     loaded = Recipe.load(recipe, overrides)
@@ -91,9 +91,9 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, 
 @_user_errors
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check RECIPE as run would at start-up (keys, types, ranges, component names, data, model) without training."""
+    from fairadv.distributed import DistInfo
     from fairadv.recipe import Recipe
-    from fairadv.train.build import build_components, training_device
-    from fairadv.train.distributed import DistInfo
+    from fairadv.train.components import build_components, training_device
 
     loaded = Recipe.load(recipe, overrides)
     build_components(loaded, training_device(loaded.run.device, DistInfo()), DistInfo())  # writes nothing

@@ -397,7 +397,7 @@ def test_missing_engine_support_is_a_clear_error():
 
 def test_cfa_digits_recipe_reports_the_fawa_average(tmp_path):
     import fairadv
-    from fairadv.train.checkpoint import load_checkpoint
+    from fairadv.checkpoint import load_checkpoint
 
     fast = ["train.epochs=3", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
             "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2",
@@ -424,7 +424,7 @@ def test_cfa_digits_recipe_reports_the_fawa_average(tmp_path):
 
 def test_an_interrupted_run_resumes_to_the_same_average_and_report(tmp_path, monkeypatch):
     import fairadv
-    from fairadv.train.checkpoint import load_checkpoint
+    from fairadv.checkpoint import load_checkpoint
 
     fast = ["train.epochs=4", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
             "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2",

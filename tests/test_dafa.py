@@ -468,7 +468,7 @@ def test_confusion_and_softmax_agree_on_one_hot_statistics():
                          ids=["paper", "eval_pass-centroid"])
 def test_dafa_digits_recipe_applies_the_weights_after_warmup(tmp_path, options):
     import fairadv
-    from fairadv.train.checkpoint import load_checkpoint
+    from fairadv.checkpoint import load_checkpoint
 
     fast = ["train.epochs=2", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
             "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1"]

@@ -416,7 +416,7 @@ def test_random_holdout_is_unchanged_by_the_pick_option():
 
 def test_data_holdout_reaches_the_validation_split():
     from fairadv.recipe import Recipe
-    from fairadv.train.build import build_source, split_indices
+    from fairadv.build import build_source, split_indices
 
     recipe = Recipe.load(Path(__file__).parent.parent / "recipes" / "trades_digits.toml",
                          ["data.val_per_class=5"])

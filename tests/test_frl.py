@@ -415,7 +415,7 @@ def test_bad_hyperparameters_give_one_line_errors(kwargs, match):
 
 def test_frl_digits_recipe_runs_and_updates_before_each_epoch_after_warmup(tmp_path):
     import fairadv
-    from fairadv.train.checkpoint import load_checkpoint
+    from fairadv.checkpoint import load_checkpoint
 
     fast = ["train.epochs=3", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
             "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2"]
@@ -434,7 +434,7 @@ def test_frl_digits_recipe_runs_and_updates_before_each_epoch_after_warmup(tmp_p
 
 def test_an_interrupted_run_resumes_to_the_same_multipliers_and_report(tmp_path, monkeypatch):
     import fairadv
-    from fairadv.train.checkpoint import load_checkpoint
+    from fairadv.checkpoint import load_checkpoint
 
     fast = ["train.epochs=4", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
             "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2"]

@@ -36,7 +36,7 @@ import torch
 from click.testing import CliRunner
 
 import fairadv
-from fairadv.train.build import build_model
+from fairadv.build import build_model
 from fairadv.cli import main
 from fairadv.train.engine import TIMING_KEY, Trainer
 from fairadv.policy import ClassPolicy
@@ -424,7 +424,7 @@ def test_resume_with_a_bad_checkpoint_exits_2_and_touches_no_file(tmp_path, temp
 @pytest.mark.parametrize("data", [random.Random(0).randbytes(4096), b"garbage" * 100], ids=["random", "text"])
 def test_a_corrupt_checkpoint_is_not_reported_as_a_pickled_payload(tmp_path, data):
     """Protection: the refusal message tells corruption (truncated, garbled) apart from a pickled payload."""
-    from fairadv.train.checkpoint import load_checkpoint
+    from fairadv.checkpoint import load_checkpoint
 
     (tmp_path / "last.pt").write_bytes(data)
     with pytest.raises(fairadv.FairadvError, match="not a readable fairadv checkpoint") as info:
@@ -583,7 +583,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, refer
     like the uninterrupted run."""
     import io
 
-    import fairadv.train.checkpoint
+    import fairadv.checkpoint
 
     real_save = torch.save
     calls = []
@@ -597,10 +597,10 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, refer
         handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
         raise Killed
 
-    monkeypatch.setattr(fairadv.train.checkpoint.torch, "save", dying_save)
+    monkeypatch.setattr(fairadv.checkpoint.torch, "save", dying_save)
     with pytest.raises(Killed):
         fairadv.run(fairadv.Recipe.load(DAFA, KILL), out=tmp_path)
-    monkeypatch.setattr(fairadv.train.checkpoint.torch, "save", real_save)
+    monkeypatch.setattr(fairadv.checkpoint.torch, "save", real_save)
     run_dir = tmp_path / "dafa_digits"
     assert calls == [1, 2]
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1

@@ -53,15 +53,15 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     dict (e.g. a published CIFAR ResNet, keys ``conv1``, ``bn1``, ``layer1``..., ``linear``, with or without
     DataParallel's ``module.`` prefix) needs ``recipe_path`` for the data and the model, or ``model_name``.
     """
-    from fairadv.recipe import Recipe
-    from fairadv.train.build import build_model, build_source
-    from fairadv.train.checkpoint import (
+    from fairadv.build import build_model, build_source
+    from fairadv.checkpoint import (
         load_checkpoint,
         load_error,
         load_state_dict_file,
         model_spec,
         parse_stored_recipe,
     )
+    from fairadv.recipe import Recipe
 
     path = Path(path)
     if path.is_dir():
@@ -128,13 +128,13 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
     Every attack starts from the same seeded state, so its numbers do not depend on which other attacks ran.
     Returns the ``eval.json`` document (one setup; `merge_previous` adds the worst case over attacks).
     """
+    from fairadv.build import build_dataset, build_source
     from fairadv.data.base import TransformedDataset
     from fairadv.data.loader import make_loader, stratified_subset
     from fairadv.evaluation.classwise import predict
     from fairadv.evaluation.eval_file import encode
     from fairadv.evaluation.summary import summarize
-    from fairadv.train.build import build_dataset, build_source
-    from fairadv.train.seeding import seed_everything
+    from fairadv.seeding import seed_everything
 
     device = device or torch.device("cpu")
     recipe = target.recipe
@@ -262,9 +262,9 @@ def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, 
     ``threat_model``, ``model_dir``, ``data_root`` and ``model_info``). Every input is checked before the first
     attack runs; nothing is written unless evaluation succeeds.
     """
+    from fairadv.build import select_device
+    from fairadv.checkpoint import write_text_atomic
     from fairadv.evaluation.classwise import COUNTINGS
-    from fairadv.train.build import select_device
-    from fairadv.train.checkpoint import write_text_atomic
 
     if n < 0:
         raise FairadvError(f"--n {n}: expected 0 (the whole test split) or a positive number of images")

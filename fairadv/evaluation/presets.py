@@ -97,7 +97,7 @@ def _preset(name: str, eps: float, norm: str, seed: int, recipe: Any) -> Preset:
     elif key == "recipe":
         if recipe is None:
             raise FairadvError("--attack recipe: there is no recipe to take [eval.attack] from")
-        from fairadv.train.build import build_component
+        from fairadv.build import build_component
 
         attack = build_component("eval.attack", recipe.eval.attack)
         return Preset(key, attack, {"preset": key, "name": recipe.eval.attack.name, **recipe.eval.attack.params})

@@ -28,7 +28,7 @@ POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_sca
 
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.md`` (and ``run_dir/report/*.png`` and ``.pdf``); return the markdown file's path."""
-    from fairadv.train.checkpoint import write_text_atomic
+    from fairadv.checkpoint import write_text_atomic
 
     run = Path(run_dir)
     if not run.is_dir():

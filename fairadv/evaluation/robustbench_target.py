@@ -36,7 +36,7 @@ def load_zoo_target(name: str, device: torch.device, dataset: str = "cifar10", t
         zoo_entry,
     )
     from fairadv.recipe import Recipe
-    from fairadv.train.build import build_model, build_source
+    from fairadv.build import build_model, build_source
 
     if dataset not in ZOO_DATA:
         raise FairadvError(f"--dataset {dataset!r}: fairadv audits RobustBench models on {', '.join(ZOO_DATA)}")

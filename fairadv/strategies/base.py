@@ -49,7 +49,7 @@ class EpochContext:
         batches: ``batches(split="val", shard=False)`` iterates ``(x, y)`` batches of ``"train"`` (un-augmented),
             ``"val"`` or ``"test"`` on the training device, for strategies that need their own pass (e.g. per-class
             losses); with ``shard`` each of several processes gets its own share (sum the results with
-            `fairadv.train.distributed.all_reduce_sum`).
+            `fairadv.distributed.all_reduce_sum`).
     """
 
     epoch: int

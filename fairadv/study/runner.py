@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 from rich.console import Console
 
+from fairadv.checkpoint import write_text_atomic
 from fairadv.errors import FairadvError
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
@@ -24,7 +25,6 @@ from fairadv.study.spec import Study, load_study
 from fairadv.study.table import aggregate, write_tables
 from fairadv.study.tracking import finish_parents, grouped
 from fairadv.study.view import StudyView
-from fairadv.train.checkpoint import write_text_atomic
 
 log = logging.getLogger(__name__)
 

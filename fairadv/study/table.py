@@ -195,7 +195,7 @@ def _num(value: float | None) -> str:
 
 def write_tables(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
     """``table.md``, ``table.tex``, ``table.csv`` and ``study.json`` in ``study_dir`` (atomically)."""
-    from fairadv.train.checkpoint import write_text_atomic
+    from fairadv.checkpoint import write_text_atomic
 
     paths = []
     for name, text in (("table.md", markdown(doc)), ("table.tex", latex(doc)), ("table.csv", csv_text(doc)),

@@ -37,7 +37,7 @@ def grouped(jobs: list[CellJob], recipes: Mapping[str, Recipe], study_name: str,
 def parent_run(config: MlflowConfig, study_name: str, study_dir: Path) -> str:
     """The study's MLflow run in ``config``'s store and experiment, kept in ``<study>/mlflow_parent.json``."""
     from fairadv.tracking.mlflow_tracker import client_and_experiment, resolved_uri
-    from fairadv.train.checkpoint import write_text_atomic
+    from fairadv.checkpoint import write_text_atomic
 
     path = study_dir / PARENTS_FILE
     parents = json.loads(path.read_text()) if path.is_file() else {}

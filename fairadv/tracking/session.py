@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fairadv.checkpoint import write_text_atomic
 from fairadv.errors import FairadvError, one_line
 from fairadv.recipe import Recipe
 from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import epoch_scalars, policy_in_effect, policy_scalars
-from fairadv.train.checkpoint import write_text_atomic
 
 log = logging.getLogger(__name__)
 

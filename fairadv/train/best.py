@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from fairadv.evaluation.classwise import ClasswiseResult
-from fairadv.train.run_folder import RunFolder
+from fairadv.run_folder import RunFolder
 
 
 @attrs.define

@@ -10,7 +10,7 @@ Top to bottom:
         metrics.jsonl, policy.jsonl, checkpoints/last.pt (atomic), then the trackers of [log]
     final per-class evaluation -> summary.json and figures (and to the trackers)
 
-The objects come from `fairadv.train.build.build_components`, the files go through `RunFolder`, and the per-class
+The objects come from `fairadv.train.components.build_components`, the files go through `RunFolder`, and the per-class
 evaluations through `SplitEvaluator`. Reproducibility: every epoch reseeds the global RNGs and the shuffling
 generator from (seed, epoch), so a run resumed from its last checkpoint replays the remaining epochs exactly.
 """
@@ -27,26 +27,26 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
+from fairadv.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
 from fairadv.data.loader import make_loader
+from fairadv.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size
 from fairadv.errors import FairadvError
 from fairadv.evaluation.classwise import ClasswiseResult
 from fairadv.evaluation.summary import print_summary, summarize
 from fairadv.policy import ClassPolicy
 from fairadv.recipe import Recipe
+from fairadv.run_folder import RunFolder
+from fairadv.seeding import epoch_seed, seed_everything
 from fairadv.stats import ClassStats, EpochStats
 from fairadv.strategies.base import EpochContext
 from fairadv.tracking import TrackingSession
 from fairadv.train.best import BestEpoch
-from fairadv.train.build import build_components, training_device
-from fairadv.train.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
+from fairadv.train.components import build_components, training_device
 from fairadv.train.display import epoch_line, policy_table, training_progress
-from fairadv.train.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size
 from fairadv.train.epoch_metrics import test_metrics, timing, training_metrics
 from fairadv.train.evaluator import SplitEvaluator
 from fairadv.train.policy_guard import NumericalError, checked_policy
 from fairadv.train.results import write_results
-from fairadv.train.run_folder import RunFolder
-from fairadv.train.seeding import epoch_seed, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from fairadv.attacks.base import eval_mode
+from fairadv.build import DataSplits, build_dataset
 from fairadv.data.loader import make_loader, stratified_subset
+from fairadv.distributed import DistInfo, all_reduce_sum
 from fairadv.errors import FairadvError
 from fairadv.evaluation.classwise import ClasswiseResult, evaluate
 from fairadv.policy import ClassPolicy
 from fairadv.recipe import Recipe
 from fairadv.stats import ClassStats, EpochStats
-from fairadv.train.build import DataSplits, build_dataset
-from fairadv.train.distributed import DistInfo, all_reduce_sum
 
 
 class SplitEvaluator:

@@ -16,8 +16,8 @@ import torch
 
 from fairadv.evaluation.plots import write_run_plots
 from fairadv.evaluation.summary import chance_warning
+from fairadv.run_folder import RunFolder
 from fairadv.train.best import BestEpoch
-from fairadv.train.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 

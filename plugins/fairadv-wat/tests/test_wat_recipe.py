@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import fairadv
 from fairadv.cli import main
-from fairadv.train.checkpoint import load_checkpoint
+from fairadv.checkpoint import load_checkpoint
 from fairadv.errors import FairadvError
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "wat_digits.toml"

@@ -21,8 +21,8 @@ try:
 except ImportError:  # not POSIX: no locking
     fcntl = None  # type: ignore[assignment]
 
+from fairadv.checkpoint import load_checkpoint, parse_stored_recipe, save_atomic, write_text_atomic
 from fairadv.errors import FairadvError
-from fairadv.train.checkpoint import load_checkpoint, parse_stored_recipe, save_atomic, write_text_atomic
 
 LOGS = ("metrics.jsonl", "policy.jsonl")
 

@@ -1,15 +1,13 @@
-"""Turn a validated `Recipe` into objects: the device, the data splits, the model and every component.
+"""Turn a validated `Recipe` into objects: the device, the data splits, the model and any registered component.
 
-`build_components` is the one place a training run's objects are made; the engine receives them as a frozen
-`Components` bundle. The order of construction is fixed (the model is built right after seeding with ``run.seed``),
-so the same recipe always starts from the same weights.
+Training (`fairadv.train.components`) and evaluation both build from here, so neither needs the other. Every problem
+is a one-line `FairadvError` naming the recipe file and the table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,17 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from fairadv.checkpoint import load_error, load_state_dict_file
 from fairadv.data.base import TransformedDataset, stratified_holdout
 from fairadv.errors import FairadvError
 from fairadv.recipe import ComponentConfig, Recipe, component_registries
-from fairadv.registry import DATASETS, MODELS, OPTIMIZERS
-from fairadv.train.checkpoint import load_error, load_state_dict_file
-from fairadv.train.distributed import DistInfo, wrap_model
-from fairadv.train.precision import SpeedSettings, resolve_speed
-from fairadv.train.seeding import seed_everything
+from fairadv.registry import DATASETS, MODELS
 from fairadv.validators import InvalidValue
-
-log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -131,65 +124,12 @@ class DataSplits:
         return len(self.class_names)
 
 
-@attrs.frozen(eq=False)
-class Components:
-    """Everything a training run is made of, built from its recipe by `build_components`.
-
-    ``model`` is what checkpoints and evaluations use; ``train_model`` is what the training step calls (compiled,
-    BatchNorm-folded or wrapped in DDP) and shares ``model``'s parameters.
-    """
-
-    data: DataSplits
-    model: nn.Module
-    train_model: nn.Module
-    objective: Any
-    attack: Any
-    eval_attack: Any
-    strategy: Any
-    optimizer: torch.optim.Optimizer
-    schedule: Any
-    speed: SpeedSettings
-    scaler: torch.amp.GradScaler
-
-
 def build_data(recipe: Recipe) -> DataSplits:
     source = build_source(recipe)
     return DataSplits(train=build_dataset(recipe, "train"),
                       val=build_dataset(recipe, "val") if recipe.data.val_per_class else None,
                       test=build_dataset(recipe, "test"), class_names=tuple(source.class_names),
                       input_shape=tuple(source.input_shape))
-
-
-def build_components(recipe: Recipe, device: torch.device, dist: DistInfo, initial_weights: bool = True) -> Components:
-    """Build ``recipe``'s data, model (from ``model.init_from`` when ``initial_weights``) and components.
-
-    Every problem is a one-line `FairadvError` naming the recipe file and table, raised before any file is written.
-    """
-    data = build_data(recipe)
-    seed_everything(recipe.run.seed)
-    model = build_model(recipe, data.num_classes, data.input_shape)
-    if recipe.model.init_from and initial_weights:
-        load_initial_weights(model, recipe)
-    if dist.enabled and recipe.train.sync_batchnorm:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    check_model_fits(model, recipe, data, device)
-    speed = resolve_speed(device, recipe.train.precision, recipe.train.channels_last, recipe.train.compile,
-                          recipe.train.fold_bn)
-    if speed.warning and dist.is_main:
-        log.warning(speed.warning)
-    train_model = wrap_model(speed.prepare_model(model), dist, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=speed.needs_scaler)
-    attack = build_component("attack", recipe.attack)
-    objective = build_component("objective", recipe.objective)
-    strategy = build_component("strategy", recipe.strategy)
-    eval_attack = build_component("eval.attack", recipe.eval.attack)
-    with named_errors(recipe, "optimizer"):
-        optimizer = OPTIMIZERS.create(recipe.optimizer.name, params=model.parameters(), **recipe.optimizer.params)
-    schedule = build_component("schedule", recipe.schedule)
-    return Components(data=data, model=model, train_model=train_model, objective=objective, attack=attack,
-                      eval_attack=eval_attack, strategy=strategy, optimizer=optimizer, schedule=schedule,
-                      speed=speed, scaler=scaler)
 
 
 def check_model_fits(model: nn.Module, recipe: Recipe, data: DataSplits, device: torch.device) -> None:
@@ -222,9 +162,3 @@ def load_initial_weights(model: nn.Module, recipe: Recipe) -> None:
     except RuntimeError as exc:
         raise FairadvError(f"{recipe.source}: model.init_from = {source!r}: weights do not fit model "
                            f"{recipe.model.name!r}: {load_error(exc)}") from None
-
-
-def training_device(spec: str, dist: DistInfo) -> torch.device:
-    """`select_device`, then this process's own GPU under torchrun."""
-    device = select_device(spec)
-    return torch.device("cuda", dist.local_rank) if dist.enabled and device.type == "cuda" else device
