@@ -12,7 +12,7 @@ from PIL import Image
 from torchvision import datasets, transforms
 
 from fairadv.data.base import DATASETS, DataSource
-from fairadv.errors import FairadvError
+from fairadv.errors import FairadvError, one_line
 from fairadv.validators import InvalidValue
 
 
@@ -35,8 +35,8 @@ def _check_image(file: str) -> None:
         with Image.open(file) as image:
             image.verify()
     except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FairadvError(f"imagefolder: {file}: not a readable image ({reason}); remove or replace it") from None
+        raise FairadvError(f"imagefolder: {file}: not a readable image ({one_line(exc)}); "
+                           "remove or replace it") from None
 
 
 @DATASETS.register("imagefolder")
