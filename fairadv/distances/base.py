@@ -7,6 +7,8 @@ A distance returns a [C, C] similarity matrix (larger = more similar / more conf
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -34,3 +36,21 @@ class ClassDistance:
     def similarity(self, stats: EpochStats, model: nn.Module | None = None) -> torch.Tensor:
         """[C, C] non-negative similarity; row i, column j = how much class i resembles (is taken for) class j."""
         raise NotImplementedError
+
+
+class RowStochasticDistance(ClassDistance):
+    """Base of the distances read off a row-stochastic [C, C] matrix the epoch's statistics already hold (``softmax``,
+    ``confusion``): row i is class i's distribution over predictions under attack, so its off-diagonal mass is the
+    class's error, used as is, and its diagonal is the class's easiness. A subclass returns the matrix from
+    `similarity`.
+
+    Shape:
+        similarity [C, C], entries in [0, 1], each row sums to 1 (0 for a class with no samples).
+    """
+
+    needs: ClassVar[frozenset[str]] = frozenset()
+    row_stochastic: ClassVar[bool] = True
+
+    def easiness(self, stats: EpochStats) -> torch.Tensor:
+        """The matrix's diagonal: how much of each class's mass stays on the class under attack."""
+        return self.similarity(stats).diagonal()

@@ -7,34 +7,22 @@ extra forward pass.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import attrs
 import torch
 from torch import nn
 
-from fairadv.distances.base import DISTANCES, ClassDistance
+from fairadv.distances.base import DISTANCES, RowStochasticDistance
 from fairadv.stats import EpochStats
 
 
 @DISTANCES.register("softmax")
 @attrs.frozen
-class SoftmaxDistance(ClassDistance):
-    """Mean adversarial softmax per true class: ``similarity[i, j] = p_i(j)``; easiness of class j is ``p_j(j)``.
+class SoftmaxDistance(RowStochasticDistance):
+    """Mean adversarial softmax per true class: ``similarity[i, j] = p_i(j)``; easiness of class j is ``p_j(j)``, the
+    mean probability of the true class under attack (a soft robust accuracy).
 
     With this distance DAFA's generalised rule is exactly the paper's (see `fairadv.strategies.dafa`).
-
-    Shape:
-        similarity [C, C], entries in [0, 1], each row sums to 1 (0 for a class with no samples).
     """
-
-    needs: ClassVar[frozenset[str]] = frozenset()
-    # Row i is a distribution over predicted classes: its off-diagonal mass is class i's error, used as is.
-    row_stochastic: ClassVar[bool] = True
 
     def similarity(self, stats: EpochStats, model: nn.Module | None = None) -> torch.Tensor:
         return stats.prob_matrix
-
-    def easiness(self, stats: EpochStats) -> torch.Tensor:
-        """p_j(j): the mean probability of the true class under attack (a soft robust accuracy)."""
-        return stats.prob_matrix.diagonal()
