@@ -28,12 +28,12 @@ import attrs
 import torch
 from torch import nn
 
-from fairadv.attacks.pgd import PGD
 from fairadv.errors import FairadvError
 from fairadv.policy import ClassPolicy
-from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
+from fairadv.strategies import validation
+from fairadv.strategies.base import STRATEGIES, EpochContext
 from fairadv.strategies.warmup import warmup_length, warmup_validator
-from fairadv.validators import InvalidValue, between, gt
+from fairadv.validators import InvalidValue, between
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _decay(instance: Any, attribute: attrs.Attribute, value: float) -> None:
 
 @STRATEGIES.register("cfa")
 @attrs.define
-class CFA(FairnessStrategy):
+class CFA(validation.HoldOutStrategy):
     """Class-wise Calibrated Fair Adversarial training (Wei et al., CVPR 2023): CCM, CCR and FAWA, each switchable.
 
     Uniform for ``warmup_epochs`` epochs; after every later epoch the per-class robust accuracy t_k on that epoch's
@@ -170,9 +170,9 @@ class CFA(FairnessStrategy):
     warmup_epochs: int | float = attrs.field(default=10, validator=warmup_validator(1))
     fawa_threshold: float = attrs.field(default=0.24, validator=between(0, 1))
     fawa_decay: float = attrs.field(default=0.88, validator=_decay)
-    val_eps: float = attrs.field(default=8 / 255, validator=gt(0))
-    val_step_size: float = attrs.field(default=2 / 255, validator=gt(0))
-    val_steps: int = attrs.field(default=10, validator=gt(0))
+    val_eps: float = validation.eps_field()
+    val_step_size: float = validation.step_size_field()
+    val_steps: int = validation.steps_field(10)
     # State (not hyperparameters): the last t_k used, the epochs FAWA accepted, and the average itself (a module,
     # or after a resume its state dict until a model is at hand to copy the architecture from).
     class_robust: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -193,11 +193,6 @@ class CFA(FairnessStrategy):
     def policy(self, num_classes: int, t: torch.Tensor | None) -> ClassPolicy:
         return cfa_policy(num_classes, t, ccm=self.ccm, ccr=self.ccr, lambda1=self.lambda1, lambda2=self.lambda2,
                           beta=self.beta, trades=self.objective == "trades")
-
-    def validation_attack(self) -> PGD:
-        """FAWA's validation attack: PGD with CE, uniform random start, robust only if correct at every iterate."""
-        return PGD(eps=self.val_eps, step_size=self.val_step_size, steps=self.val_steps, random_start="uniform",
-                   loss="ce", stop_on_success=True)
 
     # --- hooks -------------------------------------------------------------------------------------------------------
 

@@ -21,12 +21,12 @@ from typing import Any, Literal, NamedTuple
 import attrs
 import torch
 
-from fairadv.attacks.pgd import PGD
 from fairadv.errors import FairadvError
 from fairadv.policy import ClassPolicy
-from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
+from fairadv.strategies import validation
+from fairadv.strategies.base import STRATEGIES, EpochContext
 from fairadv.strategies.warmup import warmup_length, warmup_validator
-from fairadv.validators import InvalidValue, ge, gt, one_of
+from fairadv.validators import InvalidValue, ge, one_of
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def _finite_ge0(instance: Any, attribute: attrs.Attribute, value: float | None) 
 
 @STRATEGIES.register("frl")
 @attrs.define
-class FRL(FairnessStrategy):
+class FRL(validation.HoldOutStrategy):
     """Fair Robust Learning (Xu et al., ICML 2021): per-class TRADES weights and radii from Lagrange multipliers on
     validation fairness constraints, updated before every epoch.
 
@@ -240,9 +240,9 @@ class FRL(FairnessStrategy):
     alpha2: float | None = attrs.field(default=None, validator=_finite_ge0)
     lim: float | None = attrs.field(default=None, validator=_open_unit)
     warmup_epochs: int | float = attrs.field(default=0, validator=warmup_validator(0))
-    val_eps: float = attrs.field(default=8 / 255, validator=gt(0))
-    val_step_size: float = attrs.field(default=2 / 255, validator=gt(0))
-    val_steps: int = attrs.field(default=20, validator=gt(0))
+    val_eps: float = validation.eps_field()
+    val_step_size: float = validation.step_size_field()
+    val_steps: int = validation.steps_field(20)
     # State (not hyperparameters): the multipliers and how many updates produced them.
     lam0: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
     lam1: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -269,11 +269,6 @@ class FRL(FairnessStrategy):
         if self.alpha1_halve_every <= 0:
             return self.alpha1
         return self.alpha1 * 0.5 ** (frl_epoch // self.alpha1_halve_every)
-
-    def validation_attack(self) -> PGD:
-        """FRL's validation attack: PGD with CE, uniform random start, robust only if correct at every iterate."""
-        return PGD(eps=self.val_eps, step_size=self.val_step_size, steps=self.val_steps, random_start="uniform",
-                   loss="ce", stop_on_success=True)
 
     # --- hooks -------------------------------------------------------------------------------------------------------
 
