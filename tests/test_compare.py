@@ -12,7 +12,8 @@ import tomli_w
 from click.testing import CliRunner
 
 from fairadv.cli import main
-from fairadv.evaluation.compare import compare_runs, group_key, mean_std, rho
+from fairadv.evaluation.compare import compare_runs, group_key, mean_std
+from fairadv.evaluation.metrics import rho
 
 NAMES = ["a", "b", "c"]
 

@@ -4,12 +4,8 @@ Runs whose resolved ``recipe.toml`` differ only in ``run.seed`` and ``run.name``
 ``run.device``, which do not change what is trained) form one group, reported as mean ± sample standard deviation
 (n - 1 in the denominator, the usual convention for a spread over seeds; a single run has no spread).
 
-With a baseline, the DAFA paper's fairness score (METHODS.md, section 2) is computed from group means:
-
-    rho = (worst - worst_B) / worst_B - (avg_B - avg) / avg_B
-
-rho_nat from clean accuracy, rho_rob from robust accuracy: the relative gain of the worst class minus the relative
-drop of the average. It is undefined (None) when the baseline's worst class or average is 0.
+With a baseline, the DAFA paper's fairness scores rho_nat and rho_rob (`fairadv.evaluation.metrics`) are computed
+from group means.
 """
 
 from __future__ import annotations
@@ -28,17 +24,10 @@ from rich.table import Table
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, WORST_CASE, attack_label, evaluations, setup_label
+from fairadv.evaluation.metrics import METRICS, ROBUST_AVG, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.summary import check_evaluation, check_result
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
-METRICS = ("clean_accuracy", "worst_class_clean_accuracy", "robust_accuracy", "worst_class_robust_accuracy")
-
-
-def rho(avg: float, worst: float, base_avg: float, base_worst: float) -> float | None:
-    """The DAFA paper's fairness score against a baseline: relative worst-class gain minus relative average drop."""
-    if base_worst == 0 or base_avg == 0:
-        return None
-    return (worst - base_worst) / base_worst - (base_avg - avg) / base_avg
 
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:
@@ -182,7 +171,7 @@ def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:
         "recipe": {k: v for k, v in runs[0].recipe.items() if k != "run"},
     }
     for metric in METRICS:
-        entry[metric] = mean_std([float(r.summary[metric]) for r in runs])
+        entry[metric.key] = mean_std([float(r.summary[metric.key]) for r in runs])
     per_class = [[float(row["robust"]) for row in r.summary["per_class"]] for r in runs]
     entry["per_class_robust"] = _columns(per_class)
     entry["attack"] = runs[0].summary.get("attack")
@@ -194,7 +183,7 @@ def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:
     for name in sorted(common, key=order.index):
         results, setups = matched_results(runs, name)
         attacks[name] = {
-            metric: mean_std([float(res[metric]) for res in results]) for metric in METRICS if metric in results[0]
+            m.key: mean_std([float(res[m.key]) for res in results]) for m in METRICS if m.key in results[0]
         }
         attacks[name]["per_class_robust"] = _columns([[float(row["robust"]) for row in res["per_class"]]
                                                       for res in results])
@@ -216,17 +205,16 @@ def _columns(rows: Sequence[Sequence[float]]) -> dict[str, Any]:
     return {"mean": [s["mean"] for s in stats], "std": [s["std"] for s in stats]}
 
 
+def _means(entry: Mapping[str, Any]) -> dict[Metric, float]:
+    return {m: entry[m.key]["mean"] for m in METRICS if m.key in entry}
+
+
 def _add_rho(entry: dict[str, Any], base: Mapping[str, Any]) -> None:
-    m = lambda e, k: e[k]["mean"]
-    entry["rho_nat"] = rho(m(entry, "clean_accuracy"), m(entry, "worst_class_clean_accuracy"),
-                           m(base, "clean_accuracy"), m(base, "worst_class_clean_accuracy"))
-    entry["rho_rob"] = rho(m(entry, "robust_accuracy"), m(entry, "worst_class_robust_accuracy"),
-                           m(base, "robust_accuracy"), m(base, "worst_class_robust_accuracy"))
+    entry.update(rho_scores(_means(entry), _means(base)))
     for name, result in entry["eval"].items():
         ref = base["eval"].get(name)
-        if ref is not None and "worst_class_robust_accuracy" in result:
-            result["rho_rob"] = rho(m(result, "robust_accuracy"), m(result, "worst_class_robust_accuracy"),
-                                    m(ref, "robust_accuracy"), m(ref, "worst_class_robust_accuracy"))
+        if ref is not None and ROBUST_WORST.key in result:
+            result["rho_rob"] = rho_scores(_means(result), _means(ref))["rho_rob"]
 
 
 # --- printing -------------------------------------------------------------------------------------------------------
@@ -259,10 +247,8 @@ def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
         summary.add_column(label, justify="right")
     summary.add_row("runs", *(str(len(g["runs"])) for g in groups))
     summary.add_row("test images", *(_images(g.get("images")) for g in groups))
-    labels = {"clean_accuracy": "clean avg", "worst_class_clean_accuracy": "clean worst class",
-              "robust_accuracy": "robust avg", "worst_class_robust_accuracy": "robust worst class"}
-    for metric, label in labels.items():
-        summary.add_row(label, *(_pm(g[metric]) for g in groups))
+    for metric in METRICS:
+        summary.add_row(metric.label, *(_pm(g[metric.key]) for g in groups))
     if has_rho:
         summary.add_row("ρ_nat", *(_rho_text(g.get("rho_nat")) for g in groups))
         summary.add_row("ρ_rob", *(_rho_text(g.get("rho_rob")) for g in groups))
@@ -270,9 +256,9 @@ def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
         label = "worst case" if name == WORST_CASE else name
         summary.add_section()
         summary.add_row(f"{label} images", *(_images(g["eval"].get(name, {}).get("images")) for g in groups))
-        summary.add_row(f"{label} avg", *(_pm(g["eval"].get(name, {}).get("robust_accuracy")) for g in groups))
+        summary.add_row(f"{label} avg", *(_pm(g["eval"].get(name, {}).get(ROBUST_AVG.key)) for g in groups))
         summary.add_row(f"{label} worst class",
-                        *(_pm(g["eval"].get(name, {}).get("worst_class_robust_accuracy")) for g in groups))
+                        *(_pm(g["eval"].get(name, {}).get(ROBUST_WORST.key)) for g in groups))
         if has_rho:
             summary.add_row(f"{label} ρ_rob", *(_rho_text(g["eval"][name].get("rho_rob")) if name in g["eval"]
                                                else "-" for g in groups))

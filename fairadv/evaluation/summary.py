@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fairadv.evaluation.classwise import ClasswiseResult
+from fairadv.evaluation.metrics import METRICS
 
 
 def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mapping[str, Any],
@@ -102,10 +103,6 @@ def print_summary(summary: Mapping[str, Any], console: Console | None = None) ->
         console.print(f"worst class [bold]{summary['worst_class_name']}[/] is mistaken under attack for: {text}")
 
 
-
-RESULT_FRACTIONS = ("clean_accuracy", "robust_accuracy", "worst_class_clean_accuracy", "worst_class_robust_accuracy")
-
-
 def check_result(doc: Any, where: str) -> Mapping[str, Any]:
     """``doc`` if it has the shape of `summarize`'s output (``summary.json``, one attack of ``eval.json``), else a
     one-line `FairadvError` naming ``where`` and the first key that is wrong."""
@@ -117,9 +114,9 @@ def check_result(doc: Any, where: str) -> Mapping[str, Any]:
 
     if not isinstance(doc, Mapping):
         raise FairadvError(f"{where}: expected a JSON object of results, got {type(doc).__name__}")
-    for key in RESULT_FRACTIONS:
-        if not _fraction(doc.get(key)):
-            raise fail(key, "a number in [0, 1]")
+    for metric in METRICS:
+        if not _fraction(doc.get(metric.key)):
+            raise fail(metric.key, "a number in [0, 1]")
     rows = doc.get("per_class")
     if not isinstance(rows, list) or not rows:
         raise fail("per_class", "a non-empty list of per-class rows")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.lines import Line2D
 
+from fairadv.evaluation.metrics import ROBUST_AVG, ROBUST_WORST
 from fairadv.evaluation.plots import DPI, class_ticks, new_figure, save_pdf_png, set_title
 
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
@@ -50,7 +51,7 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
         means = [c["robust"]["mean"] for c in row["per_class"]]
         stds = [c["robust"]["std"] or 0.0 for c in row["per_class"]]
         ax.bar(pos - 0.4 + width * (k + 0.5), means, width, yerr=stds, capsize=1.5, color=COLORS[k % len(COLORS)],
-               error_kw={"linewidth": 0.7}, label=f"{row['method']} (avg {row['robust_avg']['mean']:.1f}%)")
+               error_kw={"linewidth": 0.7}, label=f"{row['method']} (avg {row[ROBUST_AVG.column]['mean']:.1f}%)")
     class_ticks(ax, names, "x")
     ax.set_xlim(-0.6, classes - 0.4)
     ax.set_ylim(0, 100)
@@ -71,7 +72,7 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
     fig = new_figure(width=5.2, height=4.2, dpi=DPI)
     ax = fig.add_subplot()
     for k, row in enumerate(rows):
-        x, y = row["robust_avg"], row["robust_worst"]
+        x, y = row[ROBUST_AVG.column], row[ROBUST_WORST.column]
         ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0.0, yerr=y["std"] or 0.0, fmt="o", capsize=3,
                     color=COLORS[k % len(COLORS)], markersize=6)
         # labels alternate above and below their point, so two close points keep readable names
@@ -81,10 +82,9 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
         if row["method"] == baseline:
             ax.axvline(x["mean"], color="0.5", linestyle="--", linewidth=0.7)
             ax.axhline(y["mean"], color="0.5", linestyle="--", linewidth=0.7)
-    spans = {key: [(r[key]["mean"] - (r[key]["std"] or 0.0), r[key]["mean"] + (r[key]["std"] or 0.0)) for r in rows]
-             for key in ("robust_avg", "robust_worst")}
-    for key, set_lim in (("robust_avg", ax.set_xlim), ("robust_worst", ax.set_ylim)):
-        low, high = min(s[0] for s in spans[key]), max(s[1] for s in spans[key])
+    for key, set_lim in ((ROBUST_AVG.column, ax.set_xlim), (ROBUST_WORST.column, ax.set_ylim)):
+        spans = [(r[key]["mean"] - (r[key]["std"] or 0.0), r[key]["mean"] + (r[key]["std"] or 0.0)) for r in rows]
+        low, high = min(s[0] for s in spans), max(s[1] for s in spans)
         pad = max(1.5, 0.12 * (high - low))
         set_lim(low - pad, high + pad)
     ax.set_xlabel("average robust accuracy (%)")

@@ -4,7 +4,7 @@
 Layout of DAFA's Table 1: one row per method, columns clean average / worst class, robust average / worst class,
 rho_nat and rho_rob against the baseline row; one table per evaluation attack and per block (a combination of the
 study's axes, e.g. one data set). Accuracies are in percent; rho is computed from the seed means
-(`fairadv.evaluation.compare.rho`).
+(`fairadv.evaluation.metrics.rho`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from fairadv.errors import FairadvError
-from fairadv.evaluation.compare import mean_std, rho
+from fairadv.evaluation.compare import mean_std
 from fairadv.evaluation.eval_file import WORST_CASE
+from fairadv.evaluation.metrics import METRICS, RHO, Metric, rho_scores
 from fairadv.evaluation.summary import check_evaluation, check_result
 from fairadv.study.spec import Cell, Study
 
-METRICS = {"clean_avg": "clean_accuracy", "clean_worst": "worst_class_clean_accuracy",
-           "robust_avg": "robust_accuracy", "robust_worst": "worst_class_robust_accuracy"}
-HEADERS = {"clean_avg": "Clean avg.", "clean_worst": "Clean worst", "robust_avg": "Robust avg.",
-           "robust_worst": "Robust worst"}
 FORMAT_VERSION = 1
 
 
@@ -66,10 +63,7 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
                 rows.append(_row(method, found, seeds))
             base = next((r for r in rows if r["method"] == study.baseline and r["seeds"]), None)
             for row in rows:
-                for kind in ("nat", "rob"):
-                    avg, worst = ("clean_avg", "clean_worst") if kind == "nat" else ("robust_avg", "robust_worst")
-                    row[f"rho_{kind}"] = (rho(row[avg]["mean"], row[worst]["mean"], base[avg]["mean"],
-                                              base[worst]["mean"]) if base and row["seeds"] else None)
+                row.update(rho_scores(_means(row), _means(base)) if base and row["seeds"] else dict.fromkeys(RHO))
             entry["attacks"][attack] = {"rows": rows, "images": next(
                 (r["images"] for r in rows if r.get("images") is not None), None)}
         blocks.append(entry)
@@ -91,12 +85,16 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
     }
 
 
+def _means(row: Mapping[str, Any]) -> dict[Metric, float]:
+    return {m: row[m.column]["mean"] for m in METRICS}
+
+
 def _row(method: str, found: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
     row: dict[str, Any] = {"method": method, "seeds": list(seeds)}
     if not found:
-        return {**row, **{key: None for key in METRICS}, "per_class": [], "images": None}
-    for key, field in METRICS.items():
-        row[key] = mean_std([100 * float(r[field]) for r in found])
+        return {**row, **{m.column: None for m in METRICS}, "per_class": [], "images": None}
+    for m in METRICS:
+        row[m.column] = mean_std([100 * float(r[m.key]) for r in found])
     names = [str(c["name"]) for c in found[0]["per_class"]]
     row["per_class"] = [{"class": i, "name": name,
                          "clean": mean_std([100 * float(r["per_class"][i]["clean"]) for r in found]),
@@ -134,10 +132,10 @@ def markdown(doc: Mapping[str, Any]) -> str:
     for block in doc["blocks"]:
         for attack, table in block["attacks"].items():
             lines += [f"## {_caption(doc, block, attack)}", "",
-                      "| Method | " + " | ".join(HEADERS.values()) + " | ρ_nat | ρ_rob | seeds |",
-                      "|---" * (len(HEADERS) + 4) + "|"]
+                      "| Method | " + " | ".join(m.header for m in METRICS) + " | ρ_nat | ρ_rob | seeds |",
+                      "|---" * (len(METRICS) + 4) + "|"]
             for row in table["rows"]:
-                lines.append(f"| {row['method']} | " + " | ".join(_pm(row[k]) for k in HEADERS)
+                lines.append(f"| {row['method']} | " + " | ".join(_pm(row[m.column]) for m in METRICS)
                              + f" | {_rho(row['rho_nat'])} | {_rho(row['rho_rob'])} | {len(row['seeds'])} |")
             lines.append("")
     failed = [c for c in doc["cells"] if c["state"] != "done"]
@@ -159,7 +157,7 @@ def latex(doc: Mapping[str, Any]) -> str:
                     "\\cmidrule(lr){2-3} \\cmidrule(lr){4-5}",
                     "Method & Avg. & Worst & Avg. & Worst & $\\rho_{nat}$ & $\\rho_{rob}$ \\\\", "\\midrule"]
             for row in table["rows"]:
-                cells = [_tex_escape(row["method"]), *(_pm(row[k], tex=True) for k in HEADERS),
+                cells = [_tex_escape(row["method"]), *(_pm(row[m.column], tex=True) for m in METRICS),
                          _rho(row["rho_nat"]), _rho(row["rho_rob"])]
                 out.append(" & ".join(cells) + " \\\\")
             out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
@@ -174,16 +172,16 @@ def csv_text(doc: Mapping[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["block", "attack", "method", "seeds", "images"]
-    for key in HEADERS:
-        header += [f"{key}_mean", f"{key}_std"]
+    for m in METRICS:
+        header += [f"{m.column}_mean", f"{m.column}_std"]
     writer.writerow(header + ["rho_nat", "rho_rob"])
     for block in doc["blocks"]:
         label = ";".join(f"{k}={v}" for k, v in block["axes"].items())
         for attack, table in block["attacks"].items():
             for row in table["rows"]:
                 values = [label, attack, row["method"], len(row["seeds"]), row["images"] or ""]
-                for key in HEADERS:
-                    stat = row[key] or {}
+                for m in METRICS:
+                    stat = row[m.column] or {}
                     values += [_num(stat.get("mean")), _num(stat.get("std"))]
                 writer.writerow(values + [_num(row["rho_nat"]), _num(row["rho_rob"])])
     return buffer.getvalue()

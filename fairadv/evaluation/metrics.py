@@ -1,0 +1,56 @@
+"""The four headline metrics of a result and the DAFA paper's fairness score ρ computed from them.
+
+A result (``summary.json``, one attack of ``eval.json``) reports the class-averaged and the worst class's clean and
+robust accuracy. Each `Metric` holds every spelling of one of them: its key in a result, its column in ``study.json``
+and ``table.csv``, its row in ``fairadv compare`` and its header in the study's table, so no other module spells
+them. ρ pairs an average with its worst class (METHODS.md, section 2):
+
+    rho = (worst - worst_B) / worst_B - (avg_B - avg) / avg_B
+
+ρ_nat from clean accuracy, ρ_rob from robust accuracy: the relative gain of the worst class minus the relative drop
+of the average, against a baseline B. It is undefined (None) when the baseline's worst class or average is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+
+@attrs.frozen
+class Metric:
+    """One headline metric, in each of its spellings.
+
+    Attributes:
+        key: in ``summary.json`` and ``eval.json`` (a fraction in [0, 1]), and in ``fairadv compare --json``.
+        column: in ``study.json`` and ``table.csv`` (percent).
+        label: the row of ``fairadv compare``'s table.
+        header: the column of the study's Markdown table.
+    """
+
+    key: str
+    column: str
+    label: str
+    header: str
+
+
+CLEAN_AVG = Metric("clean_accuracy", "clean_avg", "clean avg", "Clean avg.")
+CLEAN_WORST = Metric("worst_class_clean_accuracy", "clean_worst", "clean worst class", "Clean worst")
+ROBUST_AVG = Metric("robust_accuracy", "robust_avg", "robust avg", "Robust avg.")
+ROBUST_WORST = Metric("worst_class_robust_accuracy", "robust_worst", "robust worst class", "Robust worst")
+METRICS = (CLEAN_AVG, CLEAN_WORST, ROBUST_AVG, ROBUST_WORST)  # the order of every table and document
+
+RHO = {"rho_nat": (CLEAN_AVG, CLEAN_WORST), "rho_rob": (ROBUST_AVG, ROBUST_WORST)}  # score -> (average, worst)
+
+
+def rho(avg: float, worst: float, base_avg: float, base_worst: float) -> float | None:
+    """The DAFA paper's fairness score against a baseline: relative worst-class gain minus relative average drop."""
+    if base_worst == 0 or base_avg == 0:
+        return None
+    return (worst - base_worst) / base_worst - (base_avg - avg) / base_avg
+
+
+def rho_scores(means: Mapping[Metric, float], base: Mapping[Metric, float]) -> dict[str, float | None]:
+    """``{"rho_nat": ..., "rho_rob": ...}`` from the metrics' means of a row and of the baseline's row."""
+    return {name: rho(means[avg], means[worst], base[avg], base[worst]) for name, (avg, worst) in RHO.items()}
