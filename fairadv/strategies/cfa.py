@@ -32,8 +32,8 @@ from fairadv.errors import FairadvError
 from fairadv.policy import ClassPolicy
 from fairadv.strategies import validation
 from fairadv.strategies.base import STRATEGIES, EpochContext
-from fairadv.strategies.warmup import warmup_length, warmup_validator
-from fairadv.validators import InvalidValue, between
+from fairadv.strategies.warmup import check_warmup_fits, warmup_length, warmup_validator
+from fairadv.validators import InvalidValue, between, gt
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +118,7 @@ def weight_average_(average: nn.Module, model: nn.Module, decay: float) -> None:
 # --- the strategy ----------------------------------------------------------------------------------------------------
 
 
-def _positive_finite(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise InvalidValue(attribute.name, value, "a finite number > 0")
-
-
-def _decay(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0 <= value < 1):
-        raise InvalidValue(attribute.name, value, "a number in [0, 1)")
+_POSITIVE = gt(0, noun="a finite number")
 
 
 @STRATEGIES.register("cfa")
@@ -164,12 +157,12 @@ class CFA(validation.HoldOutStrategy):
     ccr: bool = True
     fawa: bool = True
     objective: str = attrs.field(default="trades")
-    lambda1: float = attrs.field(default=0.5, validator=_positive_finite)
-    lambda2: float = attrs.field(default=0.5, validator=_positive_finite)
-    beta: float = attrs.field(default=6.0, validator=_positive_finite)
+    lambda1: float = attrs.field(default=0.5, validator=_POSITIVE)
+    lambda2: float = attrs.field(default=0.5, validator=_POSITIVE)
+    beta: float = attrs.field(default=6.0, validator=_POSITIVE)
     warmup_epochs: int | float = attrs.field(default=10, validator=warmup_validator(1))
     fawa_threshold: float = attrs.field(default=0.24, validator=between(0, 1))
-    fawa_decay: float = attrs.field(default=0.88, validator=_decay)
+    fawa_decay: float = attrs.field(default=0.88, validator=between(0, 1, closed="[)"))
     val_eps: float = validation.eps_field()
     val_step_size: float = validation.step_size_field()
     val_steps: int = validation.steps_field(10)
@@ -199,11 +192,9 @@ class CFA(validation.HoldOutStrategy):
     def check_recipe(self, recipe: Any) -> None:
         """Reject a warm-up that leaves no calibrated epoch, CCR without TRADES, a ``strategy.objective`` that is not
         the recipe's, TRADES with another beta, and FAWA without a hold-out."""
-        epochs = recipe.train.epochs
-        if self.calibrates and warmup_length(self.warmup_epochs, epochs) >= epochs:
-            raise InvalidValue("warmup_epochs", self.warmup_epochs,
-                               f"fewer than train.epochs = {epochs}: calibration starts after warm-up (the paper: 10 "
-                               "of 200)")
+        if self.calibrates:
+            check_warmup_fits(self.warmup_epochs, recipe.train.epochs, "calibration starts after warm-up (the paper: "
+                              "10 of 200)")
         if self.ccr:
             if recipe.objective.name != "trades":
                 raise ValueError(f"strategy 'cfa' with ccr = true calibrates TRADES' beta; objective.name = "

@@ -35,8 +35,8 @@ from fairadv.errors import FairadvError, closest
 from fairadv.policy import ClassPolicy
 from fairadv.stats import EpochStats
 from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
-from fairadv.strategies.warmup import warmup_length, warmup_validator
-from fairadv.validators import InvalidValue, ge, one_of
+from fairadv.strategies.warmup import check_warmup_fits, warmup_length, warmup_validator
+from fairadv.validators import InvalidValue, between, ge, one_of
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +165,6 @@ def apply_floor(weights: torch.Tensor, floor: float) -> tuple[torch.Tensor, torc
 # --- the strategy ----------------------------------------------------------------------------------------------------
 
 
-def _finite_nonnegative(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise InvalidValue(attribute.name, value, "a finite number >= 0")
-
-
-def _unit_floor(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0 < value <= 1):
-        raise InvalidValue(attribute.name, value, "a number in (0, 1]")
-
-
 def _registered_distance(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     try:
         DISTANCES.get(value)
@@ -216,11 +206,11 @@ class DAFA(FairnessStrategy):
         >>> strategy = STRATEGIES.create("dafa", lam=1.0, warmup_epochs=70)
     """
 
-    lam: float = attrs.field(default=1.0, validator=_finite_nonnegative)
+    lam: float = attrs.field(default=1.0, validator=ge(0, noun="a finite number"))
     warmup_epochs: int | float = attrs.field(default=70, validator=warmup_validator(1))
     distance: str = attrs.field(default="softmax", validator=_registered_distance)
     tie: Literal["conserve", "official"] = attrs.field(default="conserve", validator=one_of(TIES))
-    floor: float = attrs.field(default=0.1, validator=_unit_floor)
+    floor: float = attrs.field(default=0.1, validator=between(0, 1, closed="(]"))
     measure: Literal["on_the_fly", "eval_pass"] = attrs.field(default="on_the_fly", validator=one_of(MEASURES))
     update_every: int = attrs.field(default=0, validator=ge(0))
     # State (not hyperparameters): the current weights and the epoch whose statistics produced them.
@@ -240,11 +230,8 @@ class DAFA(FairnessStrategy):
 
     def check_recipe(self, recipe: Any) -> None:
         """Reject a warm-up that leaves no epoch for the weights."""
-        epochs = recipe.train.epochs
-        if warmup_length(self.warmup_epochs, epochs) >= epochs:
-            raise InvalidValue("warmup_epochs", self.warmup_epochs,
-                               f"fewer than train.epochs = {epochs}: the weights are computed when warm-up ends and "
-                               "used for the remaining epochs (the paper: 70 of 110)")
+        check_warmup_fits(self.warmup_epochs, recipe.train.epochs, "the weights are computed when warm-up ends and "
+                          "used for the remaining epochs (the paper: 70 of 110)")
 
     def due(self, epoch: int, num_epochs: int) -> bool:
         """Whether the weights are (re)computed when ``epoch`` (of ``num_epochs``) ends."""

@@ -15,7 +15,6 @@ The update is a set of pure, vectorised functions (`frl_violations`, `project_mu
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Literal, NamedTuple
 
 import attrs
@@ -25,8 +24,8 @@ from fairadv.errors import FairadvError
 from fairadv.policy import ClassPolicy
 from fairadv.strategies import validation
 from fairadv.strategies.base import STRATEGIES, EpochContext
-from fairadv.strategies.warmup import warmup_length, warmup_validator
-from fairadv.validators import InvalidValue, ge, one_of
+from fairadv.strategies.warmup import check_warmup_fits, warmup_length, warmup_validator
+from fairadv.validators import between, ge, one_of
 
 log = logging.getLogger(__name__)
 
@@ -192,15 +191,9 @@ def frl_policy(lam0: torch.Tensor, lam1: torch.Tensor, lam2: torch.Tensor) -> Cl
 # --- the strategy ----------------------------------------------------------------------------------------------------
 
 
-def _open_unit(instance: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and 0 < value < 1):
-        raise InvalidValue(attribute.name, value, "a number in (0, 1): the multipliers' sum bound, below 1 so every "
-                                                  "class weight stays positive")
-
-
-def _finite_ge0(instance: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise InvalidValue(attribute.name, value, "a finite number >= 0")
+_FINITE_GE0 = ge(0, noun="a finite number")
+_SUM_BOUND = between(0, 1, closed="()",
+                     note=": the multipliers' sum bound, below 1 so every class weight stays positive")
 
 
 @STRATEGIES.register("frl")
@@ -234,11 +227,11 @@ class FRL(validation.HoldOutStrategy):
     """
 
     mode: Mode = attrs.field(default="reweight_remargin", validator=one_of(MODES))
-    tau: float | None = attrs.field(default=None, validator=_finite_ge0)
-    alpha1: float = attrs.field(default=0.05, validator=_finite_ge0)
+    tau: float | None = attrs.field(default=None, validator=_FINITE_GE0)
+    alpha1: float = attrs.field(default=0.05, validator=_FINITE_GE0)
     alpha1_halve_every: int = attrs.field(default=40, validator=ge(0))
-    alpha2: float | None = attrs.field(default=None, validator=_finite_ge0)
-    lim: float | None = attrs.field(default=None, validator=_open_unit)
+    alpha2: float | None = attrs.field(default=None, validator=_FINITE_GE0)
+    lim: float | None = attrs.field(default=None, validator=_SUM_BOUND)
     warmup_epochs: int | float = attrs.field(default=0, validator=warmup_validator(0))
     val_eps: float = validation.eps_field()
     val_step_size: float = validation.step_size_field()
@@ -274,10 +267,7 @@ class FRL(validation.HoldOutStrategy):
 
     def check_recipe(self, recipe: Any) -> None:
         """Reject a warm-up that leaves no FRL epoch, a missing hold-out or a non-TRADES objective."""
-        epochs = recipe.train.epochs
-        if warmup_length(self.warmup_epochs, epochs) >= epochs:
-            raise InvalidValue("warmup_epochs", self.warmup_epochs,
-                               f"fewer than train.epochs = {epochs}: FRL updates before each epoch after warm-up")
+        check_warmup_fits(self.warmup_epochs, recipe.train.epochs, "FRL updates before each epoch after warm-up")
         if recipe.data.val_per_class <= 0:
             raise ValueError("strategy 'frl' measures its constraints on a validation hold-out; set "
                              "data.val_per_class (the paper holds out 300 images per class on CIFAR-10)")

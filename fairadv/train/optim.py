@@ -13,18 +13,21 @@ import attrs
 import torch
 
 from fairadv.registry import OPTIMIZERS, SCHEDULES
-from fairadv.validators import check, ge, gt
+from fairadv.validators import between, check, ge, gt
 
 _positive = gt(0)
+_LR = gt(0, noun="a finite number")
+_DECAY = ge(0, noun="a finite number")
+_MOMENT = between(0, 1, closed="[)")
 
 
 @OPTIMIZERS.register("sgd")
 def sgd(params: Iterable[torch.nn.Parameter], lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
         weight_decay: float = 5e-4) -> torch.optim.Optimizer:
     """SGD with momentum; DAFA's defaults (lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4)."""
-    check("lr", lr, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
-    check("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
-    check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    _LR.check("lr", lr)
+    _MOMENT.check("momentum", momentum)
+    _DECAY.check("weight_decay", weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                            weight_decay=weight_decay)
 
@@ -33,9 +36,9 @@ def sgd(params: Iterable[torch.nn.Parameter], lr: float = 0.1, momentum: float =
 def adamw(params: Iterable[torch.nn.Parameter], lr: float = 1e-3, weight_decay: float = 1e-2,
           betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay), e.g. for fine-tuning timm models."""
-    check("lr", lr, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
-    check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
-    check("betas", betas, lambda v: all(0 <= b < 1 for b in v), "two numbers in [0, 1)")
+    _LR.check("lr", lr)
+    _DECAY.check("weight_decay", weight_decay)
+    check("betas", betas, lambda v: all(_MOMENT.accepts(b) for b in v), "two numbers in [0, 1)")
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
 
 
