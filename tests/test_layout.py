@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "fairadv"
 CORE = {"fairadv.errors", "fairadv.policy", "fairadv.recipe", "fairadv.registry", "fairadv.stats",
-        "fairadv.validators"}
+        "fairadv.validators", "fairadv.schema", "fairadv.coercion", "fairadv.recipe_tables"}
 
 
 def module_name(path: Path) -> str:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from fairadv.coercion import coerce
 from fairadv.errors import FairadvError
-from fairadv.recipe import Recipe, coerce
+from fairadv.recipe import Recipe
 
 ROOT_RECIPES = Path(__file__).parent.parent / "recipes"
 RECIPES = sorted(ROOT_RECIPES.glob("*.toml"))
@@ -174,7 +175,8 @@ def test_bad_override_is_named(tmp_path):
 def test_last_iterate_counting_rejects_stop_on_success(tmp_path):
     path = write(tmp_path, MINIMAL + '\n[eval]\ncounting = "last_iterate"\n\n[eval.attack]\nname = "pgd"\n'
                                      'stop_on_success = true\n')
-    with pytest.raises(FairadvError, match=r"eval.attack.stop_on_success = true stops at the first fooling iterate"):
+    with pytest.raises(FairadvError, match=r"eval.attack.stop_on_success = True: expected false or unset with "
+                                           r"eval.counting = 'last_iterate'"):
         Recipe.load(path)
     recipe = Recipe.load(write(tmp_path, MINIMAL + '\n[eval]\ncounting = "last_iterate"\n'))
     assert recipe.eval.counting == "last_iterate" and recipe.eval.attack.params["stop_on_success"] is False

@@ -130,25 +130,26 @@ def test_interrupted_study_resumes_to_the_same_study_json(tmp_path):
 
 
 BAD_STUDIES = [
-    ("[study]\nseeds = [0]\n", "methods: expected at least one [methods.NAME] table"),
-    ("[study]\nseed = [0]\n[methods.a]\nrecipe = 'R'\n", "study.seed: unknown key (did you mean 'seeds'?)"),
+    ("[study]\nseeds = [0]\n", "methods = {}: expected at least one [methods.NAME] table"),
+    ("[study]\nseed = [0]\n[methods.a]\nrecipe = 'R'\n", "unknown key study.seed (did you mean 'seeds'?)"),
     ("[study]\nseeds = [0, 0]\n[methods.a]\nrecipe = 'R'\n", "study.seeds = [0, 0]: expected a non-empty list"),
     ("[study]\nseeds = 'x'\n[methods.a]\nrecipe = 'R'\n", "study.seeds = 'x'"),
     ("[study]\nn = -1\n[methods.a]\nrecipe = 'R'\n", "study.n = -1: expected an integer >= 0"),
-    ("[study]\nbaseline = 'b'\n[methods.a]\nrecipe = 'R'\n", "study.baseline = 'b': not a method"),
-    ("[study]\nevaluate = ['pgdx']\n[methods.a]\nrecipe = 'R'\n", "unknown attack preset 'pgdx'"),
-    ("[methods.a]\nrecipe = 'missing.toml'\n", "methods.a.recipe = 'missing.toml': no such file"),
-    ("[methods.a]\nrecipes = 'R'\n", "methods.a.recipes: unknown key (did you mean 'recipe'?)"),
-    ("[methods.a]\nrecipe = 'R'\nset = ['epochs']\n", "methods.a.set: 'epochs': expected table.key=value"),
+    ("[study]\nbaseline = 'b'\n[methods.a]\nrecipe = 'R'\n", "study.baseline = 'b': expected one of the methods"),
+    ("[study]\nevaluate = ['pgdx']\n[methods.a]\nrecipe = 'R'\n",
+     "study.evaluate[0] = 'pgdx': expected an attack preset"),
+    ("[methods.a]\nrecipe = 'missing.toml'\n", "methods.a.recipe = 'missing.toml': expected a recipe file"),
+    ("[methods.a]\nrecipes = 'R'\n", "unknown key methods.a.recipes (did you mean 'recipe'?)"),
+    ("[methods.a]\nrecipe = 'R'\nset = ['epochs']\n", "methods.a.set[0] = 'epochs': expected table.key=value"),
     ("[methods.'a/b']\nrecipe = 'R'\n", "methods = 'a/b': expected a name"),
     ("[methods.a]\nrecipe = 'R'\nset = ['train.epochs=0']\n", "methods.a (cell a-s0): "),
-    ("[methods.a]\nrecipe = 'R'\n[axes.data]\n", "axes.data: expected at least one value"),
-    ("[methods.a]\nrecipe = 'R'\n[grid]\n", "grid: unknown table"),
+    ("[methods.a]\nrecipe = 'R'\n[axes.data]\n", "axes.data = {}: expected at least one value"),
+    ("[methods.a]\nrecipe = 'R'\n[grid]\n", "unknown table grid"),
     ("[methods.a\n", "not valid TOML"),
     ("[methods.a]\nrecipe = 'R'\ninit_from = 'b'\n", "methods.a.init_from = 'b': expected the name of another"),
     ("[methods.a]\nrecipe = 'R'\ninit_from = 'a'\n", "methods.a.init_from = 'a': expected the name of another"),
     ("[methods.a]\nrecipe = 'R'\n[methods.b]\nrecipe = 'R'\ninit_from = 'a'\n[methods.c]\nrecipe = 'R'\n"
-     "init_from = 'b'\n", "methods.c.init_from = 'b': that method fine-tunes another itself"),
+     "init_from = 'b'\n", "methods.c.init_from = 'b': expected a method trained from scratch"),
 ]
 
 

@@ -115,7 +115,7 @@ def type_hints(target: Any) -> dict[str, Any]:
 
 def describe_type(hint: Any) -> str:
     """A TOML-level name for a type hint: ``number``, ``integer``, ``list of number``, ``one of 'a', 'b'``..."""
-    from fairadv.recipe import describe
+    from fairadv.coercion import describe
 
     if hint is None or hint is Any:
         return "any"

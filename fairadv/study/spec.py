@@ -30,19 +30,141 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import re
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from fairadv.errors import FairadvError, closest
-from fairadv.evaluation.presets import check_preset_name
-from fairadv.recipe import Recipe, read_toml
+from fairadv.evaluation.presets import PRESET_HELP, PRESETS, check_preset_name
+from fairadv.recipe import Recipe
+from fairadv.schema import Loader, read_toml
+from fairadv.validators import InvalidValue, ge
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-STUDY_KEYS = ("name", "out", "seeds", "baseline", "evaluate", "n", "set")
-METHOD_KEYS = ("recipe", "set", "requires", "init_from")
+NAME_EXPECTED = "a name of letters, digits and _ . + - (it becomes a folder name)"
+
+
+# --- the file's tables -----------------------------------------------------------------------------------------------
+
+
+def _names(key: str, names: Any) -> None:
+    for name in names:
+        if not NAME.fullmatch(name):
+            raise InvalidValue(key, name, NAME_EXPECTED)
+
+
+def _overrides(key: str, items: tuple[str, ...]) -> None:
+    for i, item in enumerate(items):
+        if "=" not in item or "." not in item.partition("=")[0]:
+            raise InvalidValue(f"{key}[{i}]", item, "table.key=value, as with --set")
+
+
+def _check_name(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None:
+        _names(attribute.name, [value])
+
+
+def _check_overrides(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    _overrides(attribute.name, value)
+
+
+def _check_seeds(instance: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+    if not value or len(set(value)) != len(value) or min(value) < 0:
+        raise InvalidValue(attribute.name, value, "a non-empty list of distinct integers >= 0")
+
+
+def _check_presets(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    for i, preset in enumerate(value):
+        try:
+            check_preset_name(preset)
+        except FairadvError:
+            raise InvalidValue(f"{attribute.name}[{i}]", preset,
+                               f"an attack preset{closest(preset, PRESETS)}: "
+                               f"{PRESET_HELP}") from None
+
+
+def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value:
+        raise InvalidValue(attribute.name, value, "a folder path")
+
+
+@attrs.frozen
+class StudyTable:
+    """``[study]``: what every method shares.
+
+    Attributes:
+        name: the study's folder under ``out``; default: the study file's stem.
+        out: the output root (``--out`` overrides it).
+        seeds: one cell per method, axis value and seed.
+        baseline: the method the fairness scores rho are measured against; default: the first method.
+        evaluate: ``fairadv eval`` presets run on every trained model.
+        n: evaluate on a class-stratified subset of n test images (0: the whole test split).
+        set: overrides for every cell, as with ``--set``.
+    """
+
+    name: str | None = attrs.field(default=None, validator=_check_name)
+    out: str = attrs.field(default="runs/studies", validator=_non_empty)
+    seeds: tuple[int, ...] = attrs.field(default=(0,), validator=_check_seeds)
+    baseline: str | None = None
+    evaluate: tuple[str, ...] = attrs.field(default=("pgd20",), validator=_check_presets)
+    n: int = attrs.field(default=0, validator=ge(0, noun="an integer", note=" (0: the whole test split)"))
+    set: tuple[str, ...] = attrs.field(default=(), validator=_check_overrides)
+
+
+@attrs.frozen
+class MethodTable:
+    """``[methods.NAME]``: one row of the table.
+
+    Attributes:
+        recipe: the recipe file, relative to the study file.
+        set: this method's overrides, after the study's.
+        requires: a module the method needs (e.g. a plugin's); without it the method is skipped.
+        init_from: the method whose cell (same seed and axes) this one fine-tunes (``model.init_from``).
+    """
+
+    recipe: str
+    set: tuple[str, ...] = attrs.field(default=(), validator=_check_overrides)
+    requires: str | None = None
+    init_from: str | None = None
+
+
+@attrs.frozen
+class StudyFile:
+    """A study file as written: ``[study]``, ``[methods.NAME]`` tables and optional ``[axes.NAME]`` tables, each a
+    value name -> the overrides for that value."""
+
+    study: StudyTable = attrs.field(factory=StudyTable)
+    methods: dict[str, MethodTable] = attrs.field(factory=dict)
+    axes: dict[str, dict[str, tuple[str, ...]]] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.methods:
+            raise InvalidValue("methods", {}, "at least one [methods.NAME] table with a recipe")
+        _names("methods", self.methods)
+        for name, method in self.methods.items():
+            self._check_init_from(name, method.init_from)
+        if self.study.baseline is not None and self.study.baseline not in self.methods:
+            raise InvalidValue("study.baseline", self.study.baseline,
+                               f"one of the methods{closest(self.study.baseline, self.methods)}: "
+                               f"{', '.join(self.methods)}")
+        for axis, values in self.axes.items():
+            _names("axes", [axis])
+            if not values:
+                raise InvalidValue(f"axes.{axis}", values, "at least one value (value = [overrides])")
+            _names(f"axes.{axis}", values)
+            for value, sets in values.items():
+                _overrides(f"axes.{axis}.{value}", sets)
+
+    def _check_init_from(self, name: str, source: str | None) -> None:
+        if source is None:
+            return
+        key = f"methods.{name}.init_from"
+        if source not in self.methods or source == name:
+            others = [m for m in self.methods if m != name]
+            raise InvalidValue(key, source, f"the name of another method{closest(source, others)}")
+        if self.methods[source].init_from is not None:
+            raise InvalidValue(key, source, "a method trained from scratch (that method fine-tunes another itself)")
 
 
 @attrs.frozen
@@ -141,108 +263,25 @@ class Study:
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file; every problem is one `FairadvError` line naming the file and the key."""
     path = Path(path)
-    return _Parser(path).study(read_toml(path, "study"))
-
-
-class _Parser:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, message: str) -> FairadvError:
-        return FairadvError(f"{self.path}: {key}{message}")
-
-    def table(self, key: str, value: Any, known: Sequence[str] | None = None) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(key, f" = {value!r}: expected a table [{key}]")
-        for name in value if known is not None else ():
-            if name not in known:
-                raise self.fail(f"{key}.{name}", f": unknown key{closest(name, known)}; expected one of: "
-                                                  f"{', '.join(known)}")
-        return value
-
-    def name(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not NAME.fullmatch(value):
-            raise self.fail(key, f" = {value!r}: expected a name of letters, digits and _ . + - (it becomes a "
-                                 "folder name)")
-        return value
-
-    def strings(self, key: str, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, f" = {value!r}: expected a list of strings")
-        return tuple(value)
-
-    def overrides(self, key: str, value: Any) -> tuple[str, ...]:
-        items = self.strings(key, value)
-        for item in items:
-            if "=" not in item or "." not in item.partition("=")[0]:
-                raise self.fail(key, f": {item!r}: expected table.key=value, as with --set")
-        return items
-
-    def study(self, raw: Mapping[str, Any]) -> Study:
-        for table in raw:
-            if table not in ("study", "methods", "axes"):
-                raise self.fail(table, f": unknown table{closest(table, ['study', 'methods', 'axes'])}; expected "
-                                       "[study], [methods.NAME] and optionally [axes.NAME]")
-        head = self.table("study", raw.get("study", {}), STUDY_KEYS)
-        seeds = head.get("seeds", [0])
-        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-            raise self.fail("study.seeds", f" = {seeds!r}: expected a non-empty list of distinct integers >= 0")
-        n = head.get("n", 0)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise self.fail("study.n", f" = {n!r}: expected an integer >= 0 (0: the whole test split)")
-        evaluate = self.strings("study.evaluate", head.get("evaluate", ["pgd20"]))
-        for preset in evaluate:
-            try:
-                check_preset_name(preset)
-            except FairadvError as exc:
-                raise self.fail("study.evaluate", f": {exc}") from None
-        methods_raw = self.table("methods", raw.get("methods", {}))
-        if not methods_raw:
-            raise self.fail("methods", ": expected at least one [methods.NAME] table with a recipe")
-        methods = []
-        for name, body in methods_raw.items():
-            key = f"methods.{self.name('methods', name)}"
-            body = self.table(key, body, METHOD_KEYS)
-            if not isinstance(body.get("recipe"), str):
-                raise self.fail(f"{key}.recipe", f" = {body.get('recipe')!r}: expected the path of a recipe file")
-            recipe = (self.path.parent / body["recipe"]).resolve()
-            if not recipe.is_file():
-                raise self.fail(f"{key}.recipe", f" = {body['recipe']!r}: no such file ({recipe})")
-            requires = body.get("requires")
-            if requires is not None and not isinstance(requires, str):
-                raise self.fail(f"{key}.requires", f" = {requires!r}: expected a module name")
-            init_from = body.get("init_from")
-            if init_from is not None and (not isinstance(init_from, str) or init_from not in methods_raw
-                                          or init_from == name):
-                raise self.fail(f"{key}.init_from", f" = {init_from!r}: expected the name of another method"
-                                f"{closest(str(init_from), methods_raw)}")
-            if init_from is not None and "init_from" in (methods_raw[init_from] or {}):
-                raise self.fail(f"{key}.init_from", f" = {init_from!r}: that method fine-tunes another itself; "
-                                "expected a method trained from scratch")
-            methods.append(Method(name, recipe, self.overrides(f"{key}.set", body.get("set", [])), requires,
-                                  init_from))
-        baseline = head.get("baseline", methods[0].name)
-        if baseline not in methods_raw:
-            raise self.fail("study.baseline", f" = {baseline!r}: not a method{closest(str(baseline), methods_raw)}; "
-                                              f"expected one of: {', '.join(methods_raw)}")
-        axes = []
-        for axis, values in self.table("axes", raw.get("axes", {})).items():
-            key = f"axes.{self.name('axes', axis)}"
-            values = self.table(key, values)
-            if not values:
-                raise self.fail(key, ": expected at least one value (value = [overrides])")
-            axes.append((axis, tuple((self.name(key, v), self.overrides(f"{key}.{v}", sets))
-                                     for v, sets in values.items())))
-        out = head.get("out", "runs/studies")
-        if not isinstance(out, str) or not out:
-            raise self.fail("study.out", f" = {out!r}: expected a folder path")
-        study = Study(source=self.path, name=self.name("study.name", head.get("name", self.path.stem)),
-                      out=Path(out), seeds=tuple(seeds), baseline=baseline, evaluate=evaluate, n=n,
-                      methods=tuple(methods), axes=tuple(axes),
-                      overrides=self.overrides("study.set", head.get("set", [])))
-        names = [cell.name for cell in study.cells()]
-        for name in names:
-            if names.count(name) > 1:
-                raise self.fail("methods", f": two cells are both named {name!r}; rename a method or an axis value")
-        return study
+    loader = Loader(str(path))
+    spec = loader.load(read_toml(path, "study"), StudyFile)
+    head = spec.study
+    methods = []
+    for name, method in spec.methods.items():
+        recipe = (path.parent / method.recipe).resolve()
+        if not recipe.is_file():
+            raise loader.fail(f"methods.{name}.recipe", f"methods.{name}.recipe = {method.recipe!r}: expected a "
+                                                        f"recipe file; there is no {recipe}")
+        methods.append(Method(name, recipe, method.set, method.requires, method.init_from))
+    axes = tuple((axis, tuple(values.items())) for axis, values in spec.axes.items())
+    name = head.name if head.name is not None else path.stem
+    if not NAME.fullmatch(name):
+        raise loader.fail("study.name", f"study.name = {name!r} (the file's name): expected {NAME_EXPECTED}")
+    study = Study(source=path, name=name, out=Path(head.out), seeds=head.seeds,
+                  baseline=head.baseline or methods[0].name, evaluate=head.evaluate, n=head.n,
+                  methods=tuple(methods), axes=axes, overrides=head.set)
+    names = [cell.name for cell in study.cells()]
+    for name in names:
+        if names.count(name) > 1:
+            raise loader.fail("methods", f"two cells are both named {name!r}; rename a method or an axis value")
+    return study
