@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import fairadv  # noqa: E402
+from fairadv.recipe_tables import TRACKERS  # noqa: E402
 from fairadv.tracking import TrackingSession  # noqa: E402
 from fairadv.train.engine import Trainer  # noqa: E402
 
@@ -82,7 +83,7 @@ def main() -> None:
           f"trackers, {epoch:.3f} s with them")
     print(f"logging per epoch, all trackers, epochs 2..: {1000 * steady:.1f} ms = {100 * steady / epoch:.2f} % of an "
           f"epoch; epoch 1: {1000 * spent['epoch'][0]:.1f} ms (W&B's first log call)")
-    for key in ("tensorboard", "wandb", "mlflow"):
+    for key in TRACKERS:
         values = spent.get(key, [])
         if values:
             print(f"  {key:<11} {1000 * statistics.mean(values[1:] or values):6.1f} ms per epoch (each: "

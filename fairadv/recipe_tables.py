@@ -207,7 +207,21 @@ class EvalConfig:
                                                                              "stop_on_success": stops}))
 
 
-TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # [log] key -> module
+@attrs.frozen
+class TrackerSpec:
+    """A tracker ``[log]`` can choose: the package it needs (the extra ``fairadv[<key>]`` installs it) and the class
+    that logs to it, ``"module:Class"``, which `fairadv.tracking` imports only when the tracker is chosen."""
+
+    package: str
+    implementation: str
+
+
+# The one list of trackers: [log] key -> spec, in the order they are opened; LogConfig has a field for each.
+TRACKERS = {
+    "tensorboard": TrackerSpec("tensorboard", "fairadv.tracking.tensorboard_tracker:TensorBoardTracker"),
+    "wandb": TrackerSpec("wandb", "fairadv.tracking.wandb_tracker:WandbTracker"),
+    "mlflow": TrackerSpec("mlflow", "fairadv.tracking.mlflow_tracker:MlflowTracker"),
+}
 
 
 @attrs.frozen
@@ -263,17 +277,17 @@ class LogConfig:
 
     def chosen(self) -> list[str]:
         """The trackers this table turns on, in the order they are opened."""
-        return [key for key in TRACKER_PACKAGES if getattr(self, key) not in (None, False)]
+        return [key for key in TRACKERS if getattr(self, key) not in (None, False)]
 
     def missing_tracker(self) -> str | None:
         """The first chosen tracker (its ``[log]`` key) whose package is not installed."""
         import importlib.util
 
-        return next((key for key in self.chosen() if importlib.util.find_spec(TRACKER_PACKAGES[key]) is None), None)
+        return next((key for key in self.chosen() if importlib.util.find_spec(TRACKERS[key].package) is None), None)
 
     def missing_package(self) -> str | None:
         """The first chosen tracker whose package is not installed, as ``"log.<key>: ... pip install ..."``."""
         key = self.missing_tracker()
         if key is None:
             return None
-        return f"log.{key}: the {TRACKER_PACKAGES[key]} package is not installed; pip install 'fairadv[{key}]'"
+        return f"log.{key}: the {TRACKERS[key].package} package is not installed; pip install 'fairadv[{key}]'"

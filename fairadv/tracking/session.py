@@ -22,17 +22,13 @@ from typing import Any
 from fairadv.checkpoint import write_text_atomic
 from fairadv.errors import FairadvError, one_line
 from fairadv.recipe import Recipe
+from fairadv.recipe_tables import TRACKERS
 from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import epoch_scalars, policy_in_effect, policy_scalars
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trackers.json"
-TRACKERS = {  # [log] key -> the module and class that implement it (imported only when chosen)
-    "tensorboard": ("fairadv.tracking.tensorboard_tracker", "TensorBoardTracker"),
-    "wandb": ("fairadv.tracking.wandb_tracker", "WandbTracker"),
-    "mlflow": ("fairadv.tracking.mlflow_tracker", "MlflowTracker"),
-}
 
 
 class TrackingSession:
@@ -64,7 +60,7 @@ class TrackingSession:
             for key in chosen:
                 saved = state.get(key) or {}
                 recorded = min(int(saved.get("logged_through", 0)), resumed_through)
-                module, name = TRACKERS[key]
+                module, name = TRACKERS[key].implementation.split(":")
                 tracker_cls = getattr(importlib.import_module(module), name)
                 try:
                     tracker = tracker_cls(run, getattr(recipe.log, key), saved.get("identity"), recorded + 1)
