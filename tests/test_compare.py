@@ -7,13 +7,14 @@ import json
 import math
 from pathlib import Path
 
+import attrs
 import pytest
 import tomli_w
 from click.testing import CliRunner
 
 from fairadv.cli import main
 from fairadv.evaluation.compare import compare_runs, group_key, mean_std
-from fairadv.evaluation.metrics import rho
+from fairadv.evaluation.metrics import CLEAN_AVG, CLEAN_WORST, METRICS, ROBUST_AVG, ROBUST_WORST, rho, rho_scores
 
 NAMES = ["a", "b", "c"]
 
@@ -86,6 +87,13 @@ def test_rho_by_hand_for_dafa_cifar10():
     assert rho(49.05, 30.53, 49.80, 21.31) == pytest.approx(0.4176, abs=1e-4)
     assert rho(0.5, 0.2, 0.5, 0.0) is None  # a baseline worst class at 0: undefined, not infinite
     assert rho(0.5, 0.2, 0.5, 0.2) == 0.0
+
+
+def test_rho_scores_pair_each_average_with_its_worst_class():
+    base = {CLEAN_AVG: 0.8, CLEAN_WORST: 0.6, ROBUST_AVG: 49.80, ROBUST_WORST: 21.31}
+    row = {**base, ROBUST_AVG: 49.05, ROBUST_WORST: 30.53}
+    assert rho_scores(row, base) == {"rho_nat": 0.0, "rho_rob": rho(49.05, 30.53, 49.80, 21.31)}
+    assert len({spelling for m in METRICS for spelling in attrs.astuple(m)}) == 4 * len(METRICS)
 
 
 def test_compare_computes_rho_nat_and_rho_rob_from_run_folders(tmp_path):

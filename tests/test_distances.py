@@ -77,6 +77,7 @@ def test_confusion_counts_hard_labels_under_attack():
     expected = torch.tensor([[0.5, 0.5], [0.0, 1.0]], dtype=torch.float64)
     torch.testing.assert_close(distance.similarity(stats.compute()), expected)
     torch.testing.assert_close(distance.easiness(stats.compute()), torch.tensor([0.5, 1.0], dtype=torch.float64))
+    assert distance.needs == frozenset() and distance.row_stochastic is True
 
 
 def _stats(c: int, features: torch.Tensor | None = None) -> EpochStats:
