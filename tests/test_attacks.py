@@ -203,18 +203,26 @@ def test_deterministic_under_a_seed(tiny_model, name, start):
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES)
-def test_call_overrides_equal_an_evolved_attack(tiny_model, name):
-    """``perturb(..., **overrides)`` must behave exactly like the attack with those fields changed (all of them:
-    start, step and projection), for one call only."""
+def test_a_call_loss_equals_an_evolved_attack(tiny_model, name):
+    """``perturb(..., loss=...)`` must behave exactly like the attack with that loss (start, steps and projection
+    alike), for one call only."""
     attack = random_start(make(name))
     x, y = 0.2 + 0.6 * torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 0])
-    for changes in ({"norm": "l2"}, {"loss": "kl"}, {"loss": "cw", "norm": "l2"}):
-        torch.manual_seed(7)
-        overridden = attack.perturb(tiny_model, x, y, 0.5, **changes)
-        torch.manual_seed(7)
-        evolved = attrs.evolve(attack, **changes).perturb(tiny_model, x, y, 0.5)
-        assert torch.equal(overridden, evolved), changes
-    assert attack == random_start(make(name))  # the overrides did not stick
+    for norm in ("linf", "l2"):
+        for loss in sorted(LOSSES):
+            torch.manual_seed(7)
+            called = attrs.evolve(attack, norm=norm).perturb(tiny_model, x, y, 0.5, loss=loss)
+            torch.manual_seed(7)
+            evolved = attrs.evolve(attack, norm=norm, loss=loss).perturb(tiny_model, x, y, 0.5)
+            assert torch.equal(called, evolved), (norm, loss)
+    assert attack == random_start(make(name))  # the call's loss did not stick
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_rejects_an_unknown_call_loss(tiny_model, name):
+    x, y = torch.rand(2, 1, 6, 6), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="loss must be one of ce, kl, cw, got 'mse'"):
+        make(name).perturb(tiny_model, x, y, loss="mse")
 
 
 # --- ascent: the attacks raise the loss they maximise -------------------------------------------------------------
@@ -463,7 +471,7 @@ class Replace(Attack):
     def __init__(self, x_adv: torch.Tensor):
         self.x_adv = x_adv
 
-    def _perturb(self, model, x, y, eps, step, **overrides):
+    def _perturb(self, model, batch):
         return self.x_adv
 
 

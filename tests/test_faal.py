@@ -18,6 +18,7 @@ from strategies import floats32
 from torch import nn
 
 from fairadv.attacks import PGD, Attack
+from fairadv.attacks.losses import cross_entropy, kl_to_clean
 from fairadv.objectives import FAAL, OBJECTIVES, PGDAT, TRADES
 from fairadv.objectives.class_dro import kl_dro_weights
 from fairadv.policy import ClassPolicy
@@ -283,13 +284,13 @@ def test_loss_matches_the_official_training_step(base, loss_kind, start):
 
 
 class FixedAttack(Attack):
-    """Returns a fixed ``x_adv``; records the overrides of each call."""
+    """Returns a fixed ``x_adv``; records the inner loss of each call."""
 
     def __init__(self, x_adv: torch.Tensor, eps: float = EPS):
-        self.x_adv, self.eps, self.overrides = x_adv, eps, []
+        self.x_adv, self.eps, self.losses = x_adv, eps, []
 
-    def _perturb(self, model, x, y, eps, step, **overrides):
-        self.overrides.append(dict(overrides))
+    def _perturb(self, model, batch):
+        self.losses.append(batch.inner_loss)
         return self.x_adv.clone()
 
 
@@ -303,7 +304,7 @@ def test_radius_zero_is_the_base_objective_and_policy_weights_are_not_read():
         attack = FixedAttack(x_adv)
         faal = FAAL(base=base, radius=0.0)(model, x, y, attack, uniform).loss
         torch.testing.assert_close(faal, plain(model, x, y, FixedAttack(x_adv), uniform).loss, rtol=1e-6, atol=1e-6)
-        assert attack.overrides == [{} if base == "pgd_at" else {"loss": "kl"}]
+        assert attack.losses == [cross_entropy if base == "pgd_at" else kl_to_clean]
         weighted = uniform.evolve(ce_weight=torch.linspace(0.5, 2, NUM_CLASSES), kl_weight=torch.full((10,), 3.0),
                                   beta_scale=torch.full((10,), 2.0), reduction="weights")
         for radius in (0.0, 0.5):

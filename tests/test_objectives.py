@@ -14,6 +14,7 @@ from strategies import NUM_CLASSES, class_weights, image_batches
 from torch import nn
 
 from fairadv.attacks import PGD, Attack
+from fairadv.attacks.losses import cross_entropy, kl_to_clean
 from fairadv.objectives import OBJECTIVES, PGDAT, TRADES
 from fairadv.policy import ClassPolicy
 
@@ -22,19 +23,19 @@ UNIFORM = ClassPolicy.uniform(NUM_CLASSES)
 
 
 class FixedAttack(Attack):
-    """Returns a fixed ``x_adv`` and records each call: the per-sample radii, the overrides, the model's mode."""
+    """Returns a fixed ``x_adv`` and records each call: the per-sample radii, the inner loss, the model's mode."""
 
     def __init__(self, x_adv: torch.Tensor, eps: float = 0.031):
         self.x_adv, self.eps, self.calls = x_adv, eps, []
 
-    def _perturb(self, model, x, y, eps, step, **overrides):
-        self.calls.append({"eps": eps.flatten().clone(), "overrides": dict(overrides), "training": model.training})
+    def _perturb(self, model, batch):
+        self.calls.append({"eps": batch.eps.flatten().clone(), "loss": batch.inner_loss, "training": model.training})
         return self.x_adv.clone()
 
-    def _walk(self, model, x, y, eps, step, **overrides):
+    def _walk(self, model, batch):
         """A two-point path, x then x_adv (for objectives that train on the path, BAT)."""
-        self.calls.append({"eps": eps.flatten().clone(), "overrides": dict(overrides), "training": model.training})
-        yield x.clone(), model(x)
+        self.calls.append({"eps": batch.eps.flatten().clone(), "loss": batch.inner_loss, "training": model.training})
+        yield batch.x.clone(), model(batch.x)
         yield self.x_adv.clone(), None
 
 
@@ -120,7 +121,7 @@ def test_trades_with_a_uniform_policy_is_plain_trades(tiny_model, batch):
     attack = FixedAttack(x_adv)
     tiny_model.train()
     out = TRADES(beta=6.0)(tiny_model, x, y, attack, UNIFORM)
-    assert attack.calls[0]["overrides"] == {"loss": "kl"}  # TRADES attacks the KL to the clean prediction
+    assert attack.calls[0]["loss"] is kl_to_clean  # TRADES attacks the KL to the clean prediction
 
     ce, kl = trades_terms(tiny_model, x, x_adv, y)
     expected = F.cross_entropy(tiny_model(x), y) + 6.0 * kl.sum() / len(y)
@@ -142,7 +143,7 @@ def test_pgd_at_with_a_uniform_policy_is_mean_adversarial_cross_entropy(tiny_mod
     attack = FixedAttack(x_adv)
     tiny_model.train()
     out = PGDAT()(tiny_model, x, y, attack, UNIFORM)
-    assert attack.calls[0]["overrides"] == {}  # PGD-AT keeps the attack's own loss
+    assert attack.calls[0]["loss"] is cross_entropy  # PGD-AT keeps the attack's own loss (the default, CE)
     assert out.logits_clean is None
     torch.testing.assert_close(out.loss, F.cross_entropy(tiny_model(x_adv), y), rtol=1e-5, atol=1e-6)
 

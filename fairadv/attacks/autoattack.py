@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from fairadv.attacks.base import ATTACKS, Attack, EpsLike, Norm, eval_mode
+from fairadv.attacks.losses import LossName
 from fairadv.errors import FairadvError
 from fairadv.validators import ge, gt, one_of
 
@@ -144,12 +145,11 @@ class AutoAttack(Attack):
     whole_set = True  # evaluation hands it every image at once: the package batches the samples still robust
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
-                step: EpsLike | None = None, **overrides: object) -> torch.Tensor:
+                step: EpsLike | None = None, *, loss: LossName | None = None) -> torch.Tensor:
         """Adversarial examples for ``(x, y)`` under one radius ``eps`` (default: the attack's own)."""
-        if step is not None:
-            raise ValueError("AutoAttack sets its own step sizes; do not pass step")
-        hp = attrs.evolve(self, **overrides) if overrides else self
-        x_adv, _ = hp.run(model, x, y, eps=eps, batch_size=max(len(x), 1))
+        if step is not None or loss is not None:
+            raise ValueError("AutoAttack sets its own step sizes and losses; do not pass step or loss")
+        x_adv, _ = self.run(model, x, y, eps=eps, batch_size=max(len(x), 1))
         return x_adv
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,

@@ -1,10 +1,12 @@
-"""The `Attack` interface and what every attack shares: model-mode handling and projection.
+"""The `Attack` interface and what every attack shares: one call resolved once, model-mode handling, projection.
 
-An attack is an attrs class whose fields are its hyperparameters. `Attack.perturb` puts the model in eval mode
-(BatchNorm uses running statistics, as TRADES' and DAFA's code do), restores the previous mode even if the attack
-raises, and returns adversarial inputs detached from the graph. Parameter gradients are never touched: subclasses use
-`torch.autograd.grad` with respect to the input only. `Attack.path` returns points of the attack's walk instead of
-its end (BAT trains on them); an iterative attack provides it by yielding its iterates from `_walk`.
+An attack is an attrs class whose fields are its hyperparameters. `Attack.perturb` resolves the call once into a
+`Batch` (each sample's radius and step, and the inner loss ready to call), puts the model in eval mode (BatchNorm
+uses running statistics, as TRADES' and DAFA's code do), restores the previous mode even if the attack raises, and
+returns adversarial inputs detached from the graph. A subclass holds only its algorithm, `_perturb(model, batch)`.
+Parameter gradients are never touched: `ascent_step` uses `torch.autograd.grad` with respect to the input only.
+`Attack.path` returns points of the attack's walk instead of its end (BAT trains on them); an iterative attack
+provides it by yielding its iterates from `_walk(model, batch)`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Literal
 
+import attrs
 import torch
 from torch import nn
 
+from fairadv.attacks.losses import LOSSES, NEEDS_CLEAN_PROBS, AttackLoss, LossName
 from fairadv.attacks.path import PathPoints, pick_path_points
 from fairadv.registry import ATTACKS as ATTACKS  # re-exported: the kind's registry, next to its interface
 
@@ -44,8 +48,35 @@ Norm = Literal["linf", "l2"]
 EpsLike = float | torch.Tensor
 
 
+@attrs.frozen(eq=False)
+class Batch:
+    """One attack call, resolved once by `Attack`: what the algorithm needs and nothing to look up.
+
+    Shape:
+        x: (B, C, H, W) clean inputs in [0, 1], detached; y: (B,) labels; eps, step: each sample's radius and step
+        size, (B, 1, ..., 1) so that they broadcast against ``x``; clean_probs: (B, classes) or None.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    eps: torch.Tensor
+    step: torch.Tensor
+    inner_loss: AttackLoss
+    clean_probs: torch.Tensor | None = None  # the eval-mode softmax at x, for the losses that need it (the KL)
+
+    def loss(self, logits: torch.Tensor) -> torch.Tensor:
+        """The inner loss per sample, (B,), at ``logits`` computed on this batch's inputs (in order)."""
+        return self.inner_loss(logits, self.y, self.clean_probs)
+
+    def __getitem__(self, index: torch.Tensor) -> Batch:
+        """The samples ``index`` only (PGD's stop-on-success keeps attacking those not yet fooled)."""
+        probs = None if self.clean_probs is None else self.clean_probs[index]
+        return Batch(self.x[index], self.y[index], self.eps[index], self.step[index], self.inner_loss, probs)
+
+
 class Attack:
-    """Base class. Subclasses set ``eps`` (the base radius) and implement `_perturb`.
+    """Base class. Subclasses set ``eps`` (the base radius) and ``loss`` (their inner loss) and implement
+    `_perturb`; an iterative attack also `_walk`.
 
     Shape:
         x: (B, C, H, W) in [0, 1]; y: (B,) int64; eps: a float or a (B,) tensor of per-sample radii.
@@ -54,52 +85,61 @@ class Attack:
 
     eps: float
     norm: Norm = "linf"
+    loss: LossName = "ce"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
-                step: EpsLike | None = None, **overrides: object) -> torch.Tensor:
+                step: EpsLike | None = None, *, loss: LossName | None = None) -> torch.Tensor:
         """Adversarial examples for ``(x, y)``.
 
         Args:
             eps: radius, a float or per-sample (B,) tensor; defaults to the attack's own ``eps``.
             step: step size, a float or per-sample (B,) tensor; by default the attack's step scaled like the radius,
                 ``base_step * eps_b / self.eps`` (DAFA's code). FRL and CFA keep the step fixed instead.
-            overrides: hyperparameters replaced for this call only (TRADES sets the inner loss to the KL).
+            loss: the inner loss for this call only, a name in `fairadv.attacks.losses.LOSSES`; defaults to the
+                attack's own (TRADES maximises ``"kl"``, whatever the training attack's ``loss`` says).
         """
         model = unwrapped(model)
-        radius, steps = self.radii(x, eps, step)
         with eval_mode(model):
-            x_adv = self._perturb(model, x.detach(), y, radius, steps, **overrides)
+            x_adv = self._perturb(model, self.batch(model, x, y, eps, step, loss))
         return x_adv.detach()
 
     def path(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
-             step: EpsLike | None = None, patience: int = 1, **overrides: object) -> PathPoints:
+             step: EpsLike | None = None, *, loss: LossName | None = None, patience: int = 1) -> PathPoints:
         """BAT's two points of the attack path (see `fairadv.attacks.path`): the last iterate still classified
         correctly and the one past the first that fools the model. Arguments as for `perturb`; the whole walk runs
         for every sample, whatever ``stop_on_success`` says."""
         model = unwrapped(model)
-        radius, steps = self.radii(x, eps, step)
         with eval_mode(model):
-            points = pick_path_points(self._walk(model, x.detach(), y, radius, steps, **overrides), y, patience)
+            points = pick_path_points(self._walk(model, self.batch(model, x, y, eps, step, loss)), y, patience)
         return PathPoints(points.last_correct.detach(), points.past_fooled.detach())
 
-    def radii(self, x: torch.Tensor, eps: EpsLike | None, step: EpsLike | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample radius and step, (B, 1, ..., 1): as given, or the attack's own scaled like the radius."""
+    def batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None,
+              step: EpsLike | None, loss: LossName | None) -> Batch:
+        """This call resolved once: per-sample radius and step (as given, or the attack's own step scaled like the
+        radius) and the inner loss (``loss``, else the attack's own), with the clean softmax it may need computed
+        here, from the model in the mode the attack runs it in."""
+        name = self.loss if loss is None else loss
+        if name not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}")
+        x = x.detach()
         radius = self.per_sample_eps(x, self.eps if eps is None else eps)
         steps = radius * (self.base_step / self.eps) if step is None else self.per_sample_eps(x, step)
-        return radius, steps
+        clean_probs = None
+        if name in NEEDS_CLEAN_PROBS:
+            with torch.no_grad():
+                clean_probs = torch.softmax(model(x), dim=1)
+        return Batch(x, y, radius, steps, LOSSES[name], clean_probs)
 
     @property
     def base_step(self) -> float:
         """The step size for a sample whose radius is ``eps``."""
         return self.eps
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-                 **overrides: object) -> torch.Tensor:
-        """The algorithm; ``eps`` and ``step`` are per-sample, shaped (B, 1, ..., 1)."""
+    def _perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The algorithm: adversarial inputs for ``batch``, the model already in eval mode."""
         raise NotImplementedError
 
-    def _walk(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-              **overrides: object) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _walk(self, model: nn.Module, batch: Batch) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The iterates ``(x_t, logits at x_t)`` for t < K, then ``(x_K, None)``; iterative attacks provide it."""
         raise TypeError(f"attack {type(self).__name__} does not expose its path; BAT needs an iterative attack "
                         "such as pgd")
@@ -113,6 +153,14 @@ class Attack:
         if radius.shape != (x.shape[0],):
             raise ValueError(f"eps must be a float or a tensor of shape ({x.shape[0]},), got {tuple(radius.shape)}")
         return radius.view(-1, *([1] * (x.ndim - 1)))
+
+    def ascent_step(self, model: nn.Module, x_t: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One projected steepest-ascent step of ``batch.loss`` from ``x_t``: the next point and the logits at x_t."""
+        x_t = x_t.detach().requires_grad_(True)
+        logits = model(x_t)
+        grad, = torch.autograd.grad(batch.loss(logits).sum(), x_t)
+        moved = x_t.detach() + batch.step * self.ascent_direction(grad)
+        return self.project(moved, batch.x, batch.eps), logits.detach()
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Project onto each sample's eps-ball around ``x`` (in ``self.norm``), then onto the [0, 1] box."""

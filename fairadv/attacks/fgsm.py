@@ -7,8 +7,8 @@ import attrs
 import torch
 from torch import nn
 
-from fairadv.attacks.base import ATTACKS, Attack, Norm
-from fairadv.attacks.losses import LOSSES, NEEDS_CLEAN_PROBS
+from fairadv.attacks.base import ATTACKS, Attack, Batch, Norm
+from fairadv.attacks.losses import LOSSES, LossName
 from fairadv.validators import gt, one_of
 
 _positive = gt(0)
@@ -31,25 +31,14 @@ class FGSM(Attack):
     eps: float = attrs.field(default=0.031, validator=_positive)
     step_size: float | None = attrs.field(default=None, validator=_positive)
     norm: Norm = attrs.field(default="linf", validator=one_of(("linf", "l2")))
-    loss: str = attrs.field(default="ce", validator=one_of(tuple(LOSSES)))
+    loss: LossName = attrs.field(default="ce", validator=one_of(tuple(LOSSES)))
     random_start: bool = False
 
     @property
     def base_step(self) -> float:
         return self.step_size or self.eps
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-                 **overrides: object) -> torch.Tensor:
-        hp = attrs.evolve(self, **overrides) if overrides else self
-        clean_probs = None
-        if hp.loss in NEEDS_CLEAN_PROBS:
-            with torch.no_grad():
-                clean_probs = torch.softmax(model(x), dim=1)
-        x0 = x.clone()
-        if hp.random_start:
-            x0 = hp.project(x + (2 * torch.rand_like(x) - 1) * eps, x, eps)
-        x0.requires_grad_(True)
-        grad, = torch.autograd.grad(LOSSES[hp.loss](model(x0), y, clean_probs).sum(), x0)
-        if "step_size" in overrides or "eps" in overrides:
-            step = eps * (hp.base_step / hp.eps)
-        return hp.project(x0.detach() + step * hp.ascent_direction(grad), x, eps)
+    def _perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, eps = batch.x, batch.eps
+        x0 = self.project(x + (2 * torch.rand_like(x) - 1) * eps, x, eps) if self.random_start else x
+        return self.ascent_step(model, x0, batch)[0]

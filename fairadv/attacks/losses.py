@@ -1,17 +1,19 @@
 """Inner losses an attack maximises, each per sample (shape (B,)).
 
 Every loss takes ``(logits, y, clean_probs)``; only ``kl`` uses ``clean_probs`` (the softmax of the model on the
-clean input, computed once per attack).
+clean input, computed once per attack call by `Attack`). Objectives reuse them for their own terms (TRADES' KL).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 AttackLoss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+LossName = Literal["ce", "kl", "cw"]
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, clean_probs: torch.Tensor | None) -> torch.Tensor:
@@ -33,5 +35,5 @@ def cw_margin(logits: torch.Tensor, y: torch.Tensor, clean_probs: torch.Tensor |
     return others.max(dim=1).values - true
 
 
-LOSSES: dict[str, AttackLoss] = {"ce": cross_entropy, "kl": kl_to_clean, "cw": cw_margin}
+LOSSES: dict[LossName, AttackLoss] = {"ce": cross_entropy, "kl": kl_to_clean, "cw": cw_margin}
 NEEDS_CLEAN_PROBS = frozenset({"kl"})

@@ -14,8 +14,8 @@ import attrs
 import torch
 from torch import nn
 
-from fairadv.attacks.base import ATTACKS, Attack, Norm
-from fairadv.attacks.losses import LOSSES, NEEDS_CLEAN_PROBS
+from fairadv.attacks.base import ATTACKS, Attack, Batch, Norm
+from fairadv.attacks.losses import LOSSES, LossName
 from fairadv.validators import gt, one_of
 
 Start = Literal["uniform", "normal", "none"]
@@ -47,7 +47,7 @@ class PGD(Attack):
     step_size: float = attrs.field(default=0.007, validator=_positive)
     steps: int = attrs.field(default=10, validator=_positive)
     norm: Norm = attrs.field(default="linf", validator=one_of(("linf", "l2")))
-    loss: str = attrs.field(default="ce", validator=one_of(tuple(LOSSES)))
+    loss: LossName = attrs.field(default="ce", validator=one_of(tuple(LOSSES)))
     random_start: Start = attrs.field(default="uniform", validator=one_of(("uniform", "normal", "none")))
     stop_on_success: bool = False
 
@@ -55,56 +55,27 @@ class PGD(Attack):
     def base_step(self) -> float:
         return self.step_size
 
-    def _prepared(self, model: nn.Module, x: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-                  overrides: dict[str, object]) -> tuple[PGD, torch.Tensor, torch.Tensor | None]:
-        """This call's hyperparameters, its step, and the clean softmax the KL loss needs."""
-        hp = attrs.evolve(self, **overrides) if overrides else self
-        clean_probs = None
-        if hp.loss in NEEDS_CLEAN_PROBS:
-            with torch.no_grad():
-                clean_probs = torch.softmax(model(x), dim=1)
-        if "step_size" in overrides or "eps" in overrides:
-            step = eps * (hp.step_size / hp.eps)
-        return hp, step, clean_probs
-
-    def _walk(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-              **overrides: object) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        hp, step, clean_probs = self._prepared(model, x, eps, step, overrides)
-        return hp._iterates(model, x, y, eps, step, clean_probs)
-
-    def _iterates(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-                  clean_probs: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _walk(self, model: nn.Module, batch: Batch) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """x_0 (the projected start) ... x_K, each x_t < K with the logits its gradient step computed."""
-        loss_fn = LOSSES[self.loss]
-        x_adv = self.project(self.start(x, eps), x, eps)
+        x_adv = self.project(self.start(batch.x, batch.eps), batch.x, batch.eps)
         for _ in range(self.steps):
-            xa = x_adv.requires_grad_(True)
-            logits = model(xa)
-            grad, = torch.autograd.grad(loss_fn(logits, y, clean_probs).sum(), xa)
-            yield xa.detach(), logits.detach()
-            x_adv = self.project(xa.detach() + step * self.ascent_direction(grad), x, eps)
+            moved, logits = self.ascent_step(model, x_adv, batch)
+            yield x_adv, logits
+            x_adv = moved
         yield x_adv, None
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: torch.Tensor,
-                 **overrides: object) -> torch.Tensor:
-        hp, step, clean_probs = self._prepared(model, x, eps, step, overrides)
-        if not hp.stop_on_success:
-            for x_adv, _ in hp._iterates(model, x, y, eps, step, clean_probs):
+    def _perturb(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        if not self.stop_on_success:
+            for x_adv, _ in self._walk(model, batch):
                 pass  # keep only the end point
             return x_adv
         # Keep a fooled sample at the iterate that fooled the model; move only the rest on.
-        loss_fn = LOSSES[hp.loss]
-        x_adv = hp.project(hp.start(x, eps), x, eps)
-        active = torch.arange(len(x), device=x.device)  # indices still being attacked
-        for _ in range(hp.steps):
-            xa = x_adv[active].requires_grad_(True)
-            ya = y[active]
-            logits = model(xa)
-            cp = None if clean_probs is None else clean_probs[active]
-            grad, = torch.autograd.grad(loss_fn(logits, ya, cp).sum(), xa)
-            moved = hp.project(xa.detach() + step[active] * hp.ascent_direction(grad), x[active], eps[active])
-            still_correct = logits.argmax(dim=1) == ya
-            x_adv = x_adv.detach().clone()
+        x_adv = self.project(self.start(batch.x, batch.eps), batch.x, batch.eps)
+        active = torch.arange(len(x_adv), device=x_adv.device)  # indices still being attacked
+        for _ in range(self.steps):
+            moved, logits = self.ascent_step(model, x_adv[active], batch[active])
+            still_correct = logits.argmax(dim=1) == batch.y[active]
+            x_adv = x_adv.clone()
             x_adv[active[still_correct]] = moved[still_correct]
             active = active[still_correct]
             if active.numel() == 0:

@@ -7,11 +7,14 @@ it already computed so that class statistics cost no extra forward pass.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 from torch import nn
 
 from fairadv.attacks.base import Attack
+from fairadv.attacks.losses import LossName
 from fairadv.policy import ClassPolicy, Reduction
 from fairadv.registry import OBJECTIVES as OBJECTIVES  # re-exported: the kind's registry, next to its interface
 
@@ -30,12 +33,20 @@ class ObjectiveOutput:
 
 
 class Objective:
-    """Base class for training objectives (attrs classes whose fields are their hyperparameters)."""
+    """Base class for training objectives (attrs classes whose fields are their hyperparameters).
+
+    ``attack_loss`` names the inner loss the training attack maximises for this objective (a key of
+    `fairadv.attacks.losses.LOSSES`), or None for the attack's own (the recipe's ``attack.loss``).
+    """
+
+    attack_loss: ClassVar[LossName | None] = None
 
     def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                     policy: ClassPolicy) -> torch.Tensor:
-        """The training adversarial examples under ``policy`` (per-class radii); the attack's own inner loss."""
-        return attack.perturb(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y))
+        """The training adversarial examples under ``policy`` (per-class radii and steps), maximising
+        ``attack_loss``."""
+        return attack.perturb(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y),
+                              loss=self.attack_loss)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                  policy: ClassPolicy) -> ObjectiveOutput:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairadv.attacks.base import Attack
+from fairadv.attacks.losses import kl_to_clean
 from fairadv.attacks.path import PathPoints
 from fairadv.objectives.base import OBJECTIVES, Objective, ObjectiveOutput, class_eps, class_step, weighted_mean
 from fairadv.policy import ClassPolicy
@@ -51,12 +52,14 @@ class BAT(Objective):
     patience: int = attrs.field(default=1, validator=ge(0))
     separate_walks: bool = True
 
+    attack_loss = "kl"  # both points lie on TRADES' attack path
+
     def path(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
              policy: ClassPolicy) -> PathPoints:
         """x_lc and x_fa under ``policy``'s per-class radii."""
         def walk() -> PathPoints:
             return attack.path(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y),
-                               patience=self.patience, loss="kl")
+                               loss=self.attack_loss, patience=self.patience)
         if not self.separate_walks:
             return walk()
         last_correct = walk().last_correct  # the official code's stop_to_lastclean runs first
@@ -66,7 +69,7 @@ class BAT(Objective):
                     policy: ClassPolicy) -> torch.Tensor:
         """x_fa, the point BAT's robustness term is measured at (for class statistics of a separate pass)."""
         return attack.path(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y),
-                           patience=self.patience, loss="kl").past_fooled
+                           loss=self.attack_loss, patience=self.patience).past_fooled
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                  policy: ClassPolicy) -> ObjectiveOutput:
@@ -75,7 +78,7 @@ class BAT(Objective):
         logits_fa = model(points.past_fooled)
         logits_clean = model(x)
         ce = F.cross_entropy(logits_lc, y, reduction="none")
-        kl = F.kl_div(F.log_softmax(logits_fa, dim=1), F.softmax(logits_clean, dim=1), reduction="none").sum(1)
+        kl = kl_to_clean(logits_fa, y, F.softmax(logits_clean, dim=1))
         balance = (kl_to_uniform(logits_lc) + kl_to_uniform(logits_fa)).mean()
         loss = weighted_mean(ce, policy.ce_weight[y], policy.reduction) + self.beta * weighted_mean(
             policy.beta_scale[y] * kl, policy.kl_weight[y], policy.reduction) + balance

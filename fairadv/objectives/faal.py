@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairadv.attacks.base import Attack
-from fairadv.objectives.base import OBJECTIVES, Objective, ObjectiveOutput, class_eps, class_step
+from fairadv.attacks.losses import LossName, kl_to_clean
+from fairadv.objectives.base import OBJECTIVES, Objective, ObjectiveOutput
 from fairadv.objectives.class_dro import kl_dro_weights
 from fairadv.policy import ClassPolicy
 from fairadv.validators import ge, one_of
@@ -58,12 +59,10 @@ class FAAL(Objective):
     radius: float = attrs.field(default=0.5, validator=ge(0))
     beta: float = attrs.field(default=6.0, validator=ge(0))
 
-    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
-                    policy: ClassPolicy) -> torch.Tensor:
-        """The base method's inner maximisation under the policy's per-class radii."""
-        if self.base == "pgd_at":
-            return super().adversarial(model, x, y, attack, policy)
-        return attack.perturb(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y), loss="kl")
+    @property
+    def attack_loss(self) -> LossName | None:
+        """The base method's inner loss: the attack's own for PGD-AT, the KL to the clean prediction for TRADES."""
+        return None if self.base == "pgd_at" else "kl"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                  policy: ClassPolicy) -> ObjectiveOutput:
@@ -74,7 +73,7 @@ class FAAL(Objective):
         if self.base == "pgd_at":
             per_sample = F.cross_entropy(logits_adv, y, reduction="none")
         else:
-            kl = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="none").sum(1)
+            kl = kl_to_clean(logits_adv, y, F.softmax(logits_clean, dim=1))
             per_sample = F.cross_entropy(logits_clean, y, reduction="none") + self.beta * kl
         loss = (weights[y] * per_sample).sum() * (weights.numel() / len(y))
         return ObjectiveOutput(loss=loss, x_adv=x_adv, logits_adv=logits_adv, logits_clean=logits_clean)

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairadv.attacks.base import Attack
-from fairadv.objectives.base import OBJECTIVES, Objective, ObjectiveOutput, class_eps, class_step, weighted_mean
+from fairadv.attacks.losses import kl_to_clean
+from fairadv.objectives.base import OBJECTIVES, Objective, ObjectiveOutput, weighted_mean
 from fairadv.policy import ClassPolicy
 from fairadv.validators import ge
 
@@ -29,10 +30,7 @@ class TRADES(Objective):
 
     beta: float = attrs.field(default=6.0, validator=ge(0))
 
-    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
-                    policy: ClassPolicy) -> torch.Tensor:
-        """TRADES' inner maximisation: the KL to the clean prediction, per-class radii."""
-        return attack.perturb(model, x, y, class_eps(attack, policy, y), class_step(attack, policy, y), loss="kl")
+    attack_loss = "kl"  # TRADES' inner maximisation: the KL to the clean prediction
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                  policy: ClassPolicy) -> ObjectiveOutput:
@@ -40,7 +38,7 @@ class TRADES(Objective):
         logits_clean = model(x)
         logits_adv = model(x_adv)
         ce = F.cross_entropy(logits_clean, y, reduction="none")
-        kl = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="none").sum(1)
+        kl = kl_to_clean(logits_adv, y, F.softmax(logits_clean, dim=1))
         loss = weighted_mean(ce, policy.ce_weight[y], policy.reduction) + self.beta * weighted_mean(
             policy.beta_scale[y] * kl, policy.kl_weight[y], policy.reduction
         )
