@@ -7,11 +7,12 @@ from pathlib import Path
 from torch import nn
 
 from fairadv.build import build_dataset
-from fairadv.checkpoint import load_checkpoint, load_error, model_spec, parse_stored_recipe
+from fairadv.checkpoint import load_error
 from fairadv.errors import FairadvError
 from fairadv.recipe import Recipe
 from fairadv.registry import MODELS
 from fairadv.train.engine import run
+from fairadv.trained import load_trained
 
 
 def load_model(path: str | Path) -> nn.Module:
@@ -20,17 +21,19 @@ def load_model(path: str | Path) -> nn.Module:
     These are the weights the run reports (a strategy's weight average where it keeps one, e.g. CFA's FAWA). The
     architecture comes from the recipe stored in the checkpoint; the data set is not needed.
     """
-    path = Path(path)
-    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
-    state = load_checkpoint(ckpt)
-    recipe = Recipe.from_dict(parse_stored_recipe(state.get("recipe"), ckpt), source=str(ckpt))
-    classes, shape, _ = model_spec(state, ckpt)
+    trained = load_trained(path)
+    stored = trained.recipe
+    if stored is None:
+        raise FairadvError(f"{trained.file}: the checkpoint carries no recipe (not a fairadv run); build the model "
+                           "and load its weights with fairadv.trained.load_trained(path).load_into(model, name)")
+    recipe = Recipe.from_dict(stored, source=str(trained.file))
+    classes, shape, _ = trained.spec
     try:
         model = MODELS.create(recipe.model.name, num_classes=classes, in_channels=shape[0], input_size=shape[1:],
                               **recipe.model.params)
-        model.load_state_dict(state.get("eval_model", state["model"]))
+        model.load_state_dict(trained.weights)
     except (KeyError, RuntimeError, TypeError) as exc:
-        raise FairadvError(f"{ckpt}: not a usable fairadv checkpoint: {load_error(exc)}") from None
+        raise FairadvError(f"{trained.file}: not a usable fairadv checkpoint: {load_error(exc)}") from None
     return model.eval()
 
 

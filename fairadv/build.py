@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -17,9 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from fairadv.checkpoint import load_error, load_state_dict_file
 from fairadv.data.base import TransformedDataset, stratified_holdout
-from fairadv.errors import FairadvError
+from fairadv.errors import FairadvError, one_line
 from fairadv.recipe import ComponentConfig, Recipe, component_registries
 from fairadv.registry import DATASETS, MODELS
 from fairadv.validators import InvalidValue
@@ -141,24 +139,11 @@ def check_model_fits(model: nn.Module, recipe: Recipe, data: DataSplits, device:
         with torch.no_grad():
             logits = model(torch.zeros(2, *data.input_shape, device=device))
     except Exception as exc:  # noqa: BLE001 - whatever the model raises, it does not fit this data
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FairadvError(f"{recipe.source}: model.name = {recipe.model.name!r} cannot take data "
-                           f"{recipe.data.name!r}'s inputs of shape {data.input_shape}: {reason[:200]}") from None
+                           f"{recipe.data.name!r}'s inputs of shape {data.input_shape}: {one_line(exc)[:200]}") from None
     finally:
         model.train(was_training)
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, data.num_classes):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise FairadvError(f"{recipe.source}: model.name = {recipe.model.name!r} returns {shape} for 2 images; "
                            f"expected (2, {data.num_classes}), one logit per class")
-
-
-def load_initial_weights(model: nn.Module, recipe: Recipe) -> None:
-    """Start ``model`` from ``model.init_from``: a run folder (its last checkpoint) or a checkpoint file."""
-    source = str(recipe.model.init_from)
-    path = Path(source)
-    state = load_state_dict_file(path / "checkpoints" / "last.pt" if path.is_dir() else path)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise FairadvError(f"{recipe.source}: model.init_from = {source!r}: weights do not fit model "
-                           f"{recipe.model.name!r}: {load_error(exc)}") from None

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from fairadv.errors import FairadvError
-from fairadv.files import open_atomic, write_atomic
+from fairadv.files import open_atomic
 from fairadv.policy import ClassPolicy
 
 FORMAT_VERSION = 1
@@ -24,11 +24,6 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     """Save ``obj`` to ``path`` via a temporary file and an atomic rename (`fairadv.files.open_atomic`)."""
     with open_atomic(path, "wb", fsync=True) as handle:
         torch.save(obj, handle)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a text file via a temporary file and an atomic rename."""
-    write_atomic(path, text)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -84,13 +79,12 @@ def model_spec(state: dict[str, Any], path: Path) -> tuple[int, tuple[int, ...],
     return classes, shape, names
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A model state dict from a fairadv checkpoint or a bare state-dict file (e.g. a published checkpoint).
+def state_dict_of(state: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
+    """The model state dict in a loaded fairadv checkpoint or bare state-dict file (e.g. a published checkpoint).
 
     Accepts ``{"eval_model": sd}`` (what a fairadv run reports), ``{"model": sd}``, ``{"state_dict": sd}`` or a bare
-    ``sd``, and strips a DataParallel ``module.`` prefix.
+    ``sd``, and strips a DataParallel ``module.`` prefix; ``path`` names the file in the error.
     """
-    state = load_checkpoint(path)
     for key in ("eval_model", "model", "state_dict", "model_state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fairadv.errors import FairadvError
+from fairadv.run_folder import EVAL, checkpoint_relpath
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -144,9 +145,10 @@ def list_components(kind: str | None) -> None:
               help="Robust if correct at every iterate and clean, or at the last iterate (default: the recipe's).")
 @click.option("--seed", type=int, default=0, help="Seed of the subset and of the attacks' random starts.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-@click.option("--out", default=None, help="Write the results here (default: eval.json beside the run).")
+@click.option("--out", default=None, help=f"Write the results here (default: {EVAL} beside the run).")
 @click.option("--checkpoint", "which", default="last", show_default=True, metavar="last|best",
-              help="For a run folder: checkpoints/last.pt, or best.pt (the best validation epoch).")
+              help=f"For a run folder: {checkpoint_relpath('last')}, or {checkpoint_relpath('best')} (the best "
+                   "validation epoch).")
 @click.option("--dataset", default=None, help="robustbench: the zoo's data set, cifar10 or cifar100 (default cifar10).")
 @click.option("--threat-model", default=None, help="robustbench: Linf or L2 (default Linf).")
 @click.option("--model-dir", default=None, help="robustbench: weights in its layout, DIR/DATASET/THREAT/NAME.pt "
@@ -166,11 +168,12 @@ def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int 
     ``--set eval.attack.step_size=0.01``); earlier results in eval.json are kept, one entry per setup.
     """
     from fairadv.evaluation.eval_command import run_eval
+    from fairadv.evaluation.eval_options import EvalOptions
 
-    run_eval(target, attacks or ("pgd20",), n=n, batch_size=batch_size, recipe_path=recipe_path,
-             model_name=model_name, eps=eps, seed=seed, device=device, out=out, console=out_console,
-             progress=err_console, checkpoint=which, overrides=overrides, counting=counting,
-             zoo={k: v for k, v in zoo.items() if v is not None})
+    options = EvalOptions(target, attacks, n=n, batch_size=batch_size, eps=eps, seed=seed, device=device,
+                          checkpoint=which, counting=counting, recipe_path=recipe_path, model_name=model_name,
+                          overrides=overrides, out=out, zoo={k: v for k, v in zoo.items() if v is not None})
+    run_eval(options, console=out_console, progress=err_console)
 
 
 @main.command()

@@ -1,19 +1,25 @@
-"""Atomic file writes that follow the user's umask.
+"""Atomic file writes that follow the user's umask, and the JSON readers every fairadv file goes through.
 
 A file is written to a temporary name in its own folder and renamed into place, so a crash leaves the old file or
 the new one, never half of one. `tempfile.mkstemp` creates the temporary file at mode 0600; the file is given the
 mode a plain ``open(path, "w")`` would have had (0666 less the umask) before the rename, so collaborators on a
 shared file system read run folders as they read any other file of the user's.
+
+Reading a jsonl log (`read_records`) follows one rule: a final line that does not parse is skipped, since it is
+what a crash mid-append leaves; a bad line anywhere else is a one-line `FairadvError` naming the file and the line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from fairadv.errors import FairadvError, one_line
 
 
 def umask_mode(base: int = 0o666) -> int:
@@ -46,3 +52,51 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` (text or bytes) to ``path`` atomically."""
     with open_atomic(path, "wb" if isinstance(data, bytes) else "w") as handle:
         handle.write(data)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a jsonl log, one a line; none when the file is missing.
+
+    A final line that does not parse is skipped: an append cut short by a crash leaves one, and resuming drops it. A
+    bad line anywhere else, or a line that is not a JSON object, is a one-line `FairadvError` naming file and line.
+    """
+    return [record for _, record in lines_and_records(path)]
+
+
+def lines_and_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each line of a jsonl log with its JSON object, by `read_records`' rule."""
+    if not path.is_file():
+        return []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FairadvError(f"{path}: cannot read: {one_line(exc)}") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # torn by a crash mid-append
+                break
+            raise FairadvError(f"{path}: line {number} is not JSON ({exc.msg}); not a fairadv log, or damaged "
+                               "after it was written") from None
+        if not isinstance(record, dict):
+            raise FairadvError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append((line, record))
+    return records
+
+
+def read_json(path: Path, missing: str = "") -> dict[str, Any]:
+    """A JSON object from ``path``; missing (with ``missing`` saying why it may be), unreadable or not an object is
+    a one-line `FairadvError`."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FairadvError(f"{path}: not found ({missing})" if missing else f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FairadvError(f"{path}: not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise FairadvError(f"{path}: expected a JSON object")
+    return data

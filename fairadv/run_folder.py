@@ -1,9 +1,19 @@
-"""A run folder on disk: ``recipe.toml``, the jsonl logs, ``checkpoints/`` and the files a finished run writes.
+"""A run folder on disk: the one module that knows its file names, how they are written and how they are read.
 
-Every file is written atomically (a temporary file renamed into place), so a crash leaves either the old or the new
-version. Resuming removes the temporary files a kill left behind and cuts the logs back to the last checkpoint, so
-the replayed epochs are not logged twice. In a torchrun job only rank 0 writes (``is_main``). While a process runs a
-folder it holds a lock on it (`RunFolder.lock`), so a second ``fairadv run --resume`` of the same folder is refused.
+``<out>/<run.name>/`` holds ``recipe.toml`` (the resolved recipe, first), ``metrics.jsonl`` (one line an epoch),
+``policy.jsonl`` (each policy change), ``checkpoints/last.pt`` and ``checkpoints/best.pt``, ``summary.json`` (the
+final evaluation: a run with one is finished), ``eval.json`` (what ``fairadv eval`` measured) and ``trackers.json``
+(the experiment trackers' run ids). Every other module asks `RunFolder` for a path or a reader instead of spelling a
+name.
+
+Every file is written atomically (`fairadv.files.write_atomic`: a temporary file renamed into place), so a crash
+leaves either the old or the new version; the jsonl logs are appended to, a line at a time. Resuming removes the
+temporary files a kill left behind and cuts the logs back to the last checkpoint, so the replayed epochs are not
+logged twice. In a torchrun job only rank 0 writes (``is_main``). While a process runs a folder it holds a lock on
+it (`RunFolder.lock`), so a second ``fairadv run --resume`` of the same folder is refused.
+
+The logs are read by `fairadv.files.read_records`' one rule: a final line that does not parse is skipped (a crash
+mid-append leaves one), and a bad line anywhere else is a one-line `FairadvError` naming the file and the line.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +32,15 @@ try:
 except ImportError:  # not POSIX: no locking
     fcntl = None  # type: ignore[assignment]
 
-from fairadv.checkpoint import load_checkpoint, parse_stored_recipe, save_atomic, write_text_atomic
-from fairadv.errors import FairadvError
+from fairadv.checkpoint import load_checkpoint, parse_stored_recipe, save_atomic
+from fairadv.errors import FairadvError, one_line
+from fairadv.files import lines_and_records, read_json, read_records, write_atomic
 
-LOGS = ("metrics.jsonl", "policy.jsonl")
+RECIPE, METRICS, POLICY = "recipe.toml", "metrics.jsonl", "policy.jsonl"
+SUMMARY, EVAL, TRACKERS = "summary.json", "eval.json", "trackers.json"
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_NAMES = ("last", "best")  # checkpoints/last.pt after every epoch; best.pt with a validation split
+NOT_FINISHED = "the run has not finished its final evaluation"
 
 
 class RunFolder:
@@ -33,8 +49,27 @@ class RunFolder:
     def __init__(self, path: str | Path, is_main: bool = True):
         self.path = Path(path)
         self.is_main = is_main
-        self.checkpoint = self.path / "checkpoints" / "last.pt"
-        self.recipe_file = self.path / "recipe.toml"
+        self.checkpoint = self.checkpoint_file("last")
+        self.recipe_file = self.path / RECIPE
+        self.metrics_file = self.path / METRICS
+        self.policy_file = self.path / POLICY
+        self.summary_file = self.path / SUMMARY
+        self.eval_file = self.path / EVAL
+        self.trackers_file = self.path / TRACKERS
+
+    def checkpoint_file(self, name: str = "last") -> Path:
+        """``checkpoints/<name>.pt`` (``name`` is ``"last"`` or ``"best"``)."""
+        return self.path / CHECKPOINTS / f"{name}.pt"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run wrote its final evaluation (``summary.json``)."""
+        return self.summary_file.is_file()
+
+    @property
+    def started(self) -> bool:
+        """Whether the folder holds a run's recipe (one that ``--resume`` can continue or start over)."""
+        return self.recipe_file.is_file()
 
     def lock(self) -> None:
         """Hold an exclusive lock on the folder (creating it) until `unlock` or the end of the process.
@@ -103,8 +138,8 @@ class RunFolder:
             return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.recipe_file, recipe_toml)
-            (self.path / "checkpoints").mkdir(exist_ok=True)
+            write_atomic(self.recipe_file, recipe_toml)
+            (self.path / CHECKPOINTS).mkdir(exist_ok=True)
         except OSError as exc:
             raise FairadvError(f"{self.path}: cannot write the run folder: {exc.strerror or exc}") from None
 
@@ -113,20 +148,88 @@ class RunFolder:
         if self.is_main and not self.checkpoint.exists():
             shutil.rmtree(self.path, ignore_errors=True)
 
-    def append(self, name: str, record: dict[str, Any]) -> None:
-        """Add one JSON line to the log ``name``."""
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        """Add an epoch's line to ``metrics.jsonl``."""
+        self._append(self.metrics_file, record)
+
+    def log_policy(self, record: dict[str, Any]) -> None:
+        """Add a policy change to ``policy.jsonl``."""
+        self._append(self.policy_file, record)
+
+    def _append(self, path: Path, record: dict[str, Any]) -> None:
         if self.is_main:
-            with open(self.path / name, "a") as handle:
+            with open(path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
-    def write_text(self, name: str, text: str) -> None:
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Write ``summary.json``: from here on the run is finished."""
         if self.is_main:
-            write_text_atomic(self.path / name, text)
+            write_atomic(self.summary_file, json.dumps(summary, indent=2) + "\n")
 
-    def save_checkpoint(self, state: dict[str, Any], name: str = "last.pt") -> None:
-        """Write ``checkpoints/<name>`` (``last.pt``, or ``best.pt`` for the best validation epoch)."""
+    def write_trackers(self, state: dict[str, Any]) -> None:
+        """Write ``trackers.json`` (each tracker's identity and how far it got)."""
+        write_atomic(self.trackers_file, json.dumps(state, indent=2) + "\n")
+
+    def save_checkpoint(self, state: dict[str, Any], name: str = "last") -> None:
+        """Write ``checkpoints/<name>.pt`` (``last``, or ``best`` for the best validation epoch)."""
         if self.is_main:
-            save_atomic(state, self.checkpoint.with_name(name))
+            save_atomic(state, self.checkpoint_file(name))
+
+    # --- readers ----------------------------------------------------------------------------------------------------
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The lines of ``metrics.jsonl`` (none when it is missing), by `read_records`' rule."""
+        return read_records(self.metrics_file)
+
+    def policies(self) -> list[dict[str, Any]]:
+        """The lines of ``policy.jsonl`` (none when it is missing), by `read_records`' rule."""
+        return read_records(self.policy_file)
+
+    def recorded_similarity(self) -> dict[str, Any] | None:
+        """The last ``policy.jsonl`` record that carries a class ``similarity`` matrix (a strategy's policy basis)."""
+        return next((r for r in reversed(self.policies()) if isinstance(r.get("similarity"), list)), None)
+
+    def recipe(self) -> dict[str, Any]:
+        """The stored ``recipe.toml`` as a dict; missing or unreadable is a one-line error."""
+        try:
+            return tomllib.loads(self.recipe_file.read_text())
+        except FileNotFoundError:
+            raise FairadvError(f"{self.recipe_file}: not found; not a run folder (a run folder holds its resolved "
+                               "recipe)") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise FairadvError(f"{self.recipe_file}: cannot read: {exc}") from None
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json``; missing (the run is not finished) or unreadable is a one-line error."""
+        return read_json(self.summary_file, NOT_FINISHED)
+
+    def evaluation(self) -> dict[str, Any] | None:
+        """``eval.json``, or None when ``fairadv eval`` has not run; unreadable is a one-line error."""
+        return read_json(self.eval_file) if self.eval_file.exists() else None
+
+    def trackers(self) -> dict[str, Any]:
+        """``trackers.json`` (empty when missing): each tracker's table."""
+        if not self.trackers_file.is_file():
+            return {}
+        hint = "; delete it to give the trackers new runs"
+        try:
+            state = json.loads(self.trackers_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FairadvError(f"{self.trackers_file}: not a trackers file ({one_line(exc)}){hint}") from None
+        if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
+            raise FairadvError(f"{self.trackers_file}: not a trackers file (expected a JSON object of tables){hint}")
+        return state
+
+    def existing_checkpoint(self, name: str = "last") -> Path:
+        """``checkpoints/<name>.pt`` of a run that has one; a folder without ``last.pt`` is not a run folder."""
+        if not self.checkpoint.is_file():
+            raise FairadvError(f"{self.path}: not a run folder (no {checkpoint_relpath()}); pass a run folder or a "
+                               "checkpoint file")
+        path = self.checkpoint_file(name)
+        if not path.is_file():
+            raise FairadvError(f"{path}: not found; a run keeps best.pt only with a validation split "
+                               "(data.val_per_class > 0) and train.best_by other than 'none'")
+        return path
 
     def checkpoint_note(self) -> str:
         """Where the last good state is, for an error message."""
@@ -151,22 +254,32 @@ class RunFolder:
         return state
 
     def truncate_logs(self, keep_through: int) -> None:
-        """Drop log lines of epochs after ``keep_through`` (-1: all, the initial policy of epoch 0 too) and lines
-        torn by a crash mid-append."""
-        for name in LOGS:
-            path = self.path / name
+        """Drop log lines of epochs after ``keep_through`` (-1: all, the initial policy of epoch 0 too) and a final
+        line torn by a crash mid-append (it belongs to no finished epoch), by `read_records`' rule."""
+        for path in (self.metrics_file, self.policy_file):
             if not (path.exists() and self.is_main):
                 continue
-            kept = []
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # torn: it belongs to no finished epoch
-                    continue
-                epoch = record.get("epoch") if isinstance(record, dict) else None
-                if isinstance(epoch, int) and epoch <= keep_through:
-                    kept.append(line)
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+            kept = [line for line, record in lines_and_records(path)
+                    if isinstance(record.get("epoch"), int) and record["epoch"] <= keep_through]
+            write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def checkpoint_relpath(name: str = "last") -> str:
+    """``checkpoints/<name>.pt``, as help texts and messages show it."""
+    return f"{CHECKPOINTS}/{name}.pt"
+
+
+def run_of_checkpoint(path: Path) -> RunFolder | None:
+    """The run folder whose ``checkpoints/last.pt`` or ``best.pt`` ``path`` is (it holds a recipe.toml), else None."""
+    run = RunFolder(path.parent.parent)
+    is_ours = path.parent.name == CHECKPOINTS and path.stem in CHECKPOINT_NAMES and path.suffix == ".pt"
+    return run if is_ours and run.started else None
+
+
+def eval_file_for(checkpoint: Path) -> Path:
+    """Where ``fairadv eval`` of ``checkpoint`` writes: its run's ``eval.json``, else ``<stem>.eval.json`` beside it."""
+    run = run_of_checkpoint(checkpoint)
+    return run.eval_file if run is not None else checkpoint.with_name(f"{checkpoint.stem}.{EVAL}")
 
 
 def _lock_holder(path: Path) -> str:
@@ -184,7 +297,7 @@ def _lock_holder(path: Path) -> str:
 
 
 def is_temporary(path: Path) -> bool:
-    """A temporary file of `write_text_atomic` / `save_atomic` (``.<name>.<random>.tmp``)."""
+    """A temporary file of `fairadv.files.write_atomic` / `save_atomic` (``.<name>.<random>.tmp``)."""
     return path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp")
 
 

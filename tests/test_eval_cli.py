@@ -185,11 +185,12 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_dir, tmp_path, m
 def test_missing_extra_message_names_the_extra(run_dir, monkeypatch):
     from fairadv.errors import FairadvError
     from fairadv.evaluation.eval_command import run_eval
+    from fairadv.evaluation.eval_options import EvalOptions
 
     monkeypatch.setitem(sys.modules, "pyautoattack", None)
     expected = r"^AutoAttack needs the optional extra: pip install 'fairadv\[autoattack\]'$"
     with pytest.raises(FairadvError, match=expected):
-        run_eval(str(run_dir), ["autoattack"])
+        run_eval(EvalOptions(str(run_dir), ("autoattack",)))
     assert not (run_dir / "eval.json").exists()
 
 

@@ -7,6 +7,7 @@ behind a late import or a type annotation is still a cycle in the design.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,50 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
 
 def test_the_training_loop_fits_in_one_sitting():
     assert len((PACKAGE / "train" / "engine.py").read_text().splitlines()) <= 300
+
+
+RUN_FOLDER_NAMES = re.compile(r"recipe\.toml|metrics\.jsonl|policy\.jsonl|summary\.json|eval\.json|trackers\.json"
+                              r"|last\.pt|best\.pt|^checkpoints$")
+LAYOUT_OWNER = "fairadv.run_folder"
+
+
+def spelled_names(path: Path) -> list[str]:
+    """The string literals of ``path`` (f-string pieces included, docstrings not) that name a run-folder file."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [f"{path.name}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            and RUN_FOLDER_NAMES.search(node.value)]
+
+
+def test_only_run_folder_spells_a_run_folder_file_name():
+    """``recipe.toml``, the logs, ``checkpoints/{last,best}.pt``, ``summary.json``, ``eval.json`` and
+    ``trackers.json`` are named in code (messages and help texts included) by `fairadv.run_folder` alone; the
+    others ask it for a path. Docstrings may name them: they explain, they do not decide."""
+    found = [hit for name, path in MODULES.items() if name != LAYOUT_OWNER for hit in spelled_names(path)]
+    assert not found, found
+    assert spelled_names(MODULES[LAYOUT_OWNER]), "the owner itself must spell the names (is the pattern stale?)"
+
+
+def package_of(module: str) -> str:
+    """``fairadv.train.engine`` -> ``fairadv.train``; a top-level module (``fairadv.build``) is its own node."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or (PACKAGE / parts[-1]).is_dir() else module
+
+
+PACKAGE_GRAPH = {package_of(name): set() for name in MODULES}
+for _name, _imports in GRAPH.items():
+    PACKAGE_GRAPH[package_of(_name)] |= {package_of(i) for i in _imports} - {package_of(_name)}
+
+
+def test_the_package_graph_has_no_cycle():
+    """train/ and evaluation/ (and every other pair of packages and top-level modules) never import each other in
+    both directions, counting function-level imports: ``evaluation`` builds and loads through ``fairadv.build`` and
+    ``fairadv.trained``, below both."""
+    assert find_cycle(PACKAGE_GRAPH) is None, " -> ".join(find_cycle(PACKAGE_GRAPH) or [])
+
+
+def test_evaluation_does_not_import_train():
+    assert "fairadv.train" not in PACKAGE_GRAPH["fairadv.evaluation"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, WORST_CASE, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import METRICS, ROBUST_AVG, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.summary import check_evaluation, check_result
+from fairadv.run_folder import RunFolder
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
 
@@ -59,32 +59,15 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise FairadvError(f"{path}: no such run folder")
-    summary = _read_json(path / "summary.json", "summary.json (the run has not finished its final evaluation)")
-    check_result(summary, str(path / "summary.json"))
-    recipe_file = path / "recipe.toml"
-    try:
-        recipe = tomllib.loads(recipe_file.read_text())
-    except FileNotFoundError:
-        raise FairadvError(f"{recipe_file}: not found; a run folder holds its resolved recipe") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise FairadvError(f"{recipe_file}: cannot read: {exc}") from None
-    evaluation = _read_json(path / "eval.json", None) if (path / "eval.json").exists() else None
-    check_evaluation(evaluation, str(path / "eval.json"))
+    folder = RunFolder(path)
+    summary = folder.summary()
+    check_result(summary, str(folder.summary_file))
+    recipe = folder.recipe()
+    evaluation = folder.evaluation()
+    check_evaluation(evaluation, str(folder.eval_file))
     run = recipe.get("run", {}) if isinstance(recipe.get("run"), dict) else {}
     seed = run.get("seed") if isinstance(run.get("seed"), int) else None
     return Run(path, path.name, seed, recipe, summary, evaluation)
-
-
-def _read_json(path: Path, what: str | None) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FairadvError(f"{path}: not found; no {what}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise FairadvError(f"{path}: not readable JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise FairadvError(f"{path}: expected a JSON object")
-    return data
 
 
 def group_key(recipe: Mapping[str, Any]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -26,67 +25,53 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from fairadv.build import build_dataset, build_model, build_source, select_device
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import FORMAT_VERSION, WORST_CASE, attack_label, merge_previous, setup_label
-from fairadv.evaluation.presets import (
-    DEFAULT_EPS,
-    Preset,
-    check_preset_name,
-    make_preset,
-    parse_eps,
-    preset_key,
-)
+from fairadv.evaluation.eval_options import EvalOptions
+from fairadv.evaluation.presets import DEFAULT_EPS, Preset, make_preset, parse_eps
 from fairadv.evaluation.target import Target
+from fairadv.files import write_atomic
+from fairadv.recipe import Recipe
+from fairadv.seeding import seed_everything
+from fairadv.trained import Trained, load_trained
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = ("last", "best")
 
 
 def load_target(path: str | Path, recipe_path: str | None = None, model_name: str | None = None,
                 device: torch.device | None = None, checkpoint_name: str = "last",
                 overrides: Sequence[str] = ()) -> Target:
-    """Load a run folder's ``checkpoints/last.pt`` (or ``best.pt``) or a checkpoint file, fairadv's or a bare state
-    dict; ``overrides`` (``"table.key=value"``) change the recipe as ``fairadv run --set`` does.
+    """Load a run folder's last (or ``best``) checkpoint or a checkpoint file, fairadv's or a bare state dict;
+    ``overrides`` (``"table.key=value"``) change the recipe as ``fairadv run --set`` does.
 
     A fairadv checkpoint carries its recipe; ``recipe_path`` then replaces only its ``[data]`` table. A bare state
     dict (e.g. a published CIFAR ResNet, keys ``conv1``, ``bn1``, ``layer1``..., ``linear``, with or without
     DataParallel's ``module.`` prefix) needs ``recipe_path`` for the data and the model, or ``model_name``.
     """
-    from fairadv.build import build_model, build_source
-    from fairadv.checkpoint import (
-        load_checkpoint,
-        load_error,
-        load_state_dict_file,
-        model_spec,
-        parse_stored_recipe,
-    )
-    from fairadv.recipe import Recipe
+    trained = load_trained(path, checkpoint_name)
+    recipe = _target_recipe(trained, recipe_path, model_name, overrides)
+    source = build_source(recipe)
+    names = tuple(str(n) for n in source.class_names)
+    shape = tuple(int(s) for s in source.input_shape)
+    if "model_spec" in trained.state and trained.recipe is not None:
+        fitted = trained.spec[:2]
+        if fitted != (len(names), shape):
+            raise FairadvError(f"{trained.file}: the model was trained for {fitted[0]} classes of {fitted[1]} inputs; "
+                               f"data {recipe.data.name!r} has {len(names)} classes of {shape}")
+    model = trained.load_into(build_model(recipe, len(names), shape), recipe.model.name)  # type: ignore[arg-type]
+    model = model.float().to(device or torch.device("cpu")).eval()
+    return Target(model, recipe, trained.file, trained.eval_file, trained.epoch, names)
 
-    path = Path(path)
-    if path.is_dir():
-        checkpoint = path / "checkpoints" / f"{checkpoint_name}.pt"
-        if not (path / "checkpoints" / "last.pt").is_file():
-            raise FairadvError(f"{path}: not a run folder (no checkpoints/last.pt); pass a run folder or a checkpoint "
-                               "file")
-        if not checkpoint.is_file():
-            raise FairadvError(f"{checkpoint}: not found; a run keeps best.pt only with a validation split "
-                               "(data.val_per_class > 0) and train.best_by other than 'none'")
-        out = path / "eval.json"
-    elif path.is_file():
-        checkpoint = path
-        run_dir = path.parent.parent
-        in_run = (path.name in ("last.pt", "best.pt") and path.parent.name == "checkpoints"
-                  and (run_dir / "recipe.toml").is_file())
-        out = run_dir / "eval.json" if in_run else path.with_name(f"{path.stem}.eval.json")
-    else:
-        raise FairadvError(f"{path}: no such run folder or checkpoint file")
 
-    state = load_checkpoint(checkpoint)
-    saved = parse_stored_recipe(state["recipe"], checkpoint) if isinstance(state.get("recipe"), str) else None
+def _target_recipe(trained: Trained, recipe_path: str | None, model_name: str | None,
+                   overrides: Sequence[str]) -> Recipe:
+    """The checkpoint's recipe, its ``[data]`` from ``recipe_path`` and its model ``model_name`` if given; a bare
+    state dict takes the whole recipe from ``recipe_path``."""
+    saved = trained.recipe
     user = Recipe.load(recipe_path) if recipe_path else None
     if saved is None and user is None:
-        raise FairadvError(f"{checkpoint}: the checkpoint carries no recipe (not a fairadv run); pass --recipe "
+        raise FairadvError(f"{trained.file}: the checkpoint carries no recipe (not a fairadv run); pass --recipe "
                            "R.toml for its data set (and its [model], or --model NAME)")
     raw = saved if saved is not None else user.to_dict()  # type: ignore[union-attr]
     if saved is not None and user is not None:
@@ -94,30 +79,8 @@ def load_target(path: str | Path, recipe_path: str | None = None, model_name: st
     if model_name:
         keep = raw.get("model", {}).get("name") == model_name
         raw["model"] = raw["model"] if keep else {"name": model_name}
-    recipe = Recipe.from_dict(raw, source=str(recipe_path or checkpoint))
-    if overrides:
-        recipe = recipe.override(*overrides)
-
-    source = build_source(recipe)
-    names = tuple(str(n) for n in source.class_names)
-    shape = tuple(int(s) for s in source.input_shape)
-    if "model_spec" in state and saved is not None:
-        trained = model_spec(state, checkpoint)[:2]
-        if trained != (len(names), shape):
-            raise FairadvError(f"{checkpoint}: the model was trained for {trained[0]} classes of {trained[1]} inputs; "
-                               f"data {recipe.data.name!r} has {len(names)} classes of {shape}")
-    model = build_model(recipe, len(names), shape)  # type: ignore[arg-type]
-    weights = load_state_dict_file(checkpoint)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = load_error(exc)
-        missing = [k for k in model.state_dict() if k not in weights][:3]
-        hint = f" (e.g. missing {', '.join(missing)})" if missing else ""
-        raise FairadvError(f"{checkpoint}: weights do not fit model {recipe.model.name!r}: {first}{hint}") from None
-    model = model.float().to(device or torch.device("cpu")).eval()
-    epoch = state.get("epoch") if isinstance(state.get("epoch"), int) else None
-    return Target(model, recipe, checkpoint, out, epoch, names)
+    recipe = Recipe.from_dict(raw, source=str(recipe_path or trained.file))
+    return recipe.override(*overrides) if overrides else recipe
 
 
 def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch_size: int | None = None,
@@ -128,13 +91,11 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
     Every attack starts from the same seeded state, so its numbers do not depend on which other attacks ran.
     Returns the ``eval.json`` document (one setup; `merge_previous` adds the worst case over attacks).
     """
-    from fairadv.build import build_dataset, build_source
     from fairadv.data.base import TransformedDataset
     from fairadv.data.loader import make_loader, stratified_subset
     from fairadv.evaluation.classwise import predict
     from fairadv.evaluation.eval_file import encode
     from fairadv.evaluation.summary import summarize
-    from fairadv.seeding import seed_everything
 
     device = device or torch.device("cpu")
     recipe = target.recipe
@@ -251,78 +212,61 @@ def print_eval(doc: Mapping[str, Any], console: Console, names: Sequence[str] | 
                       f"{bench.get('eps')}), per image: {ours}{theirs}", highlight=False)
 
 
-def run_eval(target_path: str, attacks: Sequence[str] = ("pgd20",), n: int = 0, batch_size: int | None = None,
-             recipe_path: str | None = None, model_name: str | None = None, eps: float | str | None = None,
-             seed: int = 0, device: str = "auto", out: str | None = None, console: Console | None = None,
-             progress: Console | None = None, checkpoint: str = "last", overrides: Sequence[str] = (),
-             counting: str | None = None, zoo: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What ``fairadv eval`` does: check everything, evaluate, print, write ``eval.json`` (atomically).
+def eval_radius(given: float | str | None, target: Target) -> tuple[float, str]:
+    """The attack radius and its text as written: ``--eps`` if given, else RobustBench's for a zoo model (e.g.
+    ``8/255``), else the recipe's ``eval.attack`` eps (`DEFAULT_EPS` when it sets none)."""
+    if given is not None:
+        return parse_eps(given)
+    if target.robustbench and "eps" in target.robustbench:
+        return parse_eps(target.robustbench["eps"])
+    radius = float(target.recipe.eval.attack.params.get("eps", DEFAULT_EPS))
+    return radius, f"{radius:g}"
 
-    ``target_path`` is a run folder, a checkpoint file or ``robustbench:<name>`` (then ``zoo`` holds ``dataset``,
-    ``threat_model``, ``model_dir``, ``data_root`` and ``model_info``). Every input is checked before the first
-    attack runs; nothing is written unless evaluation succeeds.
+
+def run_eval(options: EvalOptions, console: Console | None = None, progress: Console | None = None) -> dict[str, Any]:
+    """What ``fairadv eval`` does: load the target, evaluate, print, write ``eval.json`` (atomically).
+
+    ``options`` were checked when they were made; the target, its data and where the results go are checked here,
+    before the first attack runs. Nothing is written unless evaluation succeeds.
     """
-    from fairadv.build import select_device
-    from fairadv.checkpoint import write_text_atomic
-    from fairadv.evaluation.classwise import COUNTINGS
-
-    if n < 0:
-        raise FairadvError(f"--n {n}: expected 0 (the whole test split) or a positive number of images")
-    if batch_size is not None and batch_size < 1:
-        raise FairadvError(f"--batch-size {batch_size}: expected a positive number")
-    radius, eps_text = (None, None) if eps is None else parse_eps(eps)
-    if seed < 0:
-        raise FairadvError(f"--seed {seed}: expected a non-negative integer")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise FairadvError(f"--device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if checkpoint not in CHECKPOINTS:
-        raise FairadvError(f"--checkpoint {checkpoint!r}: expected 'last' or 'best'")
-    if counting is not None and counting not in COUNTINGS:
-        raise FairadvError(f"--counting {counting!r}: expected one of {', '.join(COUNTINGS)}")
-    names = list(dict.fromkeys(preset_key(a) for a in attacks)) or ["pgd20"]
-    for name in names:  # unknown names fail before the checkpoint is even read
-        check_preset_name(name)
-    torch_device = select_device(device)
-    if target_path.startswith("robustbench:"):
+    device = select_device(options.device)
+    if options.is_zoo:
         from fairadv.evaluation.robustbench_target import load_zoo_target
 
-        target = load_zoo_target(target_path.split(":", 1)[1], torch_device, overrides=overrides, **(zoo or {}))
-        radius, eps_text = (radius, eps_text) if radius is not None else parse_eps(target.robustbench["eps"])
+        target = load_zoo_target(options.zoo_name, device, overrides=options.overrides, **options.zoo)
     else:
-        if zoo:
-            raise FairadvError(f"--{next(iter(zoo)).replace('_', '-')} is for robustbench:<name> targets only")
-        target = load_target(target_path, recipe_path, model_name, torch_device, checkpoint, overrides)
-    eval_attack = target.recipe.eval.attack.params
-    if radius is None:
-        radius = float(eval_attack.get("eps", DEFAULT_EPS))
-        eps_text = f"{radius:g}"
-    norm = str(eval_attack.get("norm", "linf"))
-    counting = counting or target.recipe.eval.counting
-    presets = [make_preset(name, radius, norm, seed, target.recipe, counting) for name in names]
-    target = attrs.evolve(target, robustbench={**(target.robustbench or {}), "eps": eps_text})
-    out_path = Path(out) if out else target.out
-    if out:
-        target = attrs.evolve(target, out=out_path)
-    if not out_path.parent.is_dir():
-        raise FairadvError(f"{out_path}: its folder does not exist")
-    try:  # can eval.json be written there? Found out now, not after every attack has run
-        fd, probe = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise FairadvError(f"{out_path}: cannot write there: {exc.strerror or exc}") from None
-
-    doc = evaluate_target(target, presets, n=n, batch_size=batch_size, seed=seed, device=torch_device,
-                          console=progress, counting=counting)
-    doc = merge_previous(doc, out_path)
+        target = load_target(options.target, options.recipe_path, options.model_name, device, options.checkpoint,
+                             options.overrides)
+    radius, eps_text = eval_radius(options.eps, target)
+    norm = str(target.recipe.eval.attack.params.get("norm", "linf"))
+    counting = options.counting or target.recipe.eval.counting
+    presets = [make_preset(name, radius, norm, options.seed, target.recipe, counting) for name in options.attacks]
+    target = attrs.evolve(target, robustbench={**(target.robustbench or {}), "eps": eps_text},
+                          out=Path(options.out) if options.out else target.out)
+    check_writable(target.out)
+    doc = evaluate_target(target, presets, n=options.n, batch_size=options.batch_size, seed=options.seed,
+                          device=device, console=progress, counting=counting)
+    doc = merge_previous(doc, target.out)
     try:
-        write_text_atomic(out_path, json.dumps(doc, indent=2) + "\n")
+        write_atomic(target.out, json.dumps(doc, indent=2) + "\n")
     except OSError as exc:
-        raise FairadvError(f"{out_path}: cannot write: {exc.strerror or exc}") from None
+        raise FairadvError(f"{target.out}: cannot write: {exc.strerror or exc}") from None
     if console is not None:
-        print_eval(doc, console, names)
+        print_eval(doc, console, options.attacks)
     if progress is not None:
         others = len(doc["evaluations"]) - 1
         kept = f" (and {others} earlier setup{'s' * (others != 1)})" if others else ""
-        progress.print(f"wrote {out_path}: {setup_label(doc)}{kept}", highlight=False)
+        progress.print(f"wrote {target.out}: {setup_label(doc)}{kept}", highlight=False)
     return doc
+
+
+def check_writable(out: Path) -> None:
+    """Can ``out`` be written? Found out before any attack runs, not after every one has."""
+    if not out.parent.is_dir():
+        raise FairadvError(f"{out}: its folder does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise FairadvError(f"{out}: cannot write there: {exc.strerror or exc}") from None

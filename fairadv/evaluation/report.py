@@ -12,8 +12,6 @@ with its diagonal removed and rows normalised (where each class's errors go: the
 
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ from typing import Any
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import attack_label
 from fairadv.evaluation.summary import check_evaluation, check_result
+from fairadv.files import write_atomic
+from fairadv.run_folder import POLICY, RunFolder
 
 REPORT_DIR = "report"
 POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_scale")
@@ -28,20 +28,19 @@ POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_sca
 
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.md`` (and ``run_dir/report/*.png`` and ``.pdf``); return the markdown file's path."""
-    from fairadv.checkpoint import write_text_atomic
-
     run = Path(run_dir)
     if not run.is_dir():
         raise FairadvError(f"{run}: no such run folder")
-    recipe = _read_toml(run / "recipe.toml")
-    summary = _read_json(run / "summary.json", "the run has not finished its final evaluation")
-    check_result(summary, str(run / "summary.json"))
-    evaluation = _read_json(run / "eval.json", "") if (run / "eval.json").exists() else None
-    check_evaluation(evaluation, str(run / "eval.json"))
-    policies = _read_jsonl(run / "policy.jsonl")
-    metrics = _read_jsonl(run / "metrics.jsonl")
+    folder = RunFolder(run)
+    recipe = folder.recipe()
+    summary = folder.summary()
+    check_result(summary, str(folder.summary_file))
+    evaluation = folder.evaluation()
+    check_evaluation(evaluation, str(folder.eval_file))
+    policies = folder.policies()
+    metrics = folder.metrics()
     names = [str(row["name"]) for row in summary["per_class"]]
-    similarity, similarity_source = _similarity(summary, policies, evaluation, len(names))
+    similarity, similarity_source = _similarity(summary, folder, evaluation, len(names))
 
     try:
         plots = _write_plots(run, summary, evaluation, names, similarity, similarity_source)
@@ -49,7 +48,7 @@ def write_report(run_dir: str | Path) -> Path:
         raise FairadvError(f"{run}: cannot plot the run's results: {exc}") from None
     text = render(run.name, recipe, summary, evaluation, policies, metrics, plots, similarity_source)
     path = run / "report.md"
-    write_text_atomic(path, text)
+    write_atomic(path, text)
     return path
 
 
@@ -161,7 +160,7 @@ def _policy_section(policies: Sequence[Mapping[str, Any]], summary: Mapping[str,
     lines = ["## Class policy", ""]
     changes = [p for p in policies if not _is_uniform(p)]
     if not policies:
-        return lines + ["No `policy.jsonl` in the run folder.", ""]
+        return lines + [f"No `{POLICY}` in the run folder.", ""]
     if not changes:
         return lines + ["Uniform throughout (every class weight and radius scale 1).", ""]
     epochs = ", ".join(str(p.get("applies_from", p.get("epoch"))) for p in changes)
@@ -190,19 +189,20 @@ def _attack_sentence(attack: Mapping[str, Any] | None) -> str:
 # --- plots and inputs -----------------------------------------------------------------------------------------------
 
 
-def _similarity(summary: Mapping[str, Any], policies: Sequence[Mapping[str, Any]],
-                evaluation: Mapping[str, Any] | None, c: int) -> tuple[Any, str | None]:
-    for record, where in [(summary, "summary.json"), *((p, "policy.jsonl") for p in reversed(policies))]:
-        matrix = record.get("similarity")
+def _similarity(summary: Mapping[str, Any], folder: RunFolder, evaluation: Mapping[str, Any] | None,
+                c: int) -> tuple[Any, str | None]:
+    recorded = folder.recorded_similarity() or {}
+    for matrix, where in ((summary.get("similarity"), folder.summary_file), (recorded.get("similarity"),
+                                                                            folder.policy_file)):
         if isinstance(matrix, list) and len(matrix) == c:
-            return matrix, f"the class similarity recorded in {where}"
+            return matrix, f"the class similarity recorded in {where.name}"
     strongest = _strongest_attack(evaluation)
     if strongest is not None and len(strongest[1]["confusion"]) == c:
         name, confusion = strongest[0], strongest[1]["confusion"]
         m = [[0.0 if i == j else float(v) for j, v in enumerate(row)] for i, row in enumerate(confusion)]
         m = [[v / s if (s := sum(row)) > 0 else 0.0 for v in row] for row in m]
-        return m, (f"confusion under {name} (eval.json), diagonal removed, each row normalised: where each "
-                   "class's errors go")
+        return m, (f"confusion under {name} ({folder.eval_file.name}), diagonal removed, each row normalised: "
+                   "where each class's errors go")
     return None, None
 
 
@@ -234,36 +234,6 @@ def _write_plots(run: Path, summary: Mapping[str, Any], evaluation: Mapping[str,
                  else "share of class i's errors\nthat go to class j")
         plots["similarity"] = plot_similarity(similarity, names, folder / "similarity.png", "Class similarity", label)
     return {k: f"{REPORT_DIR}/{Path(v).name}" for k, v in plots.items()}
-
-
-def _read_json(path: Path, missing_hint: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FairadvError(f"{path}: not found ({missing_hint})" if missing_hint else f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise FairadvError(f"{path}: not readable JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise FairadvError(f"{path}: expected a JSON object")
-    return data
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise FairadvError(f"{path}: not readable JSON lines: {exc}") from None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise FairadvError(f"{path}: not found; not a run folder") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise FairadvError(f"{path}: cannot read: {exc}") from None
 
 
 def _pct(value: Any) -> str:

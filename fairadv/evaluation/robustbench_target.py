@@ -27,6 +27,7 @@ def load_zoo_target(name: str, device: torch.device, dataset: str = "cifar10", t
                     model_dir: str = "models", data_root: str = "data", model_info: str = "model_info",
                     overrides: Sequence[str] = ()) -> Any:
     """The `Target` for zoo model ``name``: model, a recipe for its data, and RobustBench's fields for eval.json."""
+    from fairadv.build import build_model, build_source
     from fairadv.evaluation.target import Target
     from fairadv.models.robustbench_adapter import (
         DEFAULT_EPS,
@@ -36,7 +37,7 @@ def load_zoo_target(name: str, device: torch.device, dataset: str = "cifar10", t
         zoo_entry,
     )
     from fairadv.recipe import Recipe
-    from fairadv.build import build_model, build_source
+    from fairadv.run_folder import eval_file_for
 
     if dataset not in ZOO_DATA:
         raise FairadvError(f"--dataset {dataset!r}: fairadv audits RobustBench models on {', '.join(ZOO_DATA)}")
@@ -62,5 +63,5 @@ def load_zoo_target(name: str, device: torch.device, dataset: str = "cifar10", t
     weights = weights_path(name, dataset, threat_model, model_dir)
     fields = {"model": name, "dataset": dataset, "threat_model": threat_model, "eps": eps_text,
               "listed": listed_accuracy(name, dataset, threat_model, model_info)}
-    return Target(model.float().to(device).eval(), recipe, weights, weights.with_name(f"{name}.eval.json"), None,
-                  names, test_transform=input_transform(name, dataset, threat_model), robustbench=fields)
+    return Target(model.float().to(device).eval(), recipe, weights, eval_file_for(weights), None, names,
+                  test_transform=input_transform(name, dataset, threat_model), robustbench=fields)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fairadv.evaluation.classwise import ClasswiseResult
 from fairadv.evaluation.metrics import METRICS
+from fairadv.run_folder import EVAL
 
 
 def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mapping[str, Any],
@@ -143,12 +144,12 @@ def check_evaluation(doc: Any, where: str) -> Mapping[str, Any] | None:
         return None
     attacks = doc.get("attacks") if isinstance(doc, Mapping) else None
     if not isinstance(attacks, Mapping):
-        raise FairadvError(f"{where}: expected an object with 'attacks'; not a fairadv eval.json")
+        raise FairadvError(f"{where}: expected an object with 'attacks'; not a fairadv {EVAL}")
     for name, result in attacks.items():
         check_result(result, f"{where} (attack {name})")
     entries = doc.get("evaluations", [])
     if not isinstance(entries, list):
-        raise FairadvError(f"{where}: evaluations: expected a list of setups; not a fairadv eval.json")
+        raise FairadvError(f"{where}: evaluations: expected a list of setups; not a fairadv {EVAL}")
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("attacks"), Mapping):
             raise FairadvError(f"{where}: evaluations[{i}]: expected an object with 'attacks'")

@@ -7,7 +7,6 @@ A cell is done when its run folder has ``summary.json`` and an ``eval.json`` hol
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 import attrs
 
 from fairadv.errors import FairadvError
+from fairadv.run_folder import RunFolder
 
 EVAL_SEED = 0  # every cell is evaluated on the same subset with the same attack starts
 
@@ -49,13 +49,14 @@ class CellJob:
 
 def is_done(run_dir: Path, evaluate: Sequence[str], n: int) -> bool:
     """Whether the cell finished training and every evaluation (at ``n`` images, the study's seed)."""
-    if not (run_dir / "summary.json").is_file():
+    run = RunFolder(run_dir)
+    if not run.finished:
         return False
     if not evaluate:
         return True
     try:
-        doc = json.loads((run_dir / "eval.json").read_text())
-    except (OSError, ValueError):
+        doc = run.evaluation()
+    except FairadvError:
         return False
     return (isinstance(doc, dict) and doc.get("n") == n and doc.get("seed") == EVAL_SEED
             and all(name in (doc.get("attacks") or {}) for name in evaluate))
@@ -66,6 +67,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     import torch
 
     from fairadv.evaluation.eval_command import run_eval
+    from fairadv.evaluation.eval_options import EvalOptions
     from fairadv.recipe import Recipe
     from fairadv.train.engine import Trainer
 
@@ -75,8 +77,9 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     with open(job.log_file, "a") as log, _logging_to(log):
         log.write(f"cell {job.name}: {job.recipe} {' '.join(job.overrides)}\n")
         log.flush()
-        if not (job.run_dir / "summary.json").is_file():
-            resume = (job.run_dir / "recipe.toml").is_file()
+        run = RunFolder(job.run_dir)
+        if not run.finished:
+            resume = run.started
             if job.gpus > 1:
                 _torchrun(job, resume, log)
             else:
@@ -84,7 +87,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
                 Trainer(recipe, out=job.run_dir.parent, resume=resume, progress=False).fit()
         trained = time.perf_counter()
         if job.evaluate and not is_done(job.run_dir, job.evaluate, job.n):
-            run_eval(str(job.run_dir), job.evaluate, n=job.n, seed=EVAL_SEED)
+            run_eval(EvalOptions(str(job.run_dir), tuple(job.evaluate), n=job.n, seed=EVAL_SEED))
         log.write(f"cell {job.name}: done in {time.perf_counter() - tic:.1f}s\n")
     return {"seconds": round(time.perf_counter() - tic, 3), "train_seconds": round(trained - tic, 3)}
 

@@ -17,8 +17,8 @@ from typing import Any
 import attrs
 from rich.console import Console
 
-from fairadv.checkpoint import write_text_atomic
 from fairadv.errors import FairadvError
+from fairadv.files import write_atomic
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
 from fairadv.study.spec import Study, load_study
@@ -95,7 +95,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
         timing = {"launcher": launcher, "jobs": jobs, "wall_seconds": round(seconds, 3),
                   "cells_wall_seconds": round(cells_wall, 3),
                   "cells": {name: {k: v for k, v in s.items() if k.endswith("seconds")} for name, s in states.items()}}
-        write_text_atomic(study_dir / "timing.json", json.dumps(timing, indent=2) + "\n")
+        write_atomic(study_dir / "timing.json", json.dumps(timing, indent=2) + "\n")
     console.print(f"study {study.name}: wrote {study_dir / 'table.md'} and the figures ({seconds:.0f}s)",
                   highlight=False)
     failed = {name: s for name, s in states.items() if s.get("state") == "failed"}

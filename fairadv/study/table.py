@@ -16,11 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fairadv.errors import FairadvError
 from fairadv.evaluation.compare import mean_std
 from fairadv.evaluation.eval_file import WORST_CASE
 from fairadv.evaluation.metrics import METRICS, RHO, Metric, rho_scores
 from fairadv.evaluation.summary import check_evaluation, check_result
+from fairadv.files import write_atomic
+from fairadv.run_folder import RunFolder
 from fairadv.study.spec import Cell, Study
 
 FORMAT_VERSION = 1
@@ -28,18 +29,17 @@ FORMAT_VERSION = 1
 
 def cell_results(study_dir: Path, cell: Cell, attacks: Sequence[str]) -> dict[str, Mapping[str, Any]] | None:
     """{attack: summary dict} of a finished cell, or None if it has not finished."""
-    run = study_dir / "runs" / cell.name
-    try:
-        summary = json.loads((run / "summary.json").read_text())
-        evaluation = json.loads((run / "eval.json").read_text()) if attacks else {}
-    except FileNotFoundError:
+    run = RunFolder(study_dir / "runs" / cell.name)
+    if not run.finished:
         return None
-    except (OSError, ValueError) as exc:
-        raise FairadvError(f"{run}: cannot read its results: {exc}") from None
-    check_result(summary, str(run / "summary.json"))
+    summary = run.summary()
+    check_result(summary, str(run.summary_file))
     if not attacks:
         return {"final": summary}
-    found = check_evaluation(evaluation, str(run / "eval.json"))["attacks"]  # type: ignore[index]
+    evaluation = run.evaluation()
+    if evaluation is None:
+        return None
+    found = check_evaluation(evaluation, str(run.eval_file))["attacks"]  # type: ignore[index]
     if not all(name in found for name in attacks):
         return None
     return {name: {**found[name], "images": evaluation.get("images")} for name in attacks}
@@ -193,11 +193,9 @@ def _num(value: float | None) -> str:
 
 def write_tables(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
     """``table.md``, ``table.tex``, ``table.csv`` and ``study.json`` in ``study_dir`` (atomically)."""
-    from fairadv.checkpoint import write_text_atomic
-
     paths = []
     for name, text in (("table.md", markdown(doc)), ("table.tex", latex(doc)), ("table.csv", csv_text(doc)),
                        ("study.json", json.dumps(doc, indent=2) + "\n")):
-        write_text_atomic(study_dir / name, text)
+        write_atomic(study_dir / name, text)
         paths.append(study_dir / name)
     return paths

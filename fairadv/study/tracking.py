@@ -36,8 +36,8 @@ def grouped(jobs: list[CellJob], recipes: Mapping[str, Recipe], study_name: str,
 
 def parent_run(config: MlflowConfig, study_name: str, study_dir: Path) -> str:
     """The study's MLflow run in ``config``'s store and experiment, kept in ``<study>/mlflow_parent.json``."""
+    from fairadv.files import write_atomic
     from fairadv.tracking.mlflow_tracker import client_and_experiment, resolved_uri
-    from fairadv.checkpoint import write_text_atomic
 
     path = study_dir / PARENTS_FILE
     parents = json.loads(path.read_text()) if path.is_file() else {}
@@ -50,7 +50,7 @@ def parent_run(config: MlflowConfig, study_name: str, study_dir: Path) -> str:
             raise FairadvError(f"{study_dir}: log.mlflow: cannot create the study's MLflow run: {one_line(exc)}"
                                ) from None
         parents[where] = run.info.run_id
-        write_text_atomic(path, json.dumps(parents, indent=2) + "\n")
+        write_atomic(path, json.dumps(parents, indent=2) + "\n")
     return parents[where]
 
 

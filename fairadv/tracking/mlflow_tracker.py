@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fairadv.recipe import MlflowConfig
+from fairadv.run_folder import RunFolder
 from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import summary_markdown, summary_scalars
 
@@ -64,7 +65,7 @@ class MlflowTracker(Tracker):
         params = [Param(key, str(value)[:6000]) for key, value in _flat(run.recipe)]
         for i in range(0, len(params), 100):  # MLflow's limit on params per call
             self.client.log_batch(self.run_id, params=params[i:i + 100])
-        recipe_file = run.folder / "recipe.toml"
+        recipe_file = RunFolder(run.folder).recipe_file
         if recipe_file.is_file():
             self.client.log_artifact(self.run_id, str(recipe_file))
 

@@ -13,22 +13,19 @@ the next resume sends that tracker what it missed.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fairadv.checkpoint import write_text_atomic
 from fairadv.errors import FairadvError, one_line
 from fairadv.recipe import Recipe
 from fairadv.recipe_tables import TRACKERS
+from fairadv.run_folder import RunFolder
 from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import epoch_scalars, policy_in_effect, policy_scalars
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "trackers.json"
 
 
 class TrackingSession:
@@ -37,6 +34,7 @@ class TrackingSession:
     def __init__(self, folder: Path, class_names: Sequence[str], base_eps: float, timing_key: str,
                  trackers: dict[str, Tracker], state: dict[str, Any]):
         self.folder = folder
+        self.run = RunFolder(folder)
         self.class_names = list(class_names)
         self.base_eps = base_eps
         self.timing_key = timing_key
@@ -53,7 +51,7 @@ class TrackingSession:
         if missing:  # Recipe.load says so already; a recipe built in Python reaches here
             raise FairadvError(f"{recipe.source}: {missing}")
         chosen = recipe.log.chosen() if enabled else []
-        state = _read_state(folder / STATE_FILE) if chosen else {}
+        state = RunFolder(folder).trackers() if chosen else {}
         session = cls(folder, class_names, base_eps, timing_key, {}, state)
         run = RunInfo(folder=folder, name=str(recipe.run.name), recipe=recipe.to_dict())
         try:
@@ -80,13 +78,13 @@ class TrackingSession:
         if logged >= through:
             self.state[key]["logged_through"] = through
             return
-        metrics, policies = _records(self.folder / "metrics.jsonl"), _records(self.folder / "policy.jsonl")
+        metrics, policies = self.run.metrics(), self.run.policies()
         for record in metrics:
             epoch = record.get("epoch")
             if isinstance(epoch, int) and logged < epoch <= through:
                 policy = policy_in_effect(policies, epoch) or {}
                 self._send(key, epoch, self.epoch_series(record, policy))
-        log.info("log.%s: sent epochs %d-%d from metrics.jsonl", key, logged + 1, through)
+        log.info("log.%s: sent epochs %d-%d from %s", key, logged + 1, through, self.run.metrics_file.name)
 
     def epoch_series(self, record: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, float]:
         """The series of one epoch: its ``metrics.jsonl`` line and the policy training used in it."""
@@ -132,7 +130,7 @@ class TrackingSession:
 
     def save(self) -> None:
         if self.state:
-            write_text_atomic(self.folder / STATE_FILE, json.dumps(self.state, indent=2) + "\n")
+            self.run.write_trackers(self.state)
 
     def _send(self, key: str, epoch: int, series: Mapping[str, float]) -> None:
         tracker = self.trackers.get(key)
@@ -146,38 +144,10 @@ class TrackingSession:
         self.state[key]["logged_through"] = epoch
 
     def _drop(self, key: str, exc: BaseException) -> None:
-        log.warning("log.%s: %s; this tracker is stopped for the rest of the process (metrics.jsonl has every "
-                    "epoch; --resume sends it what it missed)", key, one_line(exc))
+        log.warning("log.%s: %s; this tracker is stopped for the rest of the process (%s has every "
+                    "epoch; --resume sends it what it missed)", key, one_line(exc), self.run.metrics_file.name)
         tracker = self.trackers.pop(key)
         try:
             tracker.close(failed=True)
         except Exception:  # noqa: BLE001
             pass
-
-
-def _read_state(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FairadvError(f"{path}: not a trackers file ({one_line(exc)}); delete it to give the trackers new "
-                           "runs") from None
-    if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
-        raise FairadvError(f"{path}: not a trackers file (expected a JSON object of tables); delete it to give the "
-                           "trackers new runs")
-    return state
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out

@@ -42,7 +42,7 @@ class BestEpoch:
                        val_worst_class_robust_accuracy=float(val.robust_accuracy.min()),
                        val_robust_accuracy_by_class=val.robust_accuracy.tolist())
         if self.update(epoch, val):
-            folder.save_checkpoint({**state, "best": self.record()}, name="best.pt")
+            folder.save_checkpoint({**state, "best": self.record()}, name="best")
         state["best"] = self.state_dict()
 
     def record(self) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from fairadv.build import (
     build_data,
     build_model,
     check_model_fits,
-    load_initial_weights,
     named_errors,
     select_device,
 )
@@ -30,6 +29,7 @@ from fairadv.recipe import Recipe
 from fairadv.registry import OPTIMIZERS
 from fairadv.seeding import seed_everything
 from fairadv.train.precision import SpeedSettings, resolve_speed
+from fairadv.trained import load_initial_weights
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from rich.progress import Progress
 from fairadv.checkpoint import FORMAT_VERSION, resumable_epoch_and_policy
 from fairadv.data.loader import make_loader
 from fairadv.distributed import all_reduce_sum, barrier, init_from_env, local_batch_size
-from fairadv.errors import FairadvError
+from fairadv.errors import FairadvError, one_line
 from fairadv.evaluation.classwise import ClasswiseResult
 from fairadv.evaluation.summary import print_summary, summarize
 from fairadv.policy import ClassPolicy
@@ -96,7 +96,7 @@ class Trainer:
         with self.folder.held(), training_progress(self.console, self.show_progress) as progress:
             if self.start_epoch == 1:
                 self.folder.create(self.recipe.to_toml())
-                self.folder.append("policy.jsonl", {"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
+                self.folder.log_policy({"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
             with self._open_trackers() as self.tracking:
                 for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
                     self._run_epoch(epoch, progress)
@@ -104,7 +104,7 @@ class Trainer:
                 if self.dist.is_main:  # summary.json (with best.pt's epoch, a chance-level warning) and the figures
                     write_results(self.folder, summary, self.class_names, self.stats.compute().prob_matrix,
                                   self.recipe.train.epochs, self.best)
-                    self.tracking.finish(summary, sorted(self.run_dir.glob("*.png")) + [self.run_dir / "summary.json"],
+                    self.tracking.finish(summary, sorted(self.run_dir.glob("*.png")) + [self.folder.summary_file],
                                          step=self.recipe.train.epochs)
         if self.results is not None and self.dist.is_main:
             print_summary(summary, self.results)
@@ -145,7 +145,7 @@ class Trainer:
         if self.best is not None:  # scores the epoch, writes best.pt when it is the best so far
             val = self.evaluator.evaluate(self.evaluated_model(), "val", self.parts.eval_attack)
             self.best.after_epoch(epoch, val, state, metrics, self.folder)
-        self.folder.append("metrics.jsonl", metrics)
+        self.folder.log_metrics(metrics)
         self.folder.save_checkpoint(state)
         self.tracking.after_epoch(metrics, trained_with.to_dict())  # after the checkpoint: see fairadv.tracking
         if self.show_progress:
@@ -245,7 +245,7 @@ class Trainer:
     def _set_policy(self, policy: ClassPolicy, epoch: int, applies_from: int) -> None:
         self.policy = policy
         basis = self.strategy.policy_basis()  # e.g. DAFA's similarity matrix, for the figure and for readers
-        self.folder.append("policy.jsonl", {"epoch": epoch, "applies_from": applies_from, **policy.to_dict(), **basis})
+        self.folder.log_policy({"epoch": epoch, "applies_from": applies_from, **policy.to_dict(), **basis})
         log.info("new class policy from epoch %d: %s", applies_from, policy.to_dict())
         if self.show_progress:
             self.console.print(policy_table(policy, self.class_names, self.parts.attack.eps, applies_from))
@@ -278,9 +278,9 @@ class Trainer:
             if self.best is not None:
                 self.best.load_state_dict(state.get("best") or {})
         except Exception as exc:  # noqa: BLE001 - whatever is wrong inside, the file does not fit this run
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self.folder.unlock()
-            raise FairadvError(f"{self.folder.checkpoint}: checkpoint does not match this recipe: {reason}") from None
+            raise FairadvError(f"{self.folder.checkpoint}: checkpoint does not match this recipe: "
+                               f"{one_line(exc)}") from None
         self.policy = policy
         self.start_epoch = epoch + 1
         self.folder.truncate_logs(keep_through=epoch)

@@ -7,7 +7,6 @@ the last epoch's p_i(j), titled as such.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +29,7 @@ def write_results(folder: RunFolder, summary: dict[str, Any], names: Sequence[st
         summary["best_checkpoint"] = best.record()
     if summary.get("at_chance"):
         log.warning("%s", chance_warning(summary))
-    folder.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
+    folder.write_summary(summary)
     similarity, title = recorded_similarity(folder)
     if similarity is None:
         similarity, title = last_similarity, f"Class similarity p_i(j), last epoch ({epochs})"
@@ -39,11 +38,9 @@ def write_results(folder: RunFolder, summary: dict[str, Any], names: Sequence[st
 
 def recorded_similarity(folder: RunFolder) -> tuple[Any, str | None]:
     """The last ``similarity`` a strategy wrote into ``policy.jsonl``, with a title naming its epoch."""
-    path = folder.path / "policy.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    for record in reversed(records):
-        if isinstance(record.get("similarity"), list):
-            epoch = record.get("similarity_epoch", record.get("epoch"))
-            return record["similarity"], (f"Class similarity p_i(j) at epoch {epoch}: the source of the weights "
-                                          f"used from epoch {record.get('applies_from')}")
-    return None, None
+    record = folder.recorded_similarity()
+    if record is None:
+        return None, None
+    epoch = record.get("similarity_epoch", record.get("epoch"))
+    return record["similarity"], (f"Class similarity p_i(j) at epoch {epoch}: the source of the weights used from "
+                                  f"epoch {record.get('applies_from')}")
