@@ -1,17 +1,26 @@
-"""Shared test set-up: the hypothesis profile and tiny seeded models.
+"""Shared test set-up: the hypothesis profile, tiny seeded models, the session's finished digits run, and the rule
+that a test which trains is marked ``slow``.
 
 Profiles: ``fairadv`` (default, fast enough for every commit) and ``thorough`` (ten times the examples), chosen with
-``FAIRADV_HYPOTHESIS_PROFILE=thorough``.
+``FAIRADV_HYPOTHESIS_PROFILE=thorough``. The inner loop leaves the training tests out: ``pytest -m "not slow"``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+from helpers import DIGITS, SESSION_RUN
 from hypothesis import HealthCheck, settings
 from torch import nn
+
+import fairadv
+from fairadv.train.engine import Trainer
 
 # deadline=None: the first call of a torch op is slow (lazy init), which would read as a flaky deadline.
 # function_scoped_fixture is suppressed on purpose: the model fixtures are only read by hypothesis tests (attacks run
@@ -92,3 +101,54 @@ def trained_tiny_model(_trained_state: dict[str, torch.Tensor]) -> TinyCNN:
     model = TinyCNN()
     model.load_state_dict(_trained_state)
     return model
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A finished digits run folder (`helpers.SESSION_RUN`: 2 TRADES epochs), trained once per session for the
+    tests that only read a finished run. Never write into it (use `digits_run_copy`); the session checks that."""
+    out = tmp_path_factory.mktemp("session_run")
+    _shared_training.append(True)  # may be first asked for inside a test (request.getfixturevalue)
+    try:
+        fairadv.run(fairadv.Recipe.load(DIGITS, SESSION_RUN), out=out)
+    finally:
+        _shared_training.pop()
+    run = out / "trades_digits"
+    before = _fingerprint(run)
+    yield run
+    assert _fingerprint(run) == before, f"a test changed the shared run folder {run}: copy it (digits_run_copy)"
+
+
+@pytest.fixture
+def digits_run_copy(digits_run: Path, tmp_path: Path) -> Path:
+    """A copy of the session's digits run, ``<tmp_path>/runs/trades_digits``, for a test to write into."""
+    return Path(shutil.copytree(digits_run, tmp_path / "runs" / digits_run.name))
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(folder.rglob("*"))}
+
+
+_shared_training: list[bool] = []  # non-empty while digits_run trains
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that trains must be marked ``slow``: in any other test, running a training epoch fails it. Fixtures
+    (set up before this call) may train, and so may `digits_run` wherever it is first asked for."""
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    run_epoch = Trainer._run_epoch
+
+    def refuse(self: Trainer, epoch: int, progress: object) -> None:
+        if _shared_training:
+            return run_epoch(self, epoch, progress)
+        pytest.fail(f"{item.nodeid} trains: mark it @pytest.mark.slow (or use the digits_run fixture)", pytrace=False)
+
+    Trainer._run_epoch = refuse
+    try:
+        yield
+    finally:
+        Trainer._run_epoch = run_epoch

@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import DIGITS, QUICK, invoke, sets
 from PIL import Image
 
 from fairadv.cli import main
-
-ROOT = Path(__file__).parent.parent
-DIGITS = str(ROOT / "recipes" / "trades_digits.toml")
-QUICK = ["train.epochs=1", "attack.steps=1", "eval.attack.steps=1", "eval.n=20", "model.width=8"]
-
-
-def sets(*overrides: str) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
 
 
 def images(root: Path, classes: tuple[str, ...] = ("a", "b"), bad: bytes | None = None) -> None:
@@ -44,37 +38,42 @@ def images(root: Path, classes: tuple[str, ...] = ("a", "b"), bad: bytes | None 
 FOLDER = sets("data.name=imagefolder", "data.root={tmp}/img", "data.image_size=8", "data.channels=1", *QUICK)
 
 
-def finished_run(tmp: Path) -> Path:
-    """A real one-epoch run folder (made once per case, before the snapshot)."""
-    result = CliRunner().invoke(main, ["run", DIGITS, "--out", str(tmp / "runs"), "--quiet", *sets(*QUICK)])
-    assert result.exit_code == 0, result.output
-    return tmp / "runs" / "trades_digits"
+class FromRun:
+    """A case's set-up on a real finished run folder: a copy of the session's digits run in ``<tmp>/runs`` (made
+    before the snapshot), which ``edit(tmp, run)`` may then damage."""
+
+    def __init__(self, edit: Callable[[Path, Path], None] | None = None):
+        self.edit = edit
+
+    def __call__(self, tmp: Path, session_run: Path) -> None:
+        run = Path(shutil.copytree(session_run, tmp / "runs" / session_run.name))
+        if self.edit is not None:
+            self.edit(tmp, run)
 
 
-def damaged_checkpoint(edit: Callable[[dict], None]) -> Callable[[Path], None]:
-    def make(tmp: Path) -> None:
-        state = torch.load(finished_run(tmp) / "checkpoints" / "last.pt", weights_only=True)
+def damaged_checkpoint(edit: Callable[[dict], None]) -> FromRun:
+    def make(tmp: Path, run: Path) -> None:
+        state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
         edit(state)
         torch.save(state, tmp / "ckpt.pt")
-    return make
+    return FromRun(make)
 
 
-def damaged_summary(edit: Callable[[dict], None], name: str = "summary.json") -> Callable[[Path], None]:
-    def make(tmp: Path) -> None:
-        run = finished_run(tmp)
+def damaged_summary(edit: Callable[[dict], None], name: str = "summary.json") -> FromRun:
+    def make(tmp: Path, run: Path) -> None:
         if name == "eval.json":
-            assert CliRunner().invoke(main, ["eval", str(run), "--n", "20", "--attack", "fgsm"]).exit_code == 0
+            assert invoke("eval", run, "--n", "20", "--attack", "fgsm", catch_exceptions=True).exit_code == 0
         doc = json.loads((run / name).read_text())
         edit(doc)
         (run / name).write_text(json.dumps(doc))
-    return make
+    return FromRun(make)
 
 
 def shrink(state: dict) -> None:
     state["model"] = {k: v[:1] if v.ndim else v for k, v in state["model"].items()}
 
 
-CASES: list[tuple[str, list[str], Callable[[Path], None] | None, str]] = [
+CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]] = [
     # recipe values: validate and run must refuse them alike (both are tried for these)
     ("name with ..", ["validate", DIGITS, *sets('run.name="../../x"')], None, "expected a folder name"),
     ("absolute name", ["run", DIGITS, *sets('run.name="/tmp/abs"'), "--out", "{tmp}/o"], None, "a folder name"),
@@ -131,10 +130,10 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | None, str]] = [
      damaged_summary(lambda d: d["attacks"]["fgsm"].update(clean_accuracy=2.0), name="eval.json"),
      "eval.json (attack fgsm): clean_accuracy = 2.0"),
     # output locations, checked before anything is computed
-    ("eval into /proc", ["eval", "{tmp}/runs/trades_digits", "--out", "/proc/eval.json"], finished_run,
+    ("eval into /proc", ["eval", "{tmp}/runs/trades_digits", "--out", "/proc/eval.json"], FromRun(),
      "cannot write there"),
     ("eval into a missing folder", ["eval", "{tmp}/runs/trades_digits", "--out", "{tmp}/no/such/eval.json"],
-     finished_run, "its folder does not exist"),
+     FromRun(), "its folder does not exist"),
     # study files
     ("study with a bad seed list", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
      lambda t: (t / "s.toml").write_text(f'[study]\nseeds = [0, 0]\n[methods.a]\nrecipe = "{DIGITS}"\n'),
@@ -150,8 +149,10 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("args,setup,fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, setup, fragment):
-    if setup is not None:
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(request, tmp_path, args, setup, fragment):
+    if isinstance(setup, FromRun):
+        setup(tmp_path, request.getfixturevalue("digits_run"))
+    elif setup is not None:
         setup(tmp_path)
     before = snapshot(tmp_path)
     result = CliRunner().invoke(main, [a.replace("{tmp}", str(tmp_path)) for a in args])

@@ -307,6 +307,7 @@ def test_registered_with_the_official_defaults():
     assert (bat.beta, bat.patience, bat.separate_walks) == (6.0, 1, True)
 
 
+@pytest.mark.slow
 def test_digits_recipe_trains(tmp_path):
     import fairadv
 

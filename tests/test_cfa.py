@@ -24,7 +24,7 @@ from fairadv.strategies.base import STRATEGIES, EpochContext
 from fairadv.strategies.cfa import (CFA, ccm_eps_scale, ccr_class_beta, cfa_policy, fawa_accepts,
                                     weight_average_)
 from fairadv.validators import InvalidValue
-from resume_helpers import full_and_resumed, metrics
+from helpers import STRATEGY_RUN, full_and_resumed, metrics
 from strategies import floats32
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -395,12 +395,12 @@ def test_missing_engine_support_is_a_clear_error():
 # --- through the engine --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cfa_digits_recipe_reports_the_fawa_average(tmp_path):
     import fairadv
     from fairadv.checkpoint import load_checkpoint
 
-    fast = ["train.epochs=3", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
-            "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2",
+    fast = [*STRATEGY_RUN, "train.epochs=3", "strategy.warmup_epochs=1", "strategy.val_steps=2",
             "strategy.fawa_threshold=0.0"]
     recipe = fairadv.Recipe.load(RECIPES / "cfa_digits.toml", fast)
     fairadv.run(recipe, out=tmp_path)
@@ -422,12 +422,12 @@ def test_cfa_digits_recipe_reports_the_fawa_average(tmp_path):
         assert torch.equal(value, ckpt["strategy"]["average"][key])
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_average_and_report(tmp_path, monkeypatch):
     import fairadv
     from fairadv.checkpoint import load_checkpoint
 
-    fast = ["train.epochs=4", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
-            "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2",
+    fast = [*STRATEGY_RUN, "train.epochs=4", "strategy.warmup_epochs=1", "strategy.val_steps=2",
             "strategy.fawa_threshold=0.0"]
     recipe = fairadv.Recipe.load(RECIPES / "cfa_digits.toml", fast)
     full, cut = full_and_resumed(recipe, tmp_path, monkeypatch)

@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from fairadv.cli import main
-
-ROOT = Path(__file__).parent.parent
-DIGITS = str(ROOT / "recipes" / "trades_digits.toml")
-FAST = ["--set", "train.epochs=1", "--set", "attack.steps=1", "--set", "eval.attack.steps=2", "--set", "eval.n=50",
-        "--set", "model.width=8"]
+from helpers import DIGITS, QUICK, ROOT, invoke, sets
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
+@pytest.mark.slow
 def test_run_prints_the_table_and_writes_the_folder(tmp_path):
-    result = invoke("run", DIGITS, "--out", str(tmp_path), *FAST)
+    result = invoke("run", DIGITS, "--out", str(tmp_path), *sets(*QUICK))
     assert result.exit_code == 0, result.output
     assert "robust %" in result.stdout and "worst class" in result.stdout  # results on stdout
     assert "robust %" not in result.stderr and "run folder" in result.stderr  # progress on stderr

@@ -10,9 +10,8 @@ from pathlib import Path
 import attrs
 import pytest
 import tomli_w
-from click.testing import CliRunner
+from helpers import invoke
 
-from fairadv.cli import main
 from fairadv.evaluation.compare import compare_runs, group_key, mean_std
 from fairadv.evaluation.metrics import CLEAN_AVG, CLEAN_WORST, METRICS, ROBUST_AVG, ROBUST_WORST, rho, rho_scores
 
@@ -56,10 +55,6 @@ def eval_doc(**attacks: tuple[float, float, list[float]]) -> dict:
                "per_class": [{"class": i, "name": n, "clean": 0.9, "robust": r} for i, (n, r) in
                              enumerate(zip(NAMES, per_class))]}
         for name, (avg, worst, per_class) in attacks.items()}}
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 # --- rho: the paper's table ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from fairadv.strategies import STRATEGIES, EpochContext
 from fairadv.distances.centroid import cosine_similarity_rows
 from fairadv.strategies.dafa import DAFA, apply_floor, dafa_class_weights, distance_aware_weights, error_shares
 from fairadv.validators import InvalidValue
+from helpers import RECIPES, STRATEGY_RUN
 from strategies import floats32, prob_matrices
 
 LAMBDAS = floats32(0.0, 3.0)
@@ -464,15 +465,15 @@ def test_confusion_and_softmax_agree_on_one_hot_statistics():
 # --- through the engine --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [[], ["strategy.measure=\"eval_pass\"", "strategy.distance=\"centroid\""]],
                          ids=["paper", "eval_pass-centroid"])
 def test_dafa_digits_recipe_applies_the_weights_after_warmup(tmp_path, options):
     import fairadv
     from fairadv.checkpoint import load_checkpoint
 
-    fast = ["train.epochs=2", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
-            "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1"]
-    recipe = fairadv.Recipe.load(Path(__file__).parent.parent / "recipes" / "dafa_digits.toml", fast + options)
+    fast = [*STRATEGY_RUN, "train.epochs=2", "strategy.warmup_epochs=1"]
+    recipe = fairadv.Recipe.load(RECIPES / "dafa_digits.toml", fast + options)
     fairadv.run(recipe, out=tmp_path)
     run_dir = tmp_path / "dafa_digits"
     records = [json.loads(line) for line in (run_dir / "policy.jsonl").read_text().splitlines()]

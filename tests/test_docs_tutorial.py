@@ -14,7 +14,6 @@ import re
 import runpy
 import sys
 import tomllib
-from pathlib import Path
 
 import attrs
 import pytest
@@ -22,12 +21,11 @@ from click.testing import CliRunner
 
 import fairadv
 from fairadv.cli import main
+from helpers import QUICK, ROOT
 from test_plugins import FakeEntryPoint, plugin_state  # noqa: F401 - plugin_state is a fixture
 
-ROOT = Path(__file__).parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial-plugin.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
-FAST = ("attack.steps=1", "eval.attack.steps=2", "eval.n=50", "model.width=8", "strategy.warmup_epochs=1")
 
 
 def code_blocks(markdown: str) -> list[tuple[str, dict[str, str], str]]:
@@ -101,12 +99,13 @@ def test_the_documented_validation_error_is_what_fairadv_prints(tutorial):
     assert " ".join(result.stderr.split()) == documented
 
 
+@pytest.mark.slow
 def test_the_tutorial_recipe_runs_from_python(tutorial, monkeypatch, capsys):
     run = fairadv.run
 
     def shortened(recipe, **kwargs):  # the documented run, made fast: fewer attack steps, a smaller model
         assert recipe.strategy.name == "hard_class"
-        return run(recipe.override("train.epochs=2", *FAST), **kwargs)
+        return run(recipe.override(*QUICK, "train.epochs=2", "strategy.warmup_epochs=1"), **kwargs)
 
     monkeypatch.setattr(fairadv, "run", shortened)
     runpy.run_path(str(tutorial / "run_hard_class.py"), run_name="__main__")

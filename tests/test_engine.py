@@ -11,7 +11,7 @@ import torch
 import fairadv
 from fairadv.train.engine import Trainer
 from fairadv.errors import FairadvError
-from resume_helpers import full_and_resumed, metrics
+from helpers import DIGITS, SESSION_RUN, full_and_resumed, metrics
 
 ROOT = Path(__file__).parent.parent
 FAST = ["train.epochs=3", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=3", "eval.n=100",
@@ -22,6 +22,7 @@ def fast_recipe(*extra: str) -> fairadv.Recipe:
     return fairadv.Recipe.load(ROOT / "recipes" / "trades_digits.toml", [*FAST, *extra])
 
 
+@pytest.mark.slow
 def test_run_writes_the_run_folder_and_api_round_trips(tmp_path):
     recipe = fast_recipe()
     summary = fairadv.run(recipe, out=tmp_path)
@@ -50,14 +51,14 @@ def test_run_writes_the_run_folder_and_api_round_trips(tmp_path):
     assert len(fairadv.build_dataset(recipe.override("data.val_per_class=5"), "val")) == 50
 
 
-def test_existing_run_folder_is_not_overwritten(tmp_path):
-    fairadv.run(fast_recipe("train.epochs=1"), out=tmp_path)
-    before = (tmp_path / "trades_digits" / "metrics.jsonl").read_text()
+def test_existing_run_folder_is_not_overwritten(digits_run_copy):
+    before = (digits_run_copy / "metrics.jsonl").read_text()
     with pytest.raises(FairadvError, match="already exists"):
-        Trainer(fast_recipe("train.epochs=1"), out=tmp_path)
-    assert (tmp_path / "trades_digits" / "metrics.jsonl").read_text() == before
+        Trainer(fairadv.Recipe.load(DIGITS, SESSION_RUN), out=digits_run_copy.parent)
+    assert (digits_run_copy / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
     full_dir, cut_dir = full_and_resumed(fast_recipe(), tmp_path, monkeypatch)
     assert metrics(cut_dir) == metrics(full_dir)
@@ -67,17 +68,16 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_refuses_a_changed_recipe_and_a_missing_run(tmp_path):
-    fairadv.run(fast_recipe("train.epochs=1"), out=tmp_path)
-    with pytest.raises(FairadvError, match=r"changed recipe \(train.epochs: 1 -> 2\)"):
-        Trainer(fast_recipe("train.epochs=2"), out=tmp_path, resume=True)
+def test_resume_refuses_a_changed_recipe_and_a_missing_run(digits_run_copy):
+    recipe = fairadv.Recipe.load(DIGITS, SESSION_RUN)  # the two-epoch run digits_run_copy holds
+    with pytest.raises(FairadvError, match=r"changed recipe \(train.epochs: 2 -> 3\)"):
+        Trainer(recipe.override("train.epochs=3"), out=digits_run_copy.parent, resume=True)
     with pytest.raises(FairadvError, match="nothing to resume"):
-        Trainer(fast_recipe("run.name=other"), out=tmp_path, resume=True)
+        Trainer(recipe.override("run.name=other"), out=digits_run_copy.parent, resume=True)
 
 
-def test_corrupt_and_pickled_checkpoints_are_refused(tmp_path):
-    fairadv.run(fast_recipe("train.epochs=1"), out=tmp_path)
-    ckpt = tmp_path / "trades_digits" / "checkpoints" / "last.pt"
+def test_corrupt_and_pickled_checkpoints_are_refused(tmp_path, digits_run_copy):
+    ckpt = digits_run_copy / "checkpoints" / "last.pt"
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
     with pytest.raises(FairadvError, match="not a readable fairadv checkpoint"):

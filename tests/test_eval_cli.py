@@ -4,54 +4,30 @@ evaluation, fp32 whatever the checkpoint, published CIFAR-ResNet state dicts, an
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import invoke
 
-from fairadv.cli import main
 from fairadv.evaluation.eval_command import evaluate_target, load_target
 from fairadv.evaluation.presets import make_preset
 
-ROOT = Path(__file__).parent.parent
-DIGITS = ROOT / "recipes" / "trades_digits.toml"
-FAST = ("train.epochs=2", "attack.steps=1", "eval.attack.steps=2", "eval.n=50", "model.width=8")
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    """A real (tiny) digits run folder made by the engine: 2 TRADES epochs of small_cnn width 8."""
-    from fairadv.api import run
-    from fairadv.recipe import Recipe
-
-    out = tmp_path_factory.mktemp("runs")
-    run(Recipe.load(DIGITS, FAST), out=out)
-    return out / "trades_digits"
-
-
-@pytest.fixture
-def run_dir(trained_run, tmp_path) -> Path:
-    """A fresh copy of the run folder for a test to write into."""
-    return Path(shutil.copytree(trained_run, tmp_path / "trades_digits"))
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+# The run folders are the session's digits run (`digits_run`, 2 TRADES epochs of small_cnn width 8, trained by the
+# engine), and a fresh copy of it (`digits_run_copy`) where a test writes into the folder.
 
 
 def read_eval(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_eval_writes_per_class_results_for_each_preset(run_dir):
-    result = invoke("eval", run_dir, "--attack", "pgd20", "--attack", "cw20", "--attack", "fgsm", "--n", 100)
+def test_eval_writes_per_class_results_for_each_preset(digits_run_copy):
+    result = invoke("eval", digits_run_copy, "--attack", "pgd20", "--attack", "cw20", "--attack", "fgsm", "--n", 100)
     assert result.exit_code == 0, result.output
     for text in ("clean %", "pgd20 %", "cw20 %", "fgsm %", "average", "worst class", "std across classes"):
         assert text in result.stdout
-    doc = read_eval(run_dir / "eval.json")
+    doc = read_eval(digits_run_copy / "eval.json")
     assert doc["checkpoint"] == "checkpoints/last.pt" and doc["epoch"] == 2 and doc["precision"] == "fp32"
     assert (doc["images"], doc["n"], doc["eps"], doc["norm"]) == (100, 100, 0.2, "linf")  # the recipe's eval.attack eps
     assert list(doc["attacks"]) == ["pgd20", "cw20", "fgsm", "worst_case"]
@@ -73,37 +49,38 @@ def test_eval_writes_per_class_results_for_each_preset(run_dir):
         assert res["clean_accuracy"] == doc["attacks"]["pgd20"]["clean_accuracy"]  # one clean pass, one model
 
 
-def test_rerun_merges_attacks_of_the_same_setup_and_replaces_others(run_dir):
-    assert invoke("eval", run_dir, "--attack", "pgd20", "--n", 50).exit_code == 0
-    first = read_eval(run_dir / "eval.json")["attacks"]["pgd20"]
-    assert invoke("eval", run_dir, "--attack", "fgsm", "--n", 50).exit_code == 0
-    doc = read_eval(run_dir / "eval.json")
+def test_rerun_merges_attacks_of_the_same_setup_and_replaces_others(digits_run_copy):
+    assert invoke("eval", digits_run_copy, "--attack", "pgd20", "--n", 50).exit_code == 0
+    first = read_eval(digits_run_copy / "eval.json")["attacks"]["pgd20"]
+    assert invoke("eval", digits_run_copy, "--attack", "fgsm", "--n", 50).exit_code == 0
+    doc = read_eval(digits_run_copy / "eval.json")
     assert list(doc["attacks"]) == ["pgd20", "fgsm", "worst_case"]  # the worst case spans both calls
     assert doc["attacks"]["worst_case"]["attack"] == {"name": "worst_case", "of": ["pgd20", "fgsm"]}
     assert doc["attacks"]["pgd20"] == first
-    assert invoke("eval", run_dir, "--attack", "pgd20", "--n", 50).exit_code == 0  # seeded: the same numbers again
-    again = read_eval(run_dir / "eval.json")["attacks"]["pgd20"]
+    # seeded: the same numbers again
+    assert invoke("eval", digits_run_copy, "--attack", "pgd20", "--n", 50).exit_code == 0
+    again = read_eval(digits_run_copy / "eval.json")["attacks"]["pgd20"]
     assert {k: v for k, v in again.items() if k not in ("seconds", "images_per_s")} == {
         k: v for k, v in first.items() if k not in ("seconds", "images_per_s")}
-    assert invoke("eval", run_dir, "--attack", "fgsm", "--n", 30).exit_code == 0  # another subset: a fresh file
-    assert list(read_eval(run_dir / "eval.json")["attacks"]) == ["fgsm"]
+    assert invoke("eval", digits_run_copy, "--attack", "fgsm", "--n", 30).exit_code == 0  # another subset: a fresh file
+    assert list(read_eval(digits_run_copy / "eval.json")["attacks"]) == ["fgsm"]
     # The run's last checkpoint given as a file is the run: same eval.json, same setup, so the attacks merge.
-    assert invoke("eval", run_dir / "checkpoints" / "last.pt", "--attack", "cw20", "--n", 30).exit_code == 0
-    assert list(read_eval(run_dir / "eval.json")["attacks"]) == ["fgsm", "cw20", "worst_case"]
+    assert invoke("eval", digits_run_copy / "checkpoints" / "last.pt", "--attack", "cw20", "--n", 30).exit_code == 0
+    assert list(read_eval(digits_run_copy / "eval.json")["attacks"]) == ["fgsm", "cw20", "worst_case"]
 
 
-def test_recipe_preset_reproduces_the_engines_summary(trained_run, tmp_path):
+def test_recipe_preset_reproduces_the_engines_summary(digits_run, tmp_path):
     """``--attack recipe`` with the run's seed and eval.n is exactly the engine's final evaluation."""
     out = tmp_path / "eval.json"
-    assert invoke("eval", trained_run, "--attack", "recipe", "--n", 50, "--out", out).exit_code == 0
+    assert invoke("eval", digits_run, "--attack", "recipe", "--n", 50, "--out", out).exit_code == 0
     mine = read_eval(out)["attacks"]["recipe"]
-    engine = json.loads((trained_run / "summary.json").read_text())
+    engine = json.loads((digits_run / "summary.json").read_text())
     assert mine["per_class"] == engine["per_class"]
     assert mine["robust_accuracy"] == engine["robust_accuracy"]
 
 
-def test_fp32_and_eval_mode_whatever_the_checkpoint(trained_run, tmp_path):
-    state = torch.load(trained_run / "checkpoints" / "last.pt", weights_only=True)
+def test_fp32_and_eval_mode_whatever_the_checkpoint(digits_run, tmp_path):
+    state = torch.load(digits_run / "checkpoints" / "last.pt", weights_only=True)
     state["model"] = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state["model"].items()}
     path = tmp_path / "half.pt"
     torch.save(state, path)
@@ -167,10 +144,10 @@ def bad_cases(run: Path, tmp: Path, monkeypatch) -> dict[str, tuple[list, str]]:
 
 @pytest.mark.parametrize("case", ["missing", "not_a_run", "preset", "typo", "misfit", "bare", "n", "device", "corrupt",
                                   "extra"])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_dir, tmp_path, monkeypatch, case):
-    args, fragment = bad_cases(run_dir, tmp_path, monkeypatch)[case]
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(digits_run_copy, tmp_path, monkeypatch, case):
+    args, fragment = bad_cases(digits_run_copy, tmp_path, monkeypatch)[case]
     if case == "corrupt":
-        (run_dir / "checkpoints" / "last.pt").write_bytes(b"\x00not a checkpoint")
+        (digits_run_copy / "checkpoints" / "last.pt").write_bytes(b"\x00not a checkpoint")
     if case == "extra":
         monkeypatch.setitem(sys.modules, "pyautoattack", None)  # as if the extra were not installed
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
@@ -182,7 +159,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_dir, tmp_path, m
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no eval.json, no temp file
 
 
-def test_missing_extra_message_names_the_extra(run_dir, monkeypatch):
+def test_missing_extra_message_names_the_extra(digits_run_copy, monkeypatch):
     from fairadv.errors import FairadvError
     from fairadv.evaluation.eval_command import run_eval
     from fairadv.evaluation.eval_options import EvalOptions
@@ -190,15 +167,15 @@ def test_missing_extra_message_names_the_extra(run_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyautoattack", None)
     expected = r"^AutoAttack needs the optional extra: pip install 'fairadv\[autoattack\]'$"
     with pytest.raises(FairadvError, match=expected):
-        run_eval(EvalOptions(str(run_dir), ("autoattack",)))
-    assert not (run_dir / "eval.json").exists()
+        run_eval(EvalOptions(str(digits_run_copy), ("autoattack",)))
+    assert not (digits_run_copy / "eval.json").exists()
 
 
-def test_worst_case_counts_a_sample_robust_only_if_every_attack_failed(run_dir):
+def test_worst_case_counts_a_sample_robust_only_if_every_attack_failed(digits_run_copy):
     from fairadv.evaluation.eval_file import decode
 
-    assert invoke("eval", run_dir, "--attack", "pgd20", "--attack", "fgsm", "--n", 100).exit_code == 0
-    doc = read_eval(run_dir / "eval.json")
+    assert invoke("eval", digits_run_copy, "--attack", "pgd20", "--attack", "fgsm", "--n", 100).exit_code == 0
+    doc = read_eval(digits_run_copy / "eval.json")
     entry = doc["evaluations"][-1]
     y, clean = decode(entry["labels"]), decode(entry["clean_predictions"])
     robust = {k: (decode(entry["attacks"][k]["predictions"]) == y) & (clean == y) for k in ("pgd20", "fgsm")}
@@ -213,13 +190,13 @@ def test_worst_case_counts_a_sample_robust_only_if_every_attack_failed(run_dir):
     assert "labels" not in doc and "labels" in entry  # per-sample data once, in its setup
 
 
-def test_counting_convention_is_an_option_and_a_setup_of_its_own(run_dir):
+def test_counting_convention_is_an_option_and_a_setup_of_its_own(digits_run_copy):
     from fairadv.evaluation.eval_file import decode
 
-    assert invoke("eval", run_dir, "--attack", "pgd20", "--n", 100).exit_code == 0
-    result = invoke("eval", run_dir, "--attack", "pgd20", "--n", 100, "--counting", "last_iterate")
+    assert invoke("eval", digits_run_copy, "--attack", "pgd20", "--n", 100).exit_code == 0
+    result = invoke("eval", digits_run_copy, "--attack", "pgd20", "--n", 100, "--counting", "last_iterate")
     assert result.exit_code == 0 and "last iterate" in result.stdout
-    doc = read_eval(run_dir / "eval.json")
+    doc = read_eval(digits_run_copy / "eval.json")
     assert [e["counting"] for e in doc["evaluations"]] == ["any_iterate", "last_iterate"]
     last = doc["evaluations"][-1]
     assert last["attacks"]["pgd20"]["attack"]["stop_on_success"] is False  # every step on every sample
@@ -229,9 +206,9 @@ def test_counting_convention_is_an_option_and_a_setup_of_its_own(run_dir):
     assert counted == torch.zeros(10, dtype=torch.long).index_add_(0, y, (attacked == y).long()).tolist()
 
 
-def test_eps_may_be_written_as_a_fraction(run_dir):
-    assert invoke("eval", run_dir, "--attack", "fgsm", "--n", 30, "--eps", "8/255").exit_code == 0
-    doc = read_eval(run_dir / "eval.json")
+def test_eps_may_be_written_as_a_fraction(digits_run_copy):
+    assert invoke("eval", digits_run_copy, "--attack", "fgsm", "--n", 30, "--eps", "8/255").exit_code == 0
+    doc = read_eval(digits_run_copy / "eval.json")
     assert doc["eps"] == pytest.approx(8 / 255) and doc["robustbench"]["eps"] == "8/255"
-    bad = invoke("eval", run_dir, "--attack", "fgsm", "--eps", "8/0")
+    bad = invoke("eval", digits_run_copy, "--attack", "fgsm", "--eps", "8/0")
     assert bad.exit_code == 2 and "--eps '8/0': expected a number or a fraction such as 8/255" in bad.stderr

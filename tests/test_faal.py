@@ -336,6 +336,7 @@ def test_hyperparameters_are_validated_and_registered():
 # --- through the engine ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_digits_recipe_fine_tunes_a_trades_run(tmp_path):
     import fairadv
 

@@ -1,7 +1,8 @@
 """The first hour's traps (issue 16), each reproduced as a new user met it and shown gone.
 
 One short DAFA run with a validation split, started as ``fairadv run R.toml > out`` under umask 022, is shared by
-the tests below; the README's own snippets run in ``test_doc_snippets.py``.
+the tests below that need its policy, validation or output (those that only need a finished run use the session's
+digits run); the README's own snippets run in ``test_doc_snippets.py``.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ def dafa_run(tmp_path_factory):
     return out / "dafa_digits", done
 
 
+@pytest.mark.slow
 def test_results_go_to_stdout_and_progress_to_stderr(dafa_run):
     _, done = dafa_run
     assert "Per-class accuracy" in done.stdout and "worst class" in done.stdout
     assert "epoch 3/3" in done.stderr and "Per-class accuracy" not in done.stderr
 
 
+@pytest.mark.slow
 def test_files_follow_the_umask(dafa_run):
     run_dir, _ = dafa_run
     files = ["recipe.toml", "summary.json", "metrics.jsonl", "policy.jsonl", "class_accuracy.png",
@@ -48,6 +51,7 @@ def test_files_follow_the_umask(dafa_run):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o644, name
 
 
+@pytest.mark.slow
 def test_policy_log_stores_the_similarity_the_weights_came_from(dafa_run):
     run_dir, _ = dafa_run
     records = [json.loads(line) for line in (run_dir / "policy.jsonl").read_text().splitlines()]
@@ -57,6 +61,7 @@ def test_policy_log_stores_the_similarity_the_weights_came_from(dafa_run):
     assert len(matrix) == 10 and all(abs(sum(row) - 1) < 1e-6 for row in matrix)  # p_i(j): rows are distributions
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_kept_and_evaluated(dafa_run, tmp_path):
     run_dir, _ = dafa_run
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -72,8 +77,8 @@ def test_best_checkpoint_is_kept_and_evaluated(dafa_run, tmp_path):
     assert doc["checkpoint"].endswith("best.pt") and doc["epoch"] == best["epoch"] and "pgd20" in doc["attacks"]
 
 
-def test_eval_keeps_earlier_setups_and_says_what_n_did(dafa_run, tmp_path):
-    run_dir, _ = dafa_run
+def test_eval_keeps_earlier_setups_and_says_what_n_did(digits_run, tmp_path):
+    run_dir = digits_run
     out = tmp_path / "eval.json"
     args = ["eval", str(run_dir), "--attack", "fgsm", "--out", str(out)]
     assert CliRunner().invoke(main, [*args, "--n", "100"]).exit_code == 0
@@ -85,11 +90,11 @@ def test_eval_keeps_earlier_setups_and_says_what_n_did(dafa_run, tmp_path):
     assert [e["images"] for e in doc["evaluations"]] == [100, doc["images"]] and doc["images"] > 500
 
 
-def test_compare_says_when_figures_rest_on_different_images(dafa_run, tmp_path):
-    run_dir, _ = dafa_run
+def test_compare_says_when_figures_rest_on_different_images(digits_run_copy, tmp_path):
+    run_dir = digits_run_copy
     import shutil
 
-    other = tmp_path / "dafa_other"
+    other = tmp_path / "trades_other"
     shutil.copytree(run_dir, other)
     runner = CliRunner()
     assert runner.invoke(main, ["eval", str(run_dir), "--attack", "fgsm", "--n", "40"]).exit_code == 0
@@ -105,6 +110,7 @@ def test_compare_says_when_figures_rest_on_different_images(dafa_run, tmp_path):
     assert fgsm["images"] == [40, 40]
 
 
+@pytest.mark.slow
 def test_a_run_at_chance_says_so(tmp_path):
     from rich.console import Console
 

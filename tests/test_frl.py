@@ -21,7 +21,7 @@ from fairadv.strategies.base import STRATEGIES, EpochContext
 from fairadv.strategies.frl import (EPS_SCALE_BOUNDS, FRL, MODES, frl_eps_scale, frl_policy, frl_update,
                                     frl_violations, frl_weights, project_multipliers)
 from fairadv.validators import InvalidValue
-from resume_helpers import full_and_resumed, metrics
+from helpers import STRATEGY_RUN, full_and_resumed, metrics
 from strategies import floats32
 
 LIMS = floats32(0.05, 0.95)
@@ -413,12 +413,12 @@ def test_bad_hyperparameters_give_one_line_errors(kwargs, match):
 # --- through the engine --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_frl_digits_recipe_runs_and_updates_before_each_epoch_after_warmup(tmp_path):
     import fairadv
     from fairadv.checkpoint import load_checkpoint
 
-    fast = ["train.epochs=3", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
-            "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2"]
+    fast = [*STRATEGY_RUN, "train.epochs=3", "strategy.warmup_epochs=1", "strategy.val_steps=2"]
     recipe = fairadv.Recipe.load(RECIPES / "frl_digits.toml", fast)
     fairadv.run(recipe, out=tmp_path)
     run_dir = tmp_path / "frl_digits"
@@ -432,12 +432,12 @@ def test_frl_digits_recipe_runs_and_updates_before_each_epoch_after_warmup(tmp_p
     assert state["updates"] == 2 and all(v >= 0 for v in state["lam0"])
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_multipliers_and_report(tmp_path, monkeypatch):
     import fairadv
     from fairadv.checkpoint import load_checkpoint
 
-    fast = ["train.epochs=4", "train.batch_size=128", "attack.steps=2", "eval.attack.steps=2", "eval.n=50",
-            "model.width=8", "schedule.name=constant", "strategy.warmup_epochs=1", "strategy.val_steps=2"]
+    fast = [*STRATEGY_RUN, "train.epochs=4", "strategy.warmup_epochs=1", "strategy.val_steps=2"]
     recipe = fairadv.Recipe.load(RECIPES / "frl_digits.toml", fast)
     full, cut = full_and_resumed(recipe, tmp_path, monkeypatch)
     assert (cut / "policy.jsonl").read_text() == (full / "policy.jsonl").read_text()

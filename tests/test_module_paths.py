@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from fairadv.cli import main
-
-ROOT = Path(__file__).parent.parent
-DIGITS = str(ROOT / "recipes" / "trades_digits.toml")
+from helpers import DIGITS, invoke
 
 SPY = '''
 from pathlib import Path
@@ -50,7 +44,7 @@ def test_a_module_path_is_checked_before_anything_is_called(monkeypatch, tmp_pat
     monkeypatch.delitem(sys.modules, "spy_module", raising=False)
     args = [arg for o in overrides for arg in ("--set", o.replace("{tmp}", str(tmp_path)))]
     out = ["--out", str(tmp_path / "runs")] if command == "run" else []
-    result = CliRunner().invoke(main, [command, DIGITS, *args, *out], catch_exceptions=False)
+    result = invoke(command, DIGITS, *args, *out)
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr, lines

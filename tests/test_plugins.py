@@ -9,21 +9,15 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from click.testing import CliRunner
+from helpers import DIGITS, QUICK, invoke
 from registry_state import isolated_registries
 
 import fairadv
 from fairadv import registry
-from fairadv.cli import main
 from fairadv.errors import FairadvError
-
-ROOT = Path(__file__).parent.parent
-DIGITS = str(ROOT / "recipes" / "trades_digits.toml")
-FAST = ("train.epochs=1", "attack.steps=1", "eval.attack.steps=2", "eval.n=50", "model.width=8")
 
 
 class FakeEntryPoint:
@@ -62,10 +56,6 @@ def plugins(plugin_state, monkeypatch, tmp_path):
         plugin_state.append(FakeEntryPoint(name, module, distribution))
 
     return install
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 STRATEGY_SOURCE = """
@@ -160,12 +150,13 @@ MODULE_SOURCE = """
 """
 
 
+@pytest.mark.slow
 def test_a_module_path_component_runs_from_a_recipe(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "my_quick_strategy.py").write_text(textwrap.dedent(MODULE_SOURCE.format(module="my_quick_strategy")))
     monkeypatch.delitem(sys.modules, "my_quick_strategy", raising=False)
     recipe = fairadv.Recipe.load(DIGITS, overrides=("strategy.name=my_quick_strategy:HalfClean",
-                                                    "strategy.weight=0.25", *FAST))
+                                                    "strategy.weight=0.25", *QUICK))
     assert recipe.strategy.params == {"weight": 0.25}
     fairadv.run(recipe, out=tmp_path / "runs")
     policy = json.loads((tmp_path / "runs" / "trades_digits" / "policy.jsonl").read_text().splitlines()[0])

@@ -40,7 +40,7 @@ from fairadv.build import build_model
 from fairadv.cli import main
 from fairadv.train.engine import TIMING_KEY, Trainer
 from fairadv.policy import ClassPolicy
-from resume_helpers import full_and_resumed, metrics
+from helpers import full_and_resumed, metrics
 
 ROOT = Path(__file__).parent.parent
 TRADES = str(ROOT / "recipes" / "trades_digits.toml")

@@ -7,27 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import DIGITS, QUICK, SESSION_RUN, invoke, sets
 
 import fairadv
-from fairadv.cli import main
 from fairadv.recipe import MAX_SEED
-
-ROOT = Path(__file__).parent.parent
-DIGITS = str(ROOT / "recipes" / "trades_digits.toml")
-QUICK = ["train.epochs=2", "attack.steps=1", "eval.attack.steps=1", "eval.n=20", "model.width=8"]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def sets(*overrides: str) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
-
 
 BAD = [
     ('run.name="../../x"', "run.name = '../../x': expected a folder name"),
@@ -53,6 +38,7 @@ def test_validate_and_run_refuse_the_same_recipes_in_one_line(tmp_path, command,
     assert not (tmp_path / "out").exists() and not (tmp_path.parent / "x").exists()
 
 
+@pytest.mark.slow
 def test_the_largest_seed_trains(tmp_path):
     summary = fairadv.run(fairadv.Recipe.load(DIGITS, [*QUICK, f"run.seed={MAX_SEED}"]), out=tmp_path)
     assert 0.0 <= summary["robust_accuracy"] <= 1.0
@@ -67,10 +53,9 @@ time.sleep(600)
 """
 
 
-def test_a_folder_in_use_is_refused_and_a_dead_holder_s_lock_is_taken_over(tmp_path):
-    assert invoke("run", DIGITS, "--out", str(tmp_path), "--quiet", *sets(*QUICK)).exit_code == 0
-    folder = tmp_path / "trades_digits"
-    resume = ["run", DIGITS, "--out", str(tmp_path), "--resume", "--quiet", *sets(*QUICK)]
+def test_a_folder_in_use_is_refused_and_a_dead_holder_s_lock_is_taken_over(digits_run_copy):
+    folder = digits_run_copy  # a finished two-epoch run
+    resume = ["run", DIGITS, "--out", str(folder.parent), "--resume", "--quiet", *sets(*SESSION_RUN)]
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -102,6 +87,7 @@ def test_a_fresh_run_is_locked_too(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_two_real_runs_of_one_folder_at_once_write_every_epoch_once(tmp_path):
     """The red-team case: a second `fairadv run --resume` while the first still trains."""
     overrides = sets(*QUICK, "train.epochs=30")  # long enough (about 15 s here) to still train when the second starts

@@ -28,7 +28,7 @@ from fairadv.train.folding import BatchNormFolded, FoldedConvBatchNorm, try_fold
 from fairadv.models import create_model
 from fairadv.train.packed_conv import pack_conv, packed_conv2d, packing_works
 from fairadv.train.precision import cpu_bf16_native, resolve_speed
-from resume_helpers import full_and_resumed, metrics
+from helpers import full_and_resumed, metrics
 from test_engine import FAST, ROOT
 from test_models import NAMES, build
 
@@ -238,6 +238,7 @@ WRN = [item for item in FAST if not item.startswith("model.")] + [
     "model.name=wideresnet", "model.depth=10", "model.widen_factor=1", "train.precision=bf16"]
 
 
+@pytest.mark.slow
 def test_bf16_training_with_folding_resumes_exactly_and_says_so(tmp_path, monkeypatch, caplog):
     """Also where bf16 is emulated (about 7x slower: 64 s against 9 s here with oneDNN capped at AVX2), since folding
     then takes the unpacked F.conv2d path."""
@@ -265,6 +266,7 @@ def test_bf16_detection_honours_a_onednn_isa_cap(monkeypatch):
         cpu_bf16_native.cache_clear()
 
 
+@pytest.mark.slow
 def test_emulated_bf16_run_starts_with_a_one_line_warning(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fairadv", "run", str(ROOT / "recipes" / "trades_digits.toml"),
                            "--out", str(tmp_path), "--quiet", "--set", "train.precision=bf16",
@@ -276,6 +278,7 @@ def test_emulated_bf16_run_starts_with_a_one_line_warning(tmp_path):
     assert 'precision = "fp32"' in first and not any("bf16" in line for line in rest)
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_leaves_out_emulated_bf16(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--model", "small_cnn",
                            "--batch-size", "4", "--rounds", "1", "--device", "cpu"],

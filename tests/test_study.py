@@ -12,17 +12,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import RECIPES, ROOT, invoke
 
-from fairadv.cli import main
 from fairadv.study.local import threads_per_job
 from fairadv.study.spec import load_study
 from fairadv.study.table import csv_text, latex
 
-ROOT = Path(__file__).parent.parent
 # The Gaussian-mixture recipes train in half a second and, with these settings, learn every class.
 QUICK = ["train.epochs=6", "schedule.name=constant", "optimizer.lr=0.1", "attack.steps=3", "eval.attack.steps=5"]
-TRADES, DAFA = ROOT / "recipes" / "trades_gaussian.toml", ROOT / "recipes" / "dafa_gaussian.toml"
+TRADES, DAFA = RECIPES / "trades_gaussian.toml", RECIPES / "dafa_gaussian.toml"
 
 
 def write_study(folder: Path, name: str = "tiny", seeds: str = "[0, 1]", extra: str = "",
@@ -47,10 +45,7 @@ set = ["strategy.warmup_epochs=3"]
     return path
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
+@pytest.mark.slow
 def test_a_study_runs_every_cell_and_writes_the_table(tmp_path):
     absent = f'\n[methods.absent]\nrecipe = "{TRADES}"\nrequires = "no_such_plugin_module"\n'
     study = write_study(tmp_path, extra=absent)
@@ -90,6 +85,7 @@ def test_a_study_runs_every_cell_and_writes_the_table(tmp_path):
     assert report.exit_code == 0 and json.loads((folder / "study.json").read_text()) == doc
 
 
+@pytest.mark.slow
 def test_a_failed_cell_is_recorded_and_the_others_finish(tmp_path):
     # lr = 1e12 diverges: the engine stops that run with a non-finite-loss error
     study = write_study(tmp_path, seeds="[0]", extra=f'\n[methods.broken]\nrecipe = "{TRADES}"\n'
@@ -105,6 +101,7 @@ def test_a_failed_cell_is_recorded_and_the_others_finish(tmp_path):
     assert "broken-s0: failed" in (tmp_path / "out" / "tiny" / "table.md").read_text()
 
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_to_the_same_study_json(tmp_path):
     """Ctrl-C in the middle of a cell, then run again: the same study.json as a study never interrupted."""
     quick = [q for q in QUICK if not q.startswith("train.epochs")] + ["train.epochs=30"]  # a few seconds per cell
@@ -184,6 +181,7 @@ def test_axes_multiply_the_cells_and_threads_share_the_cores(tmp_path):
     assert (threads_per_job(2, cores=2), threads_per_job(3, cores=8), threads_per_job(4, cores=2)) == (1, 2, 1)
 
 
+@pytest.mark.slow
 def test_a_fine_tuning_method_starts_from_its_source_cell_after_it_finished(tmp_path):
     """``init_from``: each cell of the method fine-tunes the same-seed cell of its source; a failed source fails
     its fine-tuning cell without running it."""
@@ -212,6 +210,7 @@ def test_shipped_studies_validate():
         assert recipes and study.baseline in {m.name for m in study.methods}, path
 
 
+@pytest.mark.slow
 def test_a_damaged_cell_result_is_one_line_in_the_report(tmp_path):
     study = write_study(tmp_path, seeds="[0]", evaluate='["pgd20"]')
     assert invoke("study", str(study), "--out", str(tmp_path / "out")).exit_code == 0

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from fairadv.cli import main
+from helpers import invoke
 from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
 from test_study import write_study
 
 pytest.importorskip("submitit", reason="the Slurm launcher needs the fairadv[slurm] extra (submitit)")
+pytestmark = pytest.mark.slow  # its cells train, as Slurm jobs
 
 
 def test_a_study_runs_its_cells_as_slurm_jobs(slurm_cluster: SlurmCluster, tmp_path, monkeypatch):  # noqa: F811
@@ -22,7 +21,7 @@ def test_a_study_runs_its_cells_as_slurm_jobs(slurm_cluster: SlurmCluster, tmp_p
     study = write_study(tmp_path, seeds="[0]", evaluate='["pgd20"]')
     args = ["study", str(study), "--out", str(tmp_path / "out"), "--launcher", "slurm", "--partition",
             slurm_cluster.partition, "--cpus-per-job", "1", "--time", "00:10:00"]
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / "tiny"
     doc = json.loads((folder / "study.json").read_text())
@@ -32,5 +31,5 @@ def test_a_study_runs_its_cells_as_slurm_jobs(slurm_cluster: SlurmCluster, tmp_p
     timing = json.loads((folder / "timing.json").read_text())
     assert timing["launcher"] == "slurm" and set(timing["cells"]) == {"trades-s0", "dafa-s0"}
     # Finished cells are not submitted again.
-    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    again = invoke(*args)
     assert again.exit_code == 0 and "all 2 cells are done" in again.stderr

@@ -20,7 +20,7 @@ pytest.importorskip("tensorboard", reason="the tensorboard extra is not installe
 pytest.importorskip("wandb", reason="the wandb extra is not installed")
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
 
-from resume_helpers import run_interrupted  # noqa: E402
+from helpers import run_interrupted  # noqa: E402
 from tracker_readers import (mlflow_history, tensorboard_scalars, tensorboard_tags,  # noqa: E402
                              wandb_history, wandb_run_fields, wandb_sessions)
 
@@ -110,6 +110,7 @@ def test_a_tracker_that_cannot_start_leaves_no_run_folder(tmp_path):
 
 # --- what goes out --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_tracker_holds_the_per_class_curves_policy_and_summary(tmp_path):
     recipe = fairadv.Recipe.load(DAFA, [*QUICK, "data.val_per_class=50", *all_trackers(tmp_path)])
     summary = fairadv.run(recipe, out=tmp_path / "runs")
@@ -180,6 +181,7 @@ def test_every_tracker_holds_the_per_class_curves_policy_and_summary(tmp_path):
 
 # --- resume ---------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_the_same_tracker_runs_without_duplicate_steps(tmp_path, monkeypatch):
     recipe = fairadv.Recipe.load(DAFA, [*QUICK, *all_trackers(tmp_path)])
     run_interrupted(recipe, tmp_path / "runs", monkeypatch, stop_at=4)
@@ -215,6 +217,7 @@ def test_a_resumed_run_continues_the_same_tracker_runs_without_duplicate_steps(t
     assert [row["train/loss"] for row in rows] == [pytest.approx(m["loss"]) for m in metrics]
 
 
+@pytest.mark.slow
 def test_a_tracker_added_on_resume_receives_the_earlier_epochs(tmp_path, monkeypatch):
     plain = fairadv.Recipe.load(DAFA, QUICK)
     run_interrupted(plain, tmp_path / "runs", monkeypatch, stop_at=3)
@@ -225,6 +228,7 @@ def test_a_tracker_added_on_resume_receives_the_earlier_epochs(tmp_path, monkeyp
     assert [v for _, v in tb["train/loss"]] == [pytest.approx(m["loss"]) for m in jsonl(run_dir / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 def test_a_run_without_trackers_writes_no_tracker_files(tmp_path):
     fairadv.run(fairadv.Recipe.load(DAFA, QUICK), out=tmp_path)
     names = {p.name for p in (tmp_path / "dafa_gaussian").iterdir()}
@@ -233,6 +237,7 @@ def test_a_run_without_trackers_writes_no_tracker_files(tmp_path):
 
 # --- a study --------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_study_groups_its_cells(tmp_path):
     trades = ROOT / "recipes" / "trades_gaussian.toml"
     overrides = [*QUICK[:5], "train.epochs=2", *all_trackers(tmp_path)[1:]]
@@ -268,6 +273,7 @@ set = ["strategy.warmup_epochs=1"]
         assert (wandb_run.run_group, wandb_run.display_name) == ("grouped", cell)
 
 
+@pytest.mark.slow
 def test_a_tracker_failing_mid_run_is_dropped_and_caught_up_on_resume(tmp_path, monkeypatch, caplog):
     from fairadv.tracking.tensorboard_tracker import TensorBoardTracker
 
