@@ -1,19 +1,27 @@
-"""Run a study's cells on this machine: a pool of worker processes, the cores shared among them.
+"""Run a study's cells on this machine: in this process for ``--jobs 1``, else a pool of worker processes, the cores
+shared among them.
 
 With ``--jobs N`` on a machine of C cores, each worker trains with C // N threads, so the cells together use the
 cores once, not N times over. A worker stays alive for many cells, so torch is imported once per worker, not per
 cell. Each worker runs at most one cell at a time and the pool is fed one cell per free worker, so a cell shown as
-running is running.
+running is running. One job needs no pool: its cells run here one after another, with the thread count a worker
+would set and the caller's threads, random generators and log output given back after each cell.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
+import random
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 import attrs
+import numpy as np
+import torch
 
 from fairadv.errors import one_line
 from fairadv.study.cell import CellJob, run_cell
@@ -31,6 +39,17 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
     threads = threads_per_job(jobs)
     todo = [attrs.evolve(cell, threads=threads) for cell in cells]
     results: dict[str, dict[str, Any]] = {}
+    if jobs == 1:
+        for cell in todo:
+            view.set(cell.name, "running")
+            try:
+                with _as_a_worker():
+                    timing = run_cell(cell)
+            except Exception as error:  # noqa: BLE001 - a failed cell is recorded, as a worker's would be
+                _record(results, view, cell, error=error)
+            else:
+                _record(results, view, cell, timing=timing)
+        return results
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         running: dict[Future, CellJob] = {}
@@ -42,14 +61,9 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
                     view.set(cell.name, "running")
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    cell = running.pop(future)
                     error = future.exception()
-                    if error is None:
-                        results[cell.name] = {"state": "done", **future.result()}
-                        view.set(cell.name, "done", seconds=future.result()["seconds"])
-                    else:
-                        results[cell.name] = {"state": "failed", "error": one_line(error)}
-                        view.set(cell.name, "failed", error=results[cell.name]["error"])
+                    _record(results, view, running.pop(future), error=error,
+                            timing=None if error is not None else future.result())
         except BaseException:  # Ctrl-C or a crash here: stop the workers now; their run folders resume next time
             processes = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
             pool.shutdown(wait=False, cancel_futures=True)
@@ -57,3 +71,31 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
                 process.terminate()
             raise
     return results
+
+
+def _record(results: dict[str, dict[str, Any]], view: StudyView, cell: CellJob,
+            timing: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
+    """Note a finished cell: done with its timing, or failed with its error as one line."""
+    if error is None:
+        results[cell.name] = {"state": "done", **(timing or {})}
+        view.set(cell.name, "done", seconds=results[cell.name]["seconds"])
+    else:
+        results[cell.name] = {"state": "failed", "error": one_line(error)}
+        view.set(cell.name, "failed", error=results[cell.name]["error"])
+
+
+@contextlib.contextmanager
+def _as_a_worker() -> Iterator[None]:
+    """Run a cell here as a fresh worker process would: its own thread count (`run_cell` sets it) and log records
+    only in the cell's log file, not on the study's console; the caller's threads and generators restored after."""
+    threads, python_state, numpy_state = torch.get_num_threads(), random.getstate(), np.random.get_state()
+    logger = logging.getLogger("fairadv")
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+            yield
+    finally:
+        logger.propagate = propagate
+        torch.set_num_threads(threads)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
