@@ -33,21 +33,18 @@ from typing import Any
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import fairadv
 from fairadv.build import build_model
-from fairadv.cli import main
 from fairadv.train.engine import TIMING_KEY, Trainer
 from fairadv.policy import ClassPolicy
-from helpers import full_and_resumed, metrics
+from helpers import DIGITS as TRADES
+from helpers import ROOT, SESSION_RUN, full_and_resumed, metrics
+from helpers import invoke as helpers_invoke
 
-ROOT = Path(__file__).parent.parent
-TRADES = str(ROOT / "recipes" / "trades_digits.toml")
 DAFA = str(ROOT / "recipes" / "dafa_digits.toml")
 
-# A one-epoch digits run (the same settings test_cli.py uses): the run folder the --resume cases damage.
-FAST = ["train.epochs=1", "attack.steps=1", "eval.attack.steps=2", "eval.n=50", "model.width=8"]
+# SESSION_RUN (helpers.py): the settings of the session's digits run, a copy of which the --resume cases damage.
 # DAFA on digits, small enough for a subprocess: new class policies when epochs 2 and 4 end.
 KILL = ["train.epochs=6", "train.batch_size=128", "model.width=8", "attack.steps=2", "eval.n=100",
         "eval.attack.steps=3", "schedule.name=constant", "strategy.warmup_epochs=2", "strategy.update_every=2"]
@@ -62,7 +59,8 @@ def sets(overrides: list[str]) -> list[str]:
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=True)
+    """`helpers.invoke`, catching what escapes the CLI: bad input must not raise, the result shows it if it does."""
+    return helpers_invoke(*args, catch_exceptions=True)
 
 
 def error_line(result) -> str:
@@ -111,12 +109,15 @@ def assert_finite_policy(policy: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> dict[str, Path]:
-    """A finished one-epoch trades_digits run (width 8), and the checkpoint of the same run with width 16."""
-    base = tmp_path_factory.mktemp("template")
-    fairadv.run(fairadv.Recipe.load(TRADES, FAST), out=base / "w8")
-    fairadv.run(fairadv.Recipe.load(TRADES, [*FAST, "model.width=16"]), out=base / "w16")
-    return {"out": base / "w8", "ckpt16": base / "w16" / "trades_digits" / "checkpoints" / "last.pt"}
+def template(digits_run, tmp_path_factory) -> dict[str, Path]:
+    """The folder holding the session's finished trades_digits run (width 8; copy it before changing it), and the
+    checkpoint the same run with width 16 would write: that run's own, with a width-16 model and recipe."""
+    state = torch.load(digits_run / "checkpoints" / "last.pt", weights_only=True)
+    wide = fairadv.Recipe.load(TRADES, [*SESSION_RUN, "model.width=16"])
+    state.update(recipe=wide.to_toml(), model=build_model(wide, 10, (1, 8, 8)).state_dict())
+    ckpt16 = tmp_path_factory.mktemp("w16") / "last.pt"
+    torch.save(state, ckpt16)
+    return {"out": digits_run.parent, "ckpt16": ckpt16}
 
 
 PLUGIN_SOURCE = '''
@@ -281,12 +282,12 @@ BAD_INPUT = [
      ["trades_digits.toml", "train.fold_bn = True", "with compile = true"], None),
     # Output folder (protection: _prepare_run_dir's OSError -> FairadvError). Root ignores permissions, so the folder
     # is made unwritable by putting it under a regular file.
-    ("out under a regular file", [TRADES, *sets(FAST), "--out", "{tmp}/file.txt/runs"],
+    ("out under a regular file", [TRADES, *sets(SESSION_RUN), "--out", "{tmp}/file.txt/runs"],
      ["file.txt/runs/trades_digits", "cannot write the run folder"], _regular_file),
-    ("out is a regular file", [TRADES, *sets(FAST), "--out", "{tmp}/file.txt"],
+    ("out is a regular file", [TRADES, *sets(SESSION_RUN), "--out", "{tmp}/file.txt"],
      ["file.txt/trades_digits", "cannot write the run folder"], _regular_file),
     # Untrusted starting weights (protection: load_checkpoint's weights_only=True on the init_from path).
-    ("init_from pickled payload", [TRADES, *sets([*FAST, "model.init_from='{tmp}/init.pt'"])],
+    ("init_from pickled payload", [TRADES, *sets([*SESSION_RUN, "model.init_from='{tmp}/init.pt'"])],
      ["init.pt", "pickled Python objects", "nothing was executed"], _malicious_init),
 ]
 
@@ -370,7 +371,7 @@ def _foreign_width(keep_own_recipe: bool) -> Callable[[Path, dict], None]:
 
 
 def _five_class_model(state: dict, ctx: dict) -> dict:
-    recipe = fairadv.Recipe.load(TRADES, FAST)
+    recipe = fairadv.Recipe.load(TRADES, SESSION_RUN)
     return build_model(recipe, 5, (1, 8, 8)).state_dict()
 
 
@@ -402,7 +403,7 @@ RESUME_CASES = [
     pytest.param(_edit(stats=[1, 2]), ["last.pt"], id="stats-not-a-dict"),  # was an AttributeError traceback
     pytest.param(_edit(recipe=5), ["last.pt", "not text"], id="recipe-not-text"),  # was an AttributeError traceback
     pytest.param(_edit(epoch=-1), ["last.pt", "epoch"], id="epoch-negative"),  # used to retrain epochs 0 and 1
-    pytest.param(_edit(epoch=2), ["last.pt", "epoch"], id="epoch-beyond-the-run"),
+    pytest.param(_edit(epoch=3), ["last.pt", "epoch"], id="epoch-beyond-the-run"),
 ]
 
 
@@ -414,7 +415,7 @@ def test_resume_with_a_bad_checkpoint_exits_2_and_touches_no_file(tmp_path, temp
     ctx = {"ckpt16": template["ckpt16"], "marker": tmp_path / "marker"}
     damage(ckpt, ctx)
     before = snapshot(out)
-    line = error_line(invoke("run", TRADES, *sets(FAST), "--out", str(out), "--resume"))
+    line = error_line(invoke("run", TRADES, *sets(SESSION_RUN), "--out", str(out), "--resume"))
     for fragment in fragments:
         assert fragment in line, line
     assert snapshot(out) == before
@@ -434,7 +435,7 @@ def test_a_corrupt_checkpoint_is_not_reported_as_a_pickled_payload(tmp_path, dat
 
 @pytest.mark.parametrize("change,fragment", [
     (["attack.steps=2"], "attack.steps: 1 -> 2"),
-    (["train.epochs=2"], "train.epochs: 1 -> 2"),
+    (["train.epochs=3"], "train.epochs: 2 -> 3"),
     # Only the first three differences (alphabetical) are named: here DAFA's parameters, not strategy.name itself.
     (["strategy.name=dafa", "strategy.warmup_epochs=1", "train.epochs=2"], "strategy."),
 ])
@@ -443,7 +444,7 @@ def test_resume_with_a_changed_recipe_exits_2_and_touches_no_file(tmp_path, temp
     out = tmp_path / "out"
     shutil.copytree(template["out"], out)
     before = snapshot(out)
-    line = error_line(invoke("run", TRADES, *sets([*FAST, *change]), "--out", str(out), "--resume"))
+    line = error_line(invoke("run", TRADES, *sets([*SESSION_RUN, *change]), "--out", str(out), "--resume"))
     assert "changed recipe" in line and fragment in line, line
     assert snapshot(out) == before
 
@@ -454,11 +455,12 @@ def test_resume_before_the_first_checkpoint_with_a_changed_recipe(tmp_path, temp
     shutil.copytree(template["out"], out)
     (out / "trades_digits" / "checkpoints" / "last.pt").unlink()
     before = snapshot(out)
-    line = error_line(invoke("run", TRADES, *sets([*FAST, "attack.steps=3"]), "--out", str(out), "--resume"))
+    line = error_line(invoke("run", TRADES, *sets([*SESSION_RUN, "attack.steps=3"]), "--out", str(out), "--resume"))
     assert "recipe.toml" in line and "attack.steps: 1 -> 3" in line, line
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("leftover", [
     "checkpoints/",
     ".recipe.toml.k1ll3d.tmp",
@@ -474,7 +476,7 @@ def test_a_run_killed_before_its_recipe_was_written_is_no_dead_end(tmp_path, lef
         (run_dir / leftover).mkdir()
     else:
         (run_dir / leftover).write_text("[run]\nna")
-    args = ["run", TRADES, *sets(FAST), "--out", str(tmp_path / "out"), "--quiet"]
+    args = ["run", TRADES, *sets(SESSION_RUN), "--out", str(tmp_path / "out"), "--quiet"]
     result = invoke(*args)
     if result.exit_code != 0:
         assert "--resume" in result.stderr, result.stderr
@@ -576,6 +578,7 @@ class Killed(BaseException):
     """Stands in for SIGKILL inside torch.save (a BaseException, like KeyboardInterrupt and SystemExit)."""
 
 
+@pytest.mark.slow
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, reference, monkeypatch):
     """Protections: save_atomic (temporary file + rename) and log trimming on resume, deterministically. The process
     dies halfway through writing epoch 2's checkpoint: after epoch 2's metrics line and DAFA's new policy line were
@@ -610,6 +613,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, refer
     assert_same_run(run_dir, reference["run_dir"])
 
 
+@pytest.mark.slow
 def test_strategy_state_is_checkpointed_and_restored(tmp_path, plugin_dir, monkeypatch):
     """Protection: the strategy's state_dict in the checkpoint. `Counting` derives each policy from how many epochs
     it has seen; if its state were not restored, the resumed run's policies would differ."""
@@ -620,6 +624,7 @@ def test_strategy_state_is_checkpointed_and_restored(tmp_path, plugin_dir, monke
     assert metrics(cut) == metrics(full)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", [
     "kept",
     "none yet",
@@ -627,7 +632,7 @@ def test_strategy_state_is_checkpointed_and_restored(tmp_path, plugin_dir, monke
 def test_resume_removes_stale_temporary_files(tmp_path, checkpoint):
     """Protection: --resume deletes the temporary files of atomic writes a kill cut short (save_atomic cleans up
     after exceptions only; a SIGKILL inside torch.save leaves a full-size .last.pt.*.tmp)."""
-    recipe = fairadv.Recipe.load(TRADES, FAST)
+    recipe = fairadv.Recipe.load(TRADES, SESSION_RUN)
     fairadv.run(recipe, out=tmp_path)
     run_dir = tmp_path / "trades_digits"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]  # no leak in a normal run
@@ -639,15 +644,16 @@ def test_resume_removes_stale_temporary_files(tmp_path, checkpoint):
     assert not list(run_dir.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_resume_survives_a_torn_last_log_line(tmp_path):
     """Protection: log trimming on --resume drops a line torn by a crash or a full disk mid-append (_append_jsonl is
     not atomic) instead of dying with JSONDecodeError."""
-    recipe = fairadv.Recipe.load(TRADES, FAST)
+    recipe = fairadv.Recipe.load(TRADES, SESSION_RUN)
     fairadv.run(recipe, out=tmp_path)
     log = tmp_path / "trades_digits" / "metrics.jsonl"
     whole = log.read_text()
     log.write_text(whole + '{"epoch": 2, "lr": 0.0')
-    result = invoke("run", TRADES, *sets(FAST), "--out", str(tmp_path), "--resume", "--quiet")
+    result = invoke("run", TRADES, *sets(SESSION_RUN), "--out", str(tmp_path), "--resume", "--quiet")
     assert result.exit_code == 0, (result.stderr, result.exception)
     assert log.read_text() == whole
 
@@ -679,6 +685,7 @@ def _exit_3(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_diverging_recipe_stops_with_exit_3_naming_epoch_and_batch(tmp_path):
     """Protection: the engine's non-finite-loss check (NumericalError). lr = 1e12 diverges in the first epoch."""
     result, run_dir = _numeric_run(tmp_path, "optimizer.lr=1e12")
@@ -690,6 +697,7 @@ def test_diverging_recipe_stops_with_exit_3_naming_epoch_and_batch(tmp_path):
     _assert_nothing_non_finite(run_dir)
 
 
+@pytest.mark.slow
 def test_loss_going_nan_later_keeps_the_last_good_checkpoint(tmp_path, plugin_dir):
     """Protection: the non-finite-loss check stops before metrics and the checkpoint of the bad epoch are written.
     The loss turns NaN at the 13th batch of the run: epoch 2, batch 3 (10 batches per epoch)."""
@@ -704,6 +712,7 @@ def test_loss_going_nan_later_keeps_the_last_good_checkpoint(tmp_path, plugin_di
     assert torch.isfinite(model(torch.rand(4, 1, 8, 8))).all()
 
 
+@pytest.mark.slow
 def test_nan_policy_from_a_strategy_stops_with_exit_3(tmp_path, plugin_dir):
     """Protection: _checked_policy turns an invalid policy into NumericalError (exit 3) before anything is written."""
     result, run_dir = _numeric_run(tmp_path, f"strategy.name={PLUGIN}:NanPolicyAt", "strategy.at=2")
@@ -714,6 +723,7 @@ def test_nan_policy_from_a_strategy_stops_with_exit_3(tmp_path, plugin_dir):
     _assert_nothing_non_finite(run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hook", ["end", "start"])
 def test_policy_made_non_finite_after_validation_is_never_written(tmp_path, plugin_dir, hook):
     """Protection: _checked_policy validates a returned policy again, on a private copy. ClassPolicy's tensors are
@@ -730,6 +740,7 @@ def test_policy_made_non_finite_after_validation_is_never_written(tmp_path, plug
 # --- 5. determinism ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_recipe_and_seed_give_bit_identical_results(tmp_path, reference):
     """Protections: the run seed (seed_everything before the model is built) and the seeded shuffling generator and
     attack starts. A second run of the DAFA recipe in the same process, global RNGs already advanced by the first,
