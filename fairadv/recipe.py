@@ -15,9 +15,8 @@ from typing import Any
 import attrs
 import tomli_w
 
-from fairadv.recipe_tables import (MAX_SEED, AttackConfig, DataConfig, EvalConfig, LogConfig, MlflowConfig,
-                                   ModelConfig, ObjectiveConfig, OptimizerConfig, RunConfig, ScheduleConfig,
-                                   StrategyConfig, TrainConfig, WandbConfig)
+from fairadv.recipe_tables import (AttackConfig, DataConfig, EvalConfig, LogConfig, ModelConfig, ObjectiveConfig,
+                                   OptimizerConfig, RunConfig, ScheduleConfig, StrategyConfig, TrainConfig)
 from fairadv.registry import Registry
 from fairadv.schema import NOT_A_KEY, ComponentConfig, Loader, apply_override, read_toml, to_table
 
@@ -89,6 +88,4 @@ def component_registries() -> dict[str, Registry]:
     return {**registries, "eval.attack": AttackConfig.registry}
 
 
-__all__ = ["MAX_SEED", "AttackConfig", "ComponentConfig", "DataConfig", "EvalConfig", "LogConfig", "MlflowConfig",
-           "ModelConfig", "ObjectiveConfig", "OptimizerConfig", "Recipe", "RunConfig", "ScheduleConfig",
-           "StrategyConfig", "TrainConfig", "WandbConfig", "apply_override", "component_registries", "read_toml"]
+__all__ = ["Recipe", "component_registries"]

@@ -12,7 +12,7 @@ import pytest
 from helpers import DIGITS, QUICK, SESSION_RUN, invoke, sets
 
 import fairadv
-from fairadv.recipe import MAX_SEED
+from fairadv.recipe_tables import MAX_SEED
 
 BAD = [
     ('run.name="../../x"', "run.name = '../../x': expected a folder name"),

@@ -234,8 +234,8 @@ def recipe_reference() -> str:
     import attrs
 
     from fairadv.distances import DISTANCES
-    from fairadv.recipe import (DataConfig, EvalConfig, LogConfig, MlflowConfig, ModelConfig, Recipe, WandbConfig,
-                                component_registries)
+    from fairadv.recipe import Recipe, component_registries
+    from fairadv.recipe_tables import DataConfig, EvalConfig, LogConfig, MlflowConfig, ModelConfig, WandbConfig
 
     registries = component_registries()
     defaults = _default_recipe()

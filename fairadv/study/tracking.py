@@ -13,7 +13,8 @@ from pathlib import Path
 import attrs
 
 from fairadv.errors import FairadvError, one_line
-from fairadv.recipe import MlflowConfig, Recipe
+from fairadv.recipe import Recipe
+from fairadv.recipe_tables import MlflowConfig
 from fairadv.study.cell import CellJob
 
 PARENTS_FILE = "mlflow_parent.json"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fairadv.recipe import MlflowConfig
+from fairadv.recipe_tables import MlflowConfig
 from fairadv.run_folder import RunFolder
 from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import summary_markdown, summary_scalars

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fairadv.recipe import WandbConfig
+from fairadv.recipe_tables import WandbConfig
 from fairadv.tracking.base import RunInfo, Tracker
 from fairadv.tracking.series import summary_scalars
 
