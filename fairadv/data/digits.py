@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from fairadv.data.base import DATASETS, DataSource
-from fairadv.validators import InvalidValue
+from fairadv.validators import between, ge
 
 
 def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,10 +37,8 @@ def digits(test_fraction: float = 0.3, split_seed: int = 0, upscale: int = 1) ->
         split_seed: seed of the split; the same seed gives the same split on every machine and rank.
         upscale: nearest-neighbour upsampling factor (4 gives 32x32 images for CIFAR-sized models).
     """
-    if not 0 < test_fraction < 1:
-        raise InvalidValue("test_fraction", test_fraction, "a number in (0, 1)")
-    if upscale < 1:
-        raise InvalidValue("upscale", upscale, "an integer >= 1")
+    between(0, 1, closed="()").check("test_fraction", test_fraction)
+    ge(1, noun="an integer").check("upscale", upscale)
     from sklearn.datasets import load_digits  # deferred: scikit-learn is slow to import and only needed here
 
     raw = load_digits()

@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 
 from fairadv.data.base import DATASETS, DataSource
 from fairadv.errors import FairadvError
-from fairadv.validators import InvalidValue
+from fairadv.validators import ge
 
 
 def class_means(num_classes: int, dim: int, far: float, near: float,
@@ -51,12 +51,10 @@ def class_means(num_classes: int, dim: int, far: float, near: float,
 
 def _check(num_classes: int, dim: int, sizes: tuple[int, int], sigma: float, far: float, near: float,
            close_pairs: tuple[tuple[int, int], ...]) -> None:
-    if num_classes < 2:
-        raise InvalidValue("num_classes", num_classes, "an integer >= 2")
+    ge(2, noun="an integer").check("num_classes", num_classes)
     if min(sizes) < 1:
         raise FairadvError(f"gaussian: train_per_class and test_per_class must be positive, got {sizes}")
-    if sigma < 0:
-        raise InvalidValue("sigma", sigma, "a number >= 0")
+    ge(0).check("sigma", sigma)
     if not 0 < near <= far:
         raise FairadvError(f"gaussian: need 0 < near <= far, got near = {near}, far = {far}")
     seen: set[int] = set()

@@ -13,7 +13,7 @@ from torchvision import datasets, transforms
 
 from fairadv.data.base import DATASETS, DataSource
 from fairadv.errors import FairadvError, one_line
-from fairadv.validators import InvalidValue
+from fairadv.validators import InvalidValue, ge
 
 
 def _open(root: str, split_dir: str) -> datasets.ImageFolder:
@@ -55,8 +55,7 @@ def imagefolder(root: str, train_dir: str = "train", test_dir: str = "test", ima
     """
     if channels not in (1, 3):
         raise InvalidValue("channels", channels, "1 or 3")
-    if image_size < 1:
-        raise InvalidValue("image_size", image_size, "an integer >= 1")
+    ge(1, noun="an integer").check("image_size", image_size)
     train, test = _open(root, train_dir), _open(root, test_dir)
     if train.classes != test.classes:
         only_train = sorted(set(train.classes) - set(test.classes))

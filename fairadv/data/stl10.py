@@ -14,7 +14,7 @@ from torchvision.datasets.utils import check_integrity
 
 from fairadv.data.base import DATASETS, DataSource
 from fairadv.data.cifar import labels_tensor, open_torchvision
-from fairadv.validators import InvalidValue
+from fairadv.validators import ge
 
 # The order of labels 1..10 in stl10_binary; used when class_names.txt is absent.
 CLASS_NAMES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
@@ -42,8 +42,7 @@ def stl10(root: str = "data", download: bool = False, augment: bool = True, imag
         augment: random crop (padding 4) and horizontal flip on training images, after resizing.
         image_size: side of the resized square images (96 keeps the original size).
     """
-    if image_size < 1:
-        raise InvalidValue("image_size", image_size, "an integer >= 1")
+    ge(1, noun="an integer").check("image_size", image_size)
     cls, folder = _LabelledSTL10, _LabelledSTL10.base_folder
     files = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"]
     train = open_torchvision(cls, "STL-10", root, folder, files, download, split="train")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairadv.validators import InvalidValue
+from fairadv.validators import ge
 from fairadv.models.base import MODELS
 
 
@@ -88,8 +88,7 @@ def small_cnn(num_classes: int, in_channels: int, input_size: tuple[int, int], w
     Args:
         width: channels of the first conv; the next two have 2x and 4x as many.
     """
-    if width < 1:
-        raise InvalidValue("width", width, "an integer >= 1")
+    ge(1, noun="an integer").check("width", width)
     return SmallCNN(num_classes, in_channels, width)
 
 
@@ -102,8 +101,6 @@ def mlp(num_classes: int, in_channels: int, input_size: tuple[int, int], hidden:
         hidden: width of every hidden layer.
         depth: number of hidden layers; 0 gives a linear classifier.
     """
-    if hidden < 1:
-        raise InvalidValue("hidden", hidden, "an integer >= 1")
-    if depth < 0:
-        raise InvalidValue("depth", depth, "an integer >= 0")
+    ge(1, noun="an integer").check("hidden", hidden)
+    ge(0, noun="an integer").check("depth", depth)
     return MLP(num_classes, in_channels * math.prod(int(s) for s in input_size), hidden, depth)

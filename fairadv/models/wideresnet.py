@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairadv.errors import FairadvError
-from fairadv.validators import InvalidValue
+from fairadv.validators import between, ge
 from fairadv.models.base import MODELS
 
 
@@ -119,8 +119,6 @@ def wideresnet(num_classes: int, in_channels: int, input_size: tuple[int, int], 
         raise FairadvError(
             f"model 'wideresnet': depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, ...), got depth = {depth}"
         )
-    if widen_factor < 1:
-        raise InvalidValue("widen_factor", widen_factor, "an integer >= 1")
-    if not 0.0 <= dropout < 1.0:
-        raise InvalidValue("dropout", dropout, "a number in [0, 1)")
+    ge(1, noun="an integer").check("widen_factor", widen_factor)
+    between(0, 1, closed="[)").check("dropout", dropout)
     return WideResNet(depth, widen_factor, dropout, num_classes, in_channels)
