@@ -52,9 +52,7 @@ from fairadv.validators import InvalidValue, ge, gt
 log = logging.getLogger(__name__)
 
 
-def _finite_positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise InvalidValue(attribute.name, value, "a finite number > 0")
+_finite_positive = gt(0, noun="a finite number")
 
 
 # --- the rule (pure functions) -------------------------------------------------------------------------------------
