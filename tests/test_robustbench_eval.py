@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from helpers import invoke
 from test_data import trust_files, write_cifar
 from torchvision import datasets
 
-from fairadv.cli import main
 from fairadv.evaluation.summary import check_evaluation
 
 pytestmark = pytest.mark.skipif(
@@ -43,10 +42,6 @@ def zoo(tmp_path, monkeypatch) -> dict[str, Path]:
     info.write_text(json.dumps({"name": "Towards Achieving Adversarial Robustness Beyond Perceptual Limits",
                                 "eps": "8/255", "clean_acc": "80.24", "autoattack_acc": "51.06"}))
     return {"data": data, "models": models, "weights": path, "info": tmp_path / "model_info", "model": model}
-
-
-def invoke(*args) -> object:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_a_zoo_model_is_audited_per_class_offline(zoo, monkeypatch):

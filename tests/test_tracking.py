@@ -10,17 +10,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import invoke, run_interrupted, sets
 
 import fairadv
-from fairadv.cli import main
 from fairadv.tracking.series import class_tag, epoch_scalars, policy_in_effect, policy_scalars, series_name
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 pytest.importorskip("wandb", reason="the wandb extra is not installed")
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
 
-from helpers import run_interrupted  # noqa: E402
 from tracker_readers import (mlflow_history, tensorboard_scalars, tensorboard_tags,  # noqa: E402
                              wandb_history, wandb_run_fields, wandb_sessions)
 
@@ -81,7 +79,7 @@ def test_series_names_follow_metrics_jsonl():
     ("log.neptune=true", "unknown key log.neptune"),
 ])
 def test_a_bad_log_table_is_one_line_exit_2(override, fragment):
-    result = CliRunner().invoke(main, ["validate", str(DAFA), "--set", override])
+    result = invoke("validate", DAFA, "--set", override)
     assert result.exit_code == 2
     assert fragment in result.output and len(result.output.strip().splitlines()) == 1
 
@@ -91,7 +89,7 @@ def test_a_chosen_tracker_whose_package_is_missing_is_one_line_exit_2(tmp_path, 
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    result = CliRunner().invoke(main, ["run", str(DAFA), "--out", str(tmp_path), "--set", "log.wandb.project=\"p\""])
+    result = invoke("run", DAFA, "--out", tmp_path, "--set", "log.wandb.project=\"p\"")
     assert result.exit_code == 2
     assert result.output.strip() == (f"error: {DAFA}: log.wandb: the wandb package is not installed; pip install "
                                      "'fairadv[wandb]'")
@@ -101,8 +99,8 @@ def test_a_chosen_tracker_whose_package_is_missing_is_one_line_exit_2(tmp_path, 
 def test_a_tracker_that_cannot_start_leaves_no_run_folder(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    result = CliRunner().invoke(main, ["run", str(DAFA), "--out", str(tmp_path / "runs"), "--quiet", *sum(
-        (["--set", o] for o in [*QUICK, f"log.mlflow.tracking_uri={json.dumps((blocker / 'mlruns').as_uri())}"]), [])])
+    result = invoke("run", DAFA, "--out", tmp_path / "runs", "--quiet",
+                    *sets(*QUICK, f"log.mlflow.tracking_uri={json.dumps((blocker / 'mlruns').as_uri())}"))
     assert result.exit_code == 2, result.output
     assert "log.mlflow: cannot start mlflow" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs" / "dafa_gaussian").exists()
@@ -255,7 +253,7 @@ recipe = "{trades}"
 recipe = "{DAFA}"
 set = ["strategy.warmup_epochs=1"]
 """)
-    result = CliRunner().invoke(main, ["study", str(study), "--out", str(tmp_path / "out")])
+    result = invoke("study", study, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / "grouped"
     from mlflow.tracking import MlflowClient

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import DIGITS
 
 import fairadv
 import fairadv.checkpoint
@@ -17,9 +18,6 @@ from fairadv.evaluation.eval_command import eval_radius, load_target
 from fairadv.evaluation.eval_options import EvalOptions
 from fairadv.run_folder import RunFolder
 from fairadv.trained import load_initial_weights, load_trained
-
-DIGITS = str(Path(__file__).parent.parent / "recipes" / "trades_digits.toml")
-
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
