@@ -103,6 +103,9 @@ def trained_tiny_model(_trained_state: dict[str, torch.Tensor]) -> TinyCNN:
     return model
 
 
+_shared_training: list[bool] = []  # non-empty while digits_run trains (see pytest_runtest_call below)
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A finished digits run folder (`helpers.SESSION_RUN`: 2 TRADES epochs), trained once per session for the
@@ -128,9 +131,6 @@ def digits_run_copy(digits_run: Path, tmp_path: Path) -> Path:
 def _fingerprint(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             for p in sorted(folder.rglob("*"))}
-
-
-_shared_training: list[bool] = []  # non-empty while digits_run trains
 
 
 @pytest.hookimpl(hookwrapper=True)

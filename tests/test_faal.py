@@ -337,14 +337,12 @@ def test_hyperparameters_are_validated_and_registered():
 
 
 @pytest.mark.slow
-def test_digits_recipe_fine_tunes_a_trades_run(tmp_path):
+def test_digits_recipe_fine_tunes_a_trades_run(tmp_path, digits_run):
     import fairadv
 
     fast = ["train.batch_size=256", "attack.steps=2", "eval.attack.steps=2", "eval.n=50", "model.width=8"]
-    trades = fairadv.Recipe.load(RECIPES / "trades_digits.toml", [*fast, "train.epochs=1"])
-    fairadv.run(trades, out=tmp_path)
-    recipe = fairadv.Recipe.load(RECIPES / "faal_digits.toml",
-                                 [*fast, f"model.init_from='{tmp_path / 'trades_digits'}'"])
+    # the session's TRADES run (small_cnn width 8) is the model FAAL fine-tunes
+    recipe = fairadv.Recipe.load(RECIPES / "faal_digits.toml", [*fast, f"model.init_from='{digits_run}'"])
     assert recipe.objective.name == "faal" and recipe.objective.params["base"] == "pgd_at"
     assert recipe.train.epochs == 2
     summary = fairadv.run(recipe, out=tmp_path)
