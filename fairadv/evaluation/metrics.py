@@ -13,9 +13,12 @@ of the average, against a baseline B. It is undefined (None) when the baseline's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import attrs
+
+from fairadv.statistics import fairness
 
 
 @attrs.frozen
@@ -45,10 +48,9 @@ RHO = {"rho_nat": (CLEAN_AVG, CLEAN_WORST), "rho_rob": (ROBUST_AVG, ROBUST_WORST
 
 
 def rho(avg: float, worst: float, base_avg: float, base_worst: float) -> float | None:
-    """The DAFA paper's fairness score against a baseline: relative worst-class gain minus relative average drop."""
-    if base_worst == 0 or base_avg == 0:
-        return None
-    return (worst - base_worst) / base_worst - (base_avg - avg) / base_avg
+    """The DAFA paper's fairness score against a baseline (`fairadv.statistics.fairness.rho`), None if undefined."""
+    score = float(fairness.rho(avg, worst, base_avg, base_worst))
+    return None if math.isnan(score) else score
 
 
 def rho_scores(means: Mapping[Metric, float], base: Mapping[Metric, float]) -> dict[str, float | None]:
