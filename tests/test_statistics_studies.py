@@ -21,7 +21,7 @@ from scipy import stats
 from fairadv.errors import FairadvError
 from fairadv.statistics.fairness import average, worst_class
 from fairadv.statistics.paired import compare, holm, paired, paired_t
-from fairadv.statistics.power import (binomial_sd, design_sd, minimum_detectable_difference, power,
+from fairadv.statistics.power import (binomial_sd, design_sd, minimum_detectable_difference, plan, power,
                                       seeds_needed)
 from fairadv.statistics.seeds import ONE_SEED, Runs, over_seeds
 
@@ -138,6 +138,17 @@ def test_the_binomial_model_stands_in_for_a_missing_seed_std():
     assert design_sd(0.012, 0.21, 1000) == (0.012, "the baseline's standard deviation over seeds")
     with pytest.raises(FairadvError, match="accuracy"):
         binomial_sd(1.5, 10)
+
+
+def test_a_plan_states_what_a_design_detects_and_the_seeds_a_difference_needs():
+    found = plan(5, 1000, 10, worst_accuracy=0.21, study_sd=0.012, difference=0.02)
+    assert found.detectable == pytest.approx(minimum_detectable_difference(5, 0.012)) and found.seeds_needed == 8
+    assert found.sentence().startswith("with 5 seeds and 1000 test images a class (10 classes), a worst-class "
+                                       "difference of 2.9 points is detected with 80% power at alpha 0.05; "
+                                       "2.0 points would need 8 seeds")
+    one = plan(1, 54, 10, worst_accuracy=0.5)
+    assert one.detectable == math.inf and "no difference can be detected (one seed)" in one.sentence()
+    assert "binomial" in one.sd_source
 
 
 # ---- exact small cases ------------------------------------------------------------------------------------------

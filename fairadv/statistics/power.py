@@ -18,6 +18,8 @@ The number of classes enters only through p (the worst of C classes) and n; the 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -68,7 +70,8 @@ def minimum_detectable_difference(seeds: int, sd: float, power_level: float = PO
                                   correlation: float = 0.0) -> float:
     """The smallest δ > 0 that the paired t test detects with probability ``power_level`` (inf with one seed).
 
-    Example: σ = 1.2 points of worst class over seeds (DAFA's CIFAR-10 table), 5 seeds: about 2.9 points (5.5 with 3 seeds).
+    Example: σ = 1.2 points of worst class over seeds (DAFA's CIFAR-10 table), 5 seeds:
+    about 2.9 points (5.5 with 3 seeds).
     """
     if seeds < 2:
         return float("inf")
@@ -111,3 +114,61 @@ def design_sd(study_sd: float | None, worst_accuracy: float, images_per_class: i
     return binomial_sd(worst_accuracy, images_per_class), (
         f"a binomial model of {images_per_class} test images a class at {worst_accuracy:.1%} (one seed: leaves "
         "out seed-to-seed variation, so the detectable difference is optimistic)")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a study's design can detect in worst-class accuracy (fractions), for its table's caption.
+
+    Attributes:
+        seeds, images_per_class, num_classes: the design.
+        sd, sd_source: one run's worst-class standard deviation over seeds and where it came from (`design_sd`).
+        detectable: the minimum detectable difference at ``power_level`` and ``alpha`` (inf with one seed).
+        difference, seeds_needed: a chosen difference and the seeds it needs (None when not asked, or beyond
+            ``max_seeds``).
+    """
+
+    seeds: int
+    images_per_class: int
+    num_classes: int
+    sd: float
+    sd_source: str
+    detectable: float
+    power_level: float
+    alpha: float
+    difference: float | None = None
+    seeds_needed: int | None = None
+
+    def sentence(self) -> str:
+        """One line for a caption, in points."""
+        head = (f"with {self.seeds} seed{'s' if self.seeds != 1 else ''} and {self.images_per_class} test images "
+                f"a class ({self.num_classes} classes), ")
+        if math.isinf(self.detectable):
+            text = head + "no difference can be detected (one seed)"
+        else:
+            text = (head + f"a worst-class difference of {100 * self.detectable:.1f} points is detected with "
+                    f"{self.power_level:.0%} power at alpha {self.alpha:g}")
+        if self.difference is not None:
+            text += (f"; {100 * self.difference:.1f} points would need " + (
+                f"{self.seeds_needed} seeds" if self.seeds_needed is not None else "more seeds than planned"))
+        return text + f" (sd from {self.sd_source})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan(seeds: int, images_per_class: int, num_classes: int, worst_accuracy: float, study_sd: float | None = None,
+         difference: float | None = None, power_level: float = POWER, alpha: float = ALPHA,
+         max_seeds: int = 1000) -> Plan:
+    """The minimum detectable worst-class difference of a design and, for ``difference``, the seeds it needs.
+
+    Args:
+        seeds, images_per_class, num_classes: the design (S, n, C).
+        worst_accuracy: the baseline's worst-class accuracy (for the binomial model when ``study_sd`` is None).
+        study_sd: the baseline's worst-class std over seeds (fractions), None with one seed.
+        difference: a difference to plan for (fractions, e.g. 0.02 for ``--plan-seeds 2.0``).
+    """
+    sd, source = design_sd(study_sd, worst_accuracy, images_per_class)
+    needed = None if difference is None else seeds_needed(difference, sd, power_level, alpha, max_seeds=max_seeds)
+    return Plan(seeds, images_per_class, num_classes, sd, source,
+                minimum_detectable_difference(seeds, sd, power_level, alpha), power_level, alpha, difference, needed)
