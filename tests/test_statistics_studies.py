@@ -23,7 +23,7 @@ from fairadv.statistics.fairness import average, worst_class
 from fairadv.statistics.paired import compare, holm, paired, paired_t
 from fairadv.statistics.power import (binomial_sd, design_sd, minimum_detectable_difference, plan, power,
                                       seeds_needed)
-from fairadv.statistics.seeds import ONE_SEED, Runs, over_seeds
+from fairadv.statistics.seeds import ONE_SEED, Runs, over_seeds, shares_image_errors
 
 PROFILE = np.array([0.21, 0.27, 0.30, 0.35, 0.45, 0.55, 0.60, 0.62, 0.65, 0.70])
 SEED_SD = 0.015
@@ -59,7 +59,10 @@ def coverage(seeds: int, n: int, studies: int, resamples: int, seed: int) -> dic
 @pytest.mark.slow
 @pytest.mark.parametrize(("seeds", "n", "resamples"), [(3, 50, 400), (5, 50, 400), (3, 1000, 100), (5, 1000, 100)])
 def test_the_over_seeds_interval_covers_95_percent(seeds, n, resamples):
-    # Measured at these seeds (average, worst class): see COVERAGE below; the band is the issue's 93-97 %.
+    # Measured at these seeds (average, worst class), the band being the issue's 93-97 %:
+    #   3 seeds,    50 images a class: 95.8 %, 95.1 %      5 seeds,    50 images a class: 95.3 %, 95.1 %
+    #   3 seeds, 1,000 images a class: 95.5 %, 93.8 %      5 seeds, 1,000 images a class: 95.6 %, 95.4 %
+    # (3 seeds at 1,000 images: the worst class's 93.8 % is within 1 binomial sd, 0.7 %, of 94.5 %.)
     found = coverage(seeds, n, studies=1000, resamples=resamples, seed=seeds * 10_000 + n)
     for name, value in found.items():
         assert 0.93 <= value <= 0.97, (name, value)
@@ -88,7 +91,9 @@ def null_pvalues(seeds: int, n: int, studies: int, resamples: int, effect: float
 @pytest.mark.parametrize("seeds", [3, 5])
 def test_paired_p_values_are_uniform_under_the_null(seeds):
     # Two methods from the same distribution, 50 images a class, 1,000 studies. Tolerance: the Kolmogorov-Smirnov
-    # test against U(0, 1) must not reject at 1 % (KS p > 0.01). Measured: see NULL_KS.
+    # test against U(0, 1) must not reject at 1 % (KS p > 0.01), and 3-7 % of the p-values fall below 0.05.
+    # Measured (KS p, rejections at 0.05): 3 seeds average 0.24, 4.1 %; worst class 0.82, 6.0 %;
+    # 5 seeds average 0.13, 5.3 %; worst class 0.41, 5.7 %.
     found = null_pvalues(seeds, 50, studies=1000, resamples=400)
     for name, p in found.items():
         ks = stats.kstest(p, "uniform")
@@ -99,11 +104,34 @@ def test_paired_p_values_are_uniform_under_the_null(seeds):
 @pytest.mark.slow
 def test_a_5_point_worst_class_gain_is_detected_at_1000_images_and_5_seeds():
     # The method's worst class is 5 points higher and its next class 11 points above it, so the true worst-class
-    # difference is 5 points. Measured detection rate at alpha 0.05: see POWER_RATE.
+    # difference is 5 points. Measured: detected in 82.5 % of 200 studies at alpha 0.05 (noncentral t: about 80 %
+    # at the simulation's worst-class sd of 2 points over seeds).
     profile = np.array([0.21, 0.32, 0.34, 0.35, 0.45, 0.55, 0.60, 0.62, 0.65, 0.70])
     found = null_pvalues(5, 1000, studies=200, resamples=100, effect=0.05, profile=profile)
     rate = float(np.mean(found["worst_class"] < 0.05))
     assert rate >= 0.7, rate
+
+
+@pytest.mark.slow
+def test_seeds_that_share_hard_images_get_the_shared_image_variance():
+    # Real models err on the same images: here each image has a latent difficulty that decides 70 % of the seeds'
+    # draws, so the test set's own sampling error is common to every seed and averaging seeds does not remove it.
+    # Measured coverage of the average, 3 seeds x 50 images a class, 1,000 studies: 95.3 % with the shared-image
+    # covariance, 85.7 % with the plain t interval on seed means (the seeds treated as seeing different images).
+    # The worst class covers 91.3 % in this setting (known limitation: the bootstrap bias correction's own
+    # shared-image variance is not counted), so only the average is asserted.
+    rng, target = np.random.default_rng(7), truth()
+    hits = naive = 0
+    for k in range(1000):
+        p = np.clip(PROFILE + SEED_SD * rng.standard_normal((3, 10)), 0, 1)
+        labels = np.repeat(np.arange(10), 50)
+        draw = np.where(rng.random((3, 500)) < 0.7, rng.random(500), rng.random((3, 500)))
+        correct = draw < p[:, labels]
+        found = over_seeds(correct, labels, metrics={"average": average}, resamples=200, seed=k)["average"]
+        plain = over_seeds(list(correct), [labels] * 3, metrics={"average": average}, resamples=20, seed=k)["average"]
+        hits += found.low <= target["average"] <= found.high
+        naive += plain.low <= target["average"] <= plain.high
+    assert 0.93 <= hits / 1000 <= 0.97 and naive / 1000 < 0.9, (hits, naive)
 
 
 # ---- power: the noncentral t against simulation ------------------------------------------------------------------
@@ -227,14 +255,23 @@ def test_runs_on_different_test_images_are_paired_by_seed_only():
 
 def test_images_shared_by_every_seed_widen_the_interval():
     # Seeds that agree on every image (s = 0 over seeds) still get the test images' variation: the shared-image
-    # covariance term; with different images per seed there is none to add.
+    # covariance term, estimated from 2,000 images, so with infinite degrees of freedom (a normal quantile).
     correct, labels = study(np.random.default_rng(4), 1, 200)
     same = np.repeat(correct, 3, axis=0)
     summary = over_seeds(same, labels, metrics=TWO, resamples=500)["average"]
     assert summary.std == pytest.approx(0, abs=1e-12) and summary.high - summary.low > 0.02
     p = Runs.of(correct, labels).class_accuracy()[0]
     stratified = math.sqrt(np.sum(p * (1 - p) / 200)) / p.size  # the average's sd over its test images
-    assert (summary.high - summary.low) / (2 * stats.t.ppf(0.975, 2)) == pytest.approx(stratified, rel=0.1)
+    assert (summary.high - summary.low) / (2 * stats.norm.ppf(0.975)) == pytest.approx(stratified, rel=0.1)
+
+
+def test_the_pretest_finds_shared_image_errors_only_where_they_are():
+    rng = np.random.default_rng(6)
+    labels = np.repeat(np.arange(10), 100)
+    independent = rng.random((3, 1000)) < 0.4
+    hard = rng.random(1000)  # a shared difficulty: seeds that agree on 70 % of their draws
+    shared = np.where(rng.random((3, 1000)) < 0.7, hard, rng.random((3, 1000))) < 0.4
+    assert not shares_image_errors(independent, labels) and shares_image_errors(shared, labels)
 
 
 def test_bad_input_is_a_fairadv_error():

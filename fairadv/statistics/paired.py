@@ -9,9 +9,12 @@ is hard for both cancels in d_s instead of adding noise.
 The test is a paired t test on the seeds' bias-corrected differences (`fairadv.statistics.seeds.bias_corrected`),
 with the standard error of `fairadv.statistics.seeds.t_interval`:
 
-    T = mean_s d_s / sqrt(s_d² / S + max(ĉ_d, 0)),   two-sided p from Student's t with S - 1 degrees of freedom
+    T = mean_s d_s / sqrt(s_d² / S + max(ĉ_d, 0)),   two-sided p from Student's t with ν degrees of freedom
 
-ĉ_d is the covariance across seeds of the differences' image errors (zero when the runs saw different images), so
+(ν = S - 1 without ĉ_d, Welch-Satterthwaite's above it; `fairadv.statistics.seeds.t_interval`)
+
+ĉ_d is the covariance across seeds of the differences' image errors (zero when the runs saw different images, or
+when the per-image differences do not correlate across seeds: `fairadv.statistics.seeds.shares_image_errors`), so
 the test targets the methods' expected difference over training seeds *and* test images. Without it and without the
 bias correction this is exactly ``scipy.stats.ttest_rel``. Why a t test and not a permutation or sign-flip test:
 with S = 3 or 5 seeds the sign-flip test has 8 or 32 arrangements, so its smallest p-value is 0.25 or 0.0625 and it
@@ -36,7 +39,7 @@ from scipy import stats
 
 from fairadv.errors import FairadvError
 from fairadv.statistics.fairness import METRIC_FUNCTIONS, average, rho, worst_class
-from fairadv.statistics.seeds import Runs, bias_corrected, t_interval
+from fairadv.statistics.seeds import Runs, bias_corrected, shares_image_errors, t_interval
 
 MAX_UNDEFINED = 0.05  # ρ is NaN where a resample puts the baseline's worst class at 0; up to this share is ignored
 MIN_CLASS_IMAGES = 10  # below it a class's accuracy takes so few values that the worst class is mostly ties
@@ -123,12 +126,12 @@ def paired_t(diffs: np.ndarray, draws: np.ndarray | None,
     The module docstring's test; with ``draws=None`` it is ``scipy.stats.ttest_rel`` on the two rows. p is None
     when the differences have no variation and are not all zero (a degenerate design).
     """
-    centre, se, half = (float(v) for v in t_interval(diffs, draws, confidence))
+    centre, se, half, df = (float(v) for v in t_interval(diffs, draws, confidence))
     s = diffs.shape[-1]
     if se == 0:
         p = 1.0 if centre == 0 else None
     else:
-        p = float(2 * stats.t.sf(abs(centre) / se, s - 1))
+        p = float(2 * stats.t.sf(abs(centre) / se, df))
     return centre, centre - half, centre + half, p
 
 
@@ -176,6 +179,8 @@ def paired(method: Runs, baseline: Runs, *, method_name: str = "method", baselin
         reason = (f"too few test images: the smallest class has {smallest} (fewer than {min_class_images}), "
                   "so the per-class accuracies cannot detect a difference")
     paired_by = "seed and test image" if shared else "seed (the runs saw different test images)"
+    counted = shared and s >= 2 and shares_image_errors(
+        np.stack(method.correct).astype(float) - np.stack(baseline.correct), method.labels[0])
     table = dict(METRIC_FUNCTIONS if metrics is None else metrics)
     names = [*table, *(["rho"] if with_rho else [])]
     out = {}
@@ -200,7 +205,7 @@ def paired(method: Runs, baseline: Runs, *, method_name: str = "method", baselin
             centre, p = float(bias_corrected(values, boot)[0]), None
             low, high = 2 * values[0] - q_hi, 2 * values[0] - q_lo
         else:
-            centre, low, high, p = paired_t(bias_corrected(values, boot), boot if shared else None, confidence)
+            centre, low, high, p = paired_t(bias_corrected(values, boot), boot if counted else None, confidence)
             if p is None:
                 why = why or "the per-seed differences are all equal and not zero: no variation to test against"
             if why:
