@@ -29,6 +29,7 @@ from fairadv.errors import FairadvError
 from fairadv.statistics import fairness, intervals
 
 _CHUNK_ELEMENTS = 2_000_000  # resamples x classes x patterns held at once (~16 MB of int64 counts)
+_PATTERN_COST = 8  # a binomial draw costs about as much as 8 uniform indices: beyond, resample indices instead
 
 
 def _as_runs(labels, correct) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +51,17 @@ def _patterns(labels: np.ndarray, correct: np.ndarray, num_classes: int) -> tupl
     Returns ``counts`` (C, U) int64 and ``patterns`` (C, U, R) float64 (padding: count 0, pattern 0).
     """
     runs = correct.shape[0]
-    # Encode each image as (class, pattern) and count the distinct ones with np.unique over rows.
-    keys = np.concatenate([labels[:, None], correct.T.astype(np.int64)], axis=1)
-    unique, count = np.unique(keys, axis=0, return_counts=True)
+    # Encode each image as (class, pattern) and count the distinct ones: one int64 per image when class and pattern
+    # fit in 62 bits (a 1-D sort), else np.unique over rows.
+    if runs + int(num_classes).bit_length() <= 62:
+        keys = labels.astype(np.int64) << runs
+        for r in range(runs):
+            keys |= correct[r].astype(np.int64) << r
+        packed, count = np.unique(keys, return_counts=True)
+        unique = np.concatenate([(packed >> runs)[:, None], (packed[:, None] >> np.arange(runs)) & 1], axis=1)
+    else:
+        keys = np.concatenate([labels[:, None], correct.T.astype(np.int64)], axis=1)
+        unique, count = np.unique(keys, axis=0, return_counts=True)
     cls = unique[:, 0]
     starts = np.searchsorted(cls, np.arange(num_classes))
     slot = np.arange(len(cls)) - starts[cls]
@@ -87,12 +96,14 @@ def class_accuracy_draws(labels, correct, resamples: int = 10_000, seed: int = 0
                            f"class sizes are {sizes.tolist()}")
     if resamples < 1:
         raise FairadvError(f"bootstrap: resamples must be at least 1, got {resamples}")
+    rng = np.random.default_rng(seed)
     counts, patterns = _patterns(labels, correct, num_classes)
+    if counts.shape[1] * _PATTERN_COST > sizes.max():
+        return _index_draws(labels, correct, sizes, resamples, rng)
     # Conditional binomials: pattern j takes Binomial(images left, count_j / count of patterns j..U), exactly a
     # multinomial draw of the pattern counts, vectorised over resamples and classes.
     left_of = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # (C, U) images with pattern j or later
     ratio = np.divide(counts, left_of, out=np.zeros(counts.shape), where=left_of > 0)
-    rng = np.random.default_rng(seed)
     width = counts.shape[1]
     out = np.empty((resamples, correct.shape[0], num_classes))
     chunk = max(1, _CHUNK_ELEMENTS // (num_classes * width))
@@ -105,6 +116,25 @@ def class_accuracy_draws(labels, correct, resamples: int = 10_000, seed: int = 0
             left -= drawn[:, :, j].astype(np.int64)
         drawn[:, :, width - 1] = left
         out[start:start + b] = np.einsum("bcu,cur->brc", drawn, patterns, optimize=True)
+    return out / sizes
+
+
+def _index_draws(labels: np.ndarray, correct: np.ndarray, sizes: np.ndarray, resamples: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """The same draws by resampling image indices, for many runs, where most images have a pattern of their own.
+
+    Per class and chunk of resamples: n_c uniform indices per resample, counted per image (bincount), then
+    (resamples, n_c) counts @ (n_c, R) correctness gives each run's correct images in each resample.
+    """
+    out = np.empty((resamples, correct.shape[0], len(sizes)))
+    for c, n in enumerate(sizes):
+        images = correct[:, labels == c].T.astype(np.float64)  # (n_c, R)
+        chunk = max(1, _CHUNK_ELEMENTS // n)
+        for start in range(0, resamples, chunk):
+            b = min(chunk, resamples - start)
+            picks = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
+            drawn = np.bincount(picks.ravel(), minlength=b * n).reshape(b, n)
+            out[start:start + b, :, c] = drawn @ images
     return out / sizes
 
 
@@ -204,8 +234,10 @@ class RunIntervals:
 
 # Which bootstrap interval a metric gets when it has no closed form (average and worst class have one). The basic
 # interval moves against the bootstrap's bias, which these metrics have: the worst-k average is biased low and the
-# spread over classes high (sampling noise adds spread); docs/statistics.md gives the coverage measured for each.
-BOOTSTRAP_METHOD = {"worst_k": "basic", "class_std": "basic", "nsd": "basic", "rho": "basic"}
+# spread over classes high (sampling noise adds spread). ρ is a ratio of two runs' worst classes, whose biases
+# largely cancel, and the percentile interval covered better there. docs/api/statistics.md gives the coverage
+# measured for each.
+BOOTSTRAP_METHOD = {"worst_k": "basic", "class_std": "basic", "nsd": "basic", "rho": "percentile"}
 
 
 def bootstrap_estimate(point, draws, method: str = "percentile", confidence: float = 0.95,
