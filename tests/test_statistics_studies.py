@@ -116,9 +116,9 @@ def test_a_5_point_worst_class_gain_is_detected_at_1000_images_and_5_seeds():
 def test_seeds_that_share_hard_images_get_the_shared_image_variance():
     # Real models err on the same images: here each image has a latent difficulty that decides 70 % of the seeds'
     # draws, so the test set's own sampling error is common to every seed and averaging seeds does not remove it.
-    # Measured coverage of the average, 3 seeds x 50 images a class, 1,000 studies: 95.3 % with the shared-image
-    # covariance, 85.7 % with the plain t interval on seed means (the seeds treated as seeing different images).
-    # The worst class covers 91.3 % in this setting (known limitation: the bootstrap bias correction's own
+    # Measured coverage of the average, 3 seeds x 50 images a class, 1,000 studies: 95.0 % with the shared-image
+    # covariance, 86.0 % with the plain t interval on seed means (the seeds treated as seeing different images).
+    # The worst class covered 91.3 % in a like setting (known limitation: the bootstrap bias correction's own
     # shared-image variance is not counted), so only the average is asserted.
     rng, target = np.random.default_rng(7), truth()
     hits = naive = 0
