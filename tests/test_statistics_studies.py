@@ -23,7 +23,7 @@ from fairadv.statistics.fairness import average, worst_class
 from fairadv.statistics.paired import compare, holm, paired, paired_t
 from fairadv.statistics.power import (binomial_sd, design_sd, minimum_detectable_difference, plan, power,
                                       seeds_needed)
-from fairadv.statistics.seeds import ONE_SEED, Runs, over_seeds, shares_image_errors
+from fairadv.statistics.seeds import ONE_SEED, Runs, over_seeds, shares_image_errors, study_over_seeds
 
 PROFILE = np.array([0.21, 0.27, 0.30, 0.35, 0.45, 0.55, 0.60, 0.62, 0.65, 0.70])
 SEED_SD = 0.015
@@ -321,3 +321,15 @@ def test_results_are_deterministic_under_the_stored_seed():
     assert compare(correct, labels, "trades", resamples=200, seed=12).as_dict() != first
     a = {k: v.as_dict() for k, v in over_seeds(correct["dafa"], labels, resamples=200, seed=3).items()}
     assert {k: v.as_dict() for k, v in over_seeds(correct["dafa"], labels, resamples=200, seed=3).items()} == a
+
+
+def test_a_study_block_draws_once_for_every_method():
+    correct, labels = three_methods()
+    block = study_over_seeds(correct, labels, resamples=200, seed=3)
+    assert list(block) == list(correct)
+    for method, found in block.items():
+        alone = over_seeds(correct[method], labels, resamples=200, seed=3)
+        for metric, summary in found.items():
+            assert (summary.mean, summary.std) == (alone[metric].mean, alone[metric].std)
+            assert summary.low == pytest.approx(alone[metric].low, abs=0.01)
+    assert study_over_seeds(correct, labels, resamples=200, seed=3) == block

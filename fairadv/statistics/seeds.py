@@ -30,7 +30,9 @@ images alone, and the result says so (``reason``).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -234,7 +236,8 @@ def t_interval(values: np.ndarray, draws: np.ndarray | None,
 
 def over_seeds(correct: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | Sequence[np.ndarray], *,
                metrics: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None, confidence: float = 0.95,
-               resamples: int = 2000, seed: int = 0, num_classes: int | None = None) -> dict[str, SeedSummary]:
+               resamples: int = 2000, seed: int = 0, num_classes: int | None = None,
+               draws: np.ndarray | None = None) -> dict[str, SeedSummary]:
     """Mean ± std over seeds of each metric, with an interval for the mean that counts seeds and test images.
 
     The interval: the t interval of the module docstring on the seeds' bias-corrected estimates (`bias_corrected`).
@@ -248,6 +251,7 @@ def over_seeds(correct: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | 
         resamples: bootstrap draws over test images (bias, shared-image covariance, the one-seed interval).
         seed: of the bootstrap's generator, stored by the caller so reruns give the same numbers.
         num_classes: C, when the labels may not show the last class.
+        draws: precomputed (B, S, C) bootstrap accuracies of these runs (`study_over_seeds` draws once for all).
 
     Returns:
         {metric name: `SeedSummary`}; fractions in [0, 1].
@@ -257,7 +261,8 @@ def over_seeds(correct: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | 
     """
     runs = Runs.of(correct, labels, num_classes)
     metrics = METRIC_FUNCTIONS if metrics is None else metrics
-    acc, draws = runs.class_accuracy(), runs.resample(resamples, np.random.default_rng(seed))
+    acc = runs.class_accuracy()
+    draws = runs.resample(resamples, np.random.default_rng(seed)) if draws is None else draws
     s = len(runs)
     shared = runs.shared and s >= 2 and shares_image_errors(np.stack(runs.correct), runs.labels[0])
     out = {}
@@ -274,6 +279,32 @@ def over_seeds(correct: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | 
         out[name] = SeedSummary(name, mean, float(np.std(values, ddof=1)), float(centre), float(centre - half),
                                 float(centre + half), confidence, s, shared, describe(s, runs.shared, shared))
     return out
+
+
+def study_over_seeds(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+                     labels: np.ndarray | Mapping[str, np.ndarray | Sequence[np.ndarray]], *,
+                     metrics: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+                     confidence: float = 0.95, resamples: int = 2000, seed: int = 0,
+                     num_classes: int | None = None) -> dict[str, dict[str, SeedSummary]]:
+    """`over_seeds` for every method of a study block: {method: {metric: `SeedSummary`}}.
+
+    correct: method -> (S_m, N); labels: one (N,) array when every cell saw the same images (then one bootstrap
+    draw over all the block's runs serves every method: a joint resample's margins are each method's resample),
+    else method -> labels as in `Runs.of`. Method i's own draw, when there is one, is seeded ``seed + i``.
+    """
+    runs = {m: Runs.of(c, labels if isinstance(labels, np.ndarray) else labels[m], num_classes)
+            for m, c in correct.items()}
+    c = max(r.num_classes for r in runs.values())
+    runs = {m: Runs(r.correct, r.labels, r.shared, c) for m, r in runs.items()}
+    together = functools.reduce(operator.add, runs.values())
+    slices: dict[str, np.ndarray] = {}
+    if together.shared:
+        everything, start = together.resample(resamples, np.random.default_rng(seed)), 0
+        for m, r in runs.items():
+            slices[m], start = everything[:, start:start + len(r)], start + len(r)
+    return {m: over_seeds(r.correct, r.labels[0] if r.shared else r.labels, metrics=metrics, confidence=confidence,
+                          resamples=resamples, seed=seed + i, num_classes=c, draws=slices.get(m))
+            for i, (m, r) in enumerate(runs.items())}
 
 
 def describe(seeds: int, same_images: bool, counted: bool) -> str:
