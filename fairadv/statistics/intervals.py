@@ -102,10 +102,10 @@ def worst_class_interval(correct, total, method: str = "wilson",
 
     Why not a bootstrap percentile interval: the worst class of the observed accuracies is a minimum of noisy
     estimates, biased low, and a resample's minimum is lower again, so the percentile interval sits too low and
-    misses from below (18-30 % of the time with three classes tied; docs/statistics.md lists the coverage measured
-    for each interval). The basic (reverse-percentile) bootstrap interval corrects the bias to first order only,
-    and undercovers when classes are well separated at small n (83 % at 50 images a class on a CIFAR-10-like
-    profile).
+    misses from below (about 30 % of the time with three classes tied; docs/api/statistics.md lists the coverage
+    measured for each interval). The basic (reverse-percentile) bootstrap interval corrects the bias to first order
+    only, and undercovers when one class is worst but another is close (84 % at 50 images a class on a
+    CIFAR-10-like profile).
 
     Args:
         correct, total: per-class counts, shape (..., C), as in `class_intervals`.
