@@ -271,7 +271,7 @@ def test_coverage_of_the_bootstrap_metrics(num_classes, images):
 
 
 def rho_of(acc: np.ndarray) -> np.ndarray:
-    """ρ of run 0 against run 1 from per-class accuracies (..., 2, ..., C) with the runs on axis 1 of (B, 2, S, C)."""
+    """ρ of run 0 against run 1 from per-class accuracies of shape (B, 2, S, C) -> (B, S)."""
     return fairness.rho(fairness.average(acc[:, 0]), fairness.worst_class(acc[:, 0]),
                         fairness.average(acc[:, 1]), fairness.worst_class(acc[:, 1]))
 

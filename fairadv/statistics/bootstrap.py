@@ -12,7 +12,9 @@ How the draws are made, exactly and fast: within class c, an image's only proper
 pattern across the R runs (a vector in {0, 1}^R). Resampling n_c images is the same as drawing the counts of the
 class's distinct patterns from a multinomial with the patterns' frequencies, so each resample costs one binomial
 draw per distinct pattern, not one per image: two patterns for one run, at most four for a run and its baseline.
-The multinomial is drawn as a chain of conditional binomials, vectorised over resamples and classes.
+The multinomial is drawn as a chain of conditional binomials, vectorised over resamples and classes. With many
+runs, where most images have a pattern of their own, it resamples image indices instead (uniform indices counted
+per image, then a matrix product with the runs' correctness): the same distribution, at a lower cost there.
 
 Randomness comes from ``numpy.random.default_rng(seed)`` only: the same inputs and seed give identical draws.
 """
