@@ -5,7 +5,8 @@
 A synthetic study of ``--methods`` x ``--seeds`` runs, each scored on the same ``--images`` test images, at 10 and at
 100 classes. Timed, each as the best of ``--repeats``: `over_seeds` for every method (each draws its own bootstrap
 over its seeds), and `compare` of every method against the first (one joint draw of every run, then each pair), all
-with ``--resamples`` class-stratified resamples; and `study_over_seeds`, which draws once for every method. Run it on an otherwise idle machine.
+with ``--resamples`` class-stratified resamples; and `study_over_seeds`, which draws once for every
+method. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
