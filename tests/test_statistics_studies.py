@@ -61,8 +61,9 @@ def coverage(seeds: int, n: int, studies: int, resamples: int, seed: int) -> dic
 def test_the_over_seeds_interval_covers_95_percent(seeds, n, resamples):
     # Measured at these seeds (average, worst class), the band being the issue's 93-97 %:
     #   3 seeds,    50 images a class: 95.8 %, 95.1 %      5 seeds,    50 images a class: 95.3 %, 95.1 %
-    #   3 seeds, 1,000 images a class: 95.5 %, 93.8 %      5 seeds, 1,000 images a class: 95.6 %, 95.4 %
-    # (3 seeds at 1,000 images: the worst class's 93.8 % is within 1 binomial sd, 0.7 %, of 94.5 %.)
+    #   3 seeds, 1,000 images a class: 95.9 %, 93.4 %      5 seeds, 1,000 images a class: 95.6 %, 95.4 %
+    # 3 seeds at 1,000 images is the weak case: the worst class read 93.4-93.8 % at every seed and resample count
+    # tried (100 or 200 resamples), so its true coverage is likely near 94 %, a little under the nominal 95 %.
     found = coverage(seeds, n, studies=1000, resamples=resamples, seed=seeds * 10_000 + n)
     for name, value in found.items():
         assert 0.93 <= value <= 0.97, (name, value)
@@ -211,7 +212,7 @@ def test_per_class_accuracy_and_the_bootstrap_are_right_on_a_tiny_case():
     labels = np.array([0, 0, 1, 1, 1])
     runs = Runs.of(np.array([[1, 0, 1, 1, 0], [1, 1, 0, 0, 0]], dtype=bool), labels)
     assert runs.class_accuracy() == pytest.approx(np.array([[0.5, 2 / 3], [1.0, 0.0]]))
-    draws = runs.resample(2000, np.random.default_rng(0))
+    draws = runs.resample(2000, 0)
     assert draws.shape == (2000, 2, 2)
     # class 0 of run 0: k / 2 with k ~ Binomial(2, 1/2); run 1's class 0 is always 1
     assert set(np.unique(draws[:, 0, 0])) == {0.0, 0.5, 1.0} and np.all(draws[:, 1, 0] == 1.0)

@@ -166,7 +166,7 @@ def paired(method: Runs, baseline: Runs, *, method_name: str = "method", baselin
     s = len(method)
     shared = (method + baseline).shared
     if draws is None:
-        both = (method + baseline).resample(resamples, np.random.default_rng(seed))
+        both = (method + baseline).resample(resamples, seed)
         draws = both[:, :s], both[:, s:]
     acc_m, acc_b = method.class_accuracy(), baseline.class_accuracy()
     smallest = min(int(np.bincount(lab, minlength=r.num_classes).min())
@@ -240,8 +240,7 @@ def compare(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     together = functools.reduce(operator.add, runs.values())
     draws: dict[str, np.ndarray] = {}
     if together.shared:  # one joint draw serves every pair and keeps images paired
-        rng = np.random.default_rng(seed)
-        all_draws = together.resample(resamples, rng)
+        all_draws = together.resample(resamples, seed)
         start = 0
         for m, r in runs.items():
             draws[m] = all_draws[:, start:start + len(r)]

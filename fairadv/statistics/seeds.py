@@ -24,7 +24,7 @@ the textbook t interval on seed means (Student; e.g. Efron & Tibshirani 1993, ch
 better at tiny S). Each seed's estimate is first bias-corrected (`bias_corrected`): the worst class is a minimum and
 reads low on a finite test set. ν is S - 1 without ĉ and grows as ĉ, estimated from thousands
 of images, dominates (with t_{S-1} throughout, 3 seeds sharing their images covered 100 % instead of 95 %).
-The coverage is checked by simulation in tests/test_statistics_studies.py (measured figures there: 93.8-95.8 % at
+The coverage is checked by simulation in tests/test_statistics_studies.py (measured figures there: 93.4-95.9 % at
 10 classes, 3 and 5 seeds, 50 and 1,000 images a class). Known limits, measured: at 100 classes and 50 images a class
 the worst class covers only 84-86 % (many near-tied low classes: the bias correction falls short; 95.5 % at 1,000
 images a class), and where seeds share hard images the worst class covers about 91 %.
@@ -46,6 +46,7 @@ import numpy as np
 from scipy import stats
 
 from fairadv.errors import FairadvError
+from fairadv.statistics.bootstrap import class_accuracy_draws
 from fairadv.statistics.fairness import METRIC_FUNCTIONS
 
 ONE_SEED = ("one seed: the interval covers test-image variation only; the seed-to-seed variation is unknown, "
@@ -112,32 +113,18 @@ class Runs:
         return np.stack([np.bincount(lab, weights=c, minlength=self.num_classes)
                          / np.bincount(lab, minlength=self.num_classes) for c, lab in zip(self.correct, self.labels)])
 
-    def resample(self, resamples: int, rng: np.random.Generator) -> np.ndarray:
-        """(B, R, C) per-class accuracy under a class-stratified bootstrap over test images.
+    def resample(self, resamples: int, seed: int) -> np.ndarray:
+        """(B, R, C) per-class accuracy under a class-stratified bootstrap over test images
+        (`fairadv.statistics.bootstrap.class_accuracy_draws`).
 
-        Within each class the n_c images are drawn with replacement; when the runs are shared, the same draw serves
-        every run (so their image errors stay paired). Vectorised: a draw is a (B, n_c) count matrix, and the class's
-        accuracies are counts @ correct / n_c, chunked over B to bound memory. The same resampling as
-        `fairadv.statistics.bootstrap.class_accuracy_draws`, drawn differently: that one draws each distinct
-        correctness pattern's count, exact and fastest for a few runs, but a study's 40 runs make nearly every image
-        a pattern of its own (10 times slower at 10 classes); the count matrix costs the same for any number of runs.
+        When the runs are shared, one draw of images serves every run (so their image errors stay paired); else each
+        run is resampled on its own images, from its own stream of ``numpy.random.SeedSequence(seed)``.
         """
-        groups = [list(range(len(self)))] if self.shared else [[r] for r in range(len(self))]
-        out = np.empty((self.num_classes, resamples, len(self)))  # class first: each class writes one block
-        for runs in groups:
-            labels = self.labels[runs[0]]
-            matrix = np.stack([self.correct[r] for r in runs]).astype(np.float32)  # (r, N)
-            for c in range(self.num_classes):
-                members = np.flatnonzero(labels == c)
-                n = members.size
-                block = matrix[:, members].T  # (n, r)
-                step = max(1, 4_000_000 // n)
-                for start in range(0, resamples, step):
-                    b = min(step, resamples - start)
-                    picks = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
-                    counts = np.bincount(picks.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
-                    out[c, start:start + b, runs[0]:runs[-1] + 1] = (counts @ block) / n
-        return np.ascontiguousarray(out.transpose(1, 2, 0))
+        if self.shared:
+            return class_accuracy_draws(self.labels[0], np.stack(self.correct), resamples, seed, self.num_classes)
+        streams = np.random.SeedSequence(seed).generate_state(len(self))
+        return np.concatenate([class_accuracy_draws(lab, c, resamples, int(k), self.num_classes)
+                               for lab, c, k in zip(self.labels, self.correct, streams)], axis=1)
 
 
 @dataclass(frozen=True)
@@ -267,7 +254,7 @@ def over_seeds(correct: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | 
     runs = Runs.of(correct, labels, num_classes)
     metrics = METRIC_FUNCTIONS if metrics is None else metrics
     acc = runs.class_accuracy()
-    draws = runs.resample(resamples, np.random.default_rng(seed)) if draws is None else draws
+    draws = runs.resample(resamples, seed) if draws is None else draws
     s = len(runs)
     shared = runs.shared and s >= 2 and shares_image_errors(np.stack(runs.correct), runs.labels[0])
     out = {}
@@ -304,7 +291,7 @@ def study_over_seeds(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     together = functools.reduce(operator.add, runs.values())
     slices: dict[str, np.ndarray] = {}
     if together.shared:
-        everything, start = together.resample(resamples, np.random.default_rng(seed)), 0
+        everything, start = together.resample(resamples, seed), 0
         for m, r in runs.items():
             slices[m], start = everything[:, start:start + len(r)], start + len(r)
     return {m: over_seeds(r.correct, r.labels[0] if r.shared else r.labels, metrics=metrics, confidence=confidence,
