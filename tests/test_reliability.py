@@ -36,7 +36,6 @@ import torch
 
 import fairadv
 from fairadv.build import build_model
-from fairadv.train.engine import TIMING_KEY, Trainer
 from fairadv.policy import ClassPolicy
 from helpers import DIGITS as TRADES
 from helpers import ROOT, SESSION_RUN, full_and_resumed, metrics

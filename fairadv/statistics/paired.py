@@ -28,8 +28,6 @@ Several methods against one baseline: Holm's step-down correction over the metho
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,7 +37,7 @@ from scipy import stats
 
 from fairadv.errors import FairadvError
 from fairadv.statistics.fairness import METRIC_FUNCTIONS, average, rho, worst_class
-from fairadv.statistics.seeds import Runs, bias_corrected, shares_image_errors, t_interval
+from fairadv.statistics.seeds import Runs, bias_corrected, block_runs, shares_image_errors, t_interval
 
 MAX_UNDEFINED = 0.05  # ρ is NaN where a resample puts the baseline's worst class at 0; up to this share is ignored
 MIN_CLASS_IMAGES = 10  # below it a class's accuracy takes so few values that the worst class is mostly ties
@@ -127,7 +125,6 @@ def paired_t(diffs: np.ndarray, draws: np.ndarray | None,
     when the differences have no variation and are not all zero (a degenerate design).
     """
     centre, se, half, df = (float(v) for v in t_interval(diffs, draws, confidence))
-    s = diffs.shape[-1]
     if se == 0:
         p = 1.0 if centre == 0 else None
     else:
@@ -233,18 +230,7 @@ def compare(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     """
     if baseline not in correct:
         raise FairadvError(f"compare: the baseline {baseline!r} has no results; methods: {sorted(correct)}")
-    runs = {m: Runs.of(c, labels if isinstance(labels, np.ndarray) else labels[m], num_classes)
-            for m, c in correct.items()}
-    c = max(r.num_classes for r in runs.values())
-    runs = {m: Runs(r.correct, r.labels, r.shared, c) for m, r in runs.items()}
-    together = functools.reduce(operator.add, runs.values())
-    draws: dict[str, np.ndarray] = {}
-    if together.shared:  # one joint draw serves every pair and keeps images paired
-        all_draws = together.resample(resamples, seed)
-        start = 0
-        for m, r in runs.items():
-            draws[m] = all_draws[:, start:start + len(r)]
-            start += len(r)
+    runs, draws = block_runs(correct, labels, num_classes, resamples, seed)  # one joint draw keeps images paired
     rows: dict[str, dict[str, Difference]] = {}
     for i, (m, r) in enumerate(runs.items()):
         if m == baseline:

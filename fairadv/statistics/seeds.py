@@ -284,6 +284,18 @@ def study_over_seeds(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     draw over all the block's runs serves every method: a joint resample's margins are each method's resample),
     else method -> labels as in `Runs.of`. Method i's own draw, when there is one, is seeded ``seed + i``.
     """
+    runs, slices = block_runs(correct, labels, num_classes, resamples, seed)
+    return {m: over_seeds(r.correct, r.labels[0] if r.shared else r.labels, metrics=metrics, confidence=confidence,
+                          resamples=resamples, seed=seed + i, num_classes=r.num_classes, draws=slices.get(m))
+            for i, (m, r) in enumerate(runs.items())}
+
+
+def block_runs(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+               labels: np.ndarray | Mapping[str, np.ndarray | Sequence[np.ndarray]], num_classes: int | None,
+               resamples: int, seed: int) -> tuple[dict[str, Runs], dict[str, np.ndarray]]:
+    """A study block's `Runs` per method, on one common class count, and, when every cell saw the same images, each
+    method's slice of ONE joint bootstrap draw (a joint resample's margins are each method's resample, and the
+    images stay paired across methods); no slices otherwise."""
     runs = {m: Runs.of(c, labels if isinstance(labels, np.ndarray) else labels[m], num_classes)
             for m, c in correct.items()}
     c = max(r.num_classes for r in runs.values())
@@ -294,9 +306,7 @@ def study_over_seeds(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
         everything, start = together.resample(resamples, seed), 0
         for m, r in runs.items():
             slices[m], start = everything[:, start:start + len(r)], start + len(r)
-    return {m: over_seeds(r.correct, r.labels[0] if r.shared else r.labels, metrics=metrics, confidence=confidence,
-                          resamples=resamples, seed=seed + i, num_classes=c, draws=slices.get(m))
-            for i, (m, r) in enumerate(runs.items())}
+    return runs, slices
 
 
 def describe(seeds: int, same_images: bool, counted: bool) -> str:
