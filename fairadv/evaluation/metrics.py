@@ -30,19 +30,36 @@ class Metric:
         column: in ``study.json`` and ``table.csv`` (percent).
         label: the row of ``fairadv compare``'s table.
         header: the column of the study's Markdown table.
+        kind: ``"clean"`` or ``"robust"``: which per-image correctness it is computed from.
+        statistic: its function of per-class accuracies, a key of `fairadv.statistics.METRIC_FUNCTIONS`.
+        percent: whether tables show it in percent (accuracies, and the std over classes in points); NSD is a ratio.
     """
 
     key: str
     column: str
     label: str
     header: str
+    kind: str
+    statistic: str
+    percent: bool = True
 
 
-CLEAN_AVG = Metric("clean_accuracy", "clean_avg", "clean avg", "Clean avg.")
-CLEAN_WORST = Metric("worst_class_clean_accuracy", "clean_worst", "clean worst class", "Clean worst")
-ROBUST_AVG = Metric("robust_accuracy", "robust_avg", "robust avg", "Robust avg.")
-ROBUST_WORST = Metric("worst_class_robust_accuracy", "robust_worst", "robust worst class", "Robust worst")
+CLEAN_AVG = Metric("clean_accuracy", "clean_avg", "clean avg", "Clean avg.", "clean", "average")
+CLEAN_WORST = Metric("worst_class_clean_accuracy", "clean_worst", "clean worst class", "Clean worst", "clean",
+                     "worst_class")
+ROBUST_AVG = Metric("robust_accuracy", "robust_avg", "robust avg", "Robust avg.", "robust", "average")
+ROBUST_WORST = Metric("worst_class_robust_accuracy", "robust_worst", "robust worst class", "Robust worst", "robust",
+                      "worst_class")
 METRICS = (CLEAN_AVG, CLEAN_WORST, ROBUST_AVG, ROBUST_WORST)  # the order of every table and document
+
+# The further fairness metrics of robust accuracy (METHODS.md, section 8), each with its interval where shown: the
+# mean of the k worst classes (k = `fairadv.statistics.default_k`), the std over classes and ABSLD's NSD.
+ROBUST_WORST_K = Metric("worst_k_robust_accuracy", "robust_worst_k", "robust worst-k avg", "Robust worst-k",
+                        "robust", "worst_k")
+ROBUST_STD = Metric("robust_accuracy_std", "robust_std", "robust std over classes", "Robust class std", "robust",
+                    "class_std")
+ROBUST_NSD = Metric("robust_nsd", "robust_nsd", "robust NSD", "Robust NSD", "robust", "nsd", percent=False)
+FAIRNESS_METRICS = (ROBUST_WORST_K, ROBUST_STD, ROBUST_NSD)
 
 RHO = {"rho_nat": (CLEAN_AVG, CLEAN_WORST), "rho_rob": (ROBUST_AVG, ROBUST_WORST)}  # score -> (average, worst)
 
