@@ -26,6 +26,7 @@ DEFAULT_EPS = 0.031
 STEP_RATIO = 0.003 / 0.031  # DAFA's evaluation step at its radius
 PRESETS = ("pgd20", "cw20", "fgsm", "autoattack", "recipe")
 PRESET_HELP = "pgd<K> (e.g. pgd20), cw<K> (e.g. cw20), fgsm, autoattack, recipe"
+STEPPED = re.compile(r"(pgd|cw)(\d+)")
 
 
 def preset_key(name: str) -> str:
@@ -49,11 +50,36 @@ def parse_eps(value: float | str) -> tuple[float, str]:
     return radius, text if match else f"{radius:g}"
 
 
-def check_preset_name(name: str) -> None:
-    """Fail on an unknown preset name before anything is loaded."""
+def preset_problem(name: str) -> str | None:
+    """What preset ``name`` should have been, as the words after "expected" (None when it is a preset): a known
+    name, and for ``pgd<K>`` and ``cw<K>`` at least one step. Decided from the name alone, so a study file or an
+    ``--attack`` flag fails before anything is loaded or trained."""
     key = preset_key(name)
-    if key not in PRESETS and not re.fullmatch(r"(pgd|cw)\d+", key):
+    stepped = STEPPED.fullmatch(key)
+    if stepped is None and key not in PRESETS:
+        return f"an attack preset{closest(key, PRESETS)}: {PRESET_HELP}"
+    if stepped is not None and int(stepped.group(2)) < 1:
+        return f"at least 1 step ({stepped.group(1)}20, say)"
+    return None
+
+
+def check_preset_name(name: str) -> None:
+    """Fail on an unknown preset name, or a step count below 1, before anything is loaded."""
+    key = preset_key(name)
+    if STEPPED.fullmatch(key) is None and key not in PRESETS:
         raise FairadvError(f"unknown attack preset {name!r}{closest(key, PRESETS)}; expected {PRESET_HELP}")
+    problem = preset_problem(name)
+    if problem is not None:
+        raise FairadvError(f"--attack {name!r}: expected {problem}")
+
+
+def check_preset_runs(name: str) -> None:
+    """Fail, in one line, if preset ``name`` cannot run in this environment: AutoAttack without its optional extra.
+    A study checks this before any cell trains and each cell before it trains, not after training for days."""
+    if preset_key(name) == "autoattack":
+        from fairadv.attacks.autoattack import import_pyautoattack
+
+        import_pyautoattack()
 
 
 @attrs.frozen
@@ -79,20 +105,19 @@ def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None,
 
 
 def _preset(name: str, eps: float, norm: str, seed: int, recipe: Any) -> Preset:
+    check_preset_name(name)
     key = preset_key(name)
-    match = re.fullmatch(r"(pgd|cw)(\d+)", key)
+    match = STEPPED.fullmatch(key)
     if match:
         steps = int(match.group(2))
-        if steps < 1:
-            raise FairadvError(f"--attack {name!r}: the number of steps must be at least 1")
         attack: Attack = PGD(eps=eps, step_size=eps * STEP_RATIO, steps=steps, norm=norm,
                              loss="ce" if match.group(1) == "pgd" else "cw", random_start="uniform")
     elif key == "fgsm":
         attack = FGSM(eps=eps, norm=norm)
     elif key == "autoattack":
-        from fairadv.attacks.autoattack import AutoAttack, import_pyautoattack
+        from fairadv.attacks.autoattack import AutoAttack
 
-        import_pyautoattack()  # fail now, before any evaluation runs, if the extra is missing
+        check_preset_runs(name)  # fail now, before any evaluation runs, if the extra is missing
         attack = AutoAttack(eps=eps, norm=norm, version="standard", seed=seed)
     elif key == "recipe":
         if recipe is None:
@@ -101,7 +126,5 @@ def _preset(name: str, eps: float, norm: str, seed: int, recipe: Any) -> Preset:
 
         attack = build_component("eval.attack", recipe.eval.attack)
         return Preset(key, attack, {"preset": key, "name": recipe.eval.attack.name, **recipe.eval.attack.params})
-    else:
-        raise FairadvError(f"unknown attack preset {name!r}{closest(key, PRESETS)}; expected {PRESET_HELP}")
     info = {"preset": key, "name": type(attack).__name__.lower(), **attrs.asdict(attack)}
     return Preset(key, attack, info)

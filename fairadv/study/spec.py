@@ -36,7 +36,7 @@ from typing import Any
 import attrs
 
 from fairadv.errors import FairadvError, closest
-from fairadv.evaluation.presets import PRESET_HELP, PRESETS, check_preset_name
+from fairadv.evaluation.presets import preset_key, preset_problem
 from fairadv.recipe import Recipe
 from fairadv.schema import Loader, read_toml
 from fairadv.validators import InvalidValue, ge
@@ -75,13 +75,16 @@ def _check_seeds(instance: Any, attribute: attrs.Attribute, value: tuple[int, ..
 
 
 def _check_presets(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    """Every preset known, with at least one step, and each named once however it is spelt (``PGD-20`` is
+    ``pgd20``: `load_study` keeps the canonical names, which eval.json, done-ness and the tables use)."""
+    keys = [preset_key(preset) for preset in value]
     for i, preset in enumerate(value):
-        try:
-            check_preset_name(preset)
-        except FairadvError:
-            raise InvalidValue(f"{attribute.name}[{i}]", preset,
-                               f"an attack preset{closest(preset, PRESETS)}: "
-                               f"{PRESET_HELP}") from None
+        problem = preset_problem(preset)
+        if problem is not None:
+            raise InvalidValue(f"{attribute.name}[{i}]", preset, problem)
+        if keys.index(keys[i]) < i:
+            raise InvalidValue(f"{attribute.name}[{i}]", preset, f"each preset once ({preset!r} is {keys[i]!r}, "
+                               f"as is entry {keys.index(keys[i])})")
 
 
 def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -210,7 +213,8 @@ class Cell:
 
 @attrs.frozen
 class Study:
-    """A validated study file."""
+    """A validated study file; ``evaluate`` holds the presets' canonical names (``pgd20`` for ``PGD-20``), the
+    names eval.json records them under."""
 
     source: Path
     name: str
@@ -278,8 +282,8 @@ def load_study(path: str | Path) -> Study:
     if not NAME.fullmatch(name):
         raise loader.fail("study.name", f"study.name = {name!r} (the file's name): expected {NAME_EXPECTED}")
     study = Study(source=path, name=name, out=Path(head.out), seeds=head.seeds,
-                  baseline=head.baseline or methods[0].name, evaluate=head.evaluate, n=head.n,
-                  methods=tuple(methods), axes=axes, overrides=head.set)
+                  baseline=head.baseline or methods[0].name, evaluate=tuple(map(preset_key, head.evaluate)),
+                  n=head.n, methods=tuple(methods), axes=axes, overrides=head.set)
     names = [cell.name for cell in study.cells()]
     for name in names:
         if names.count(name) > 1:
