@@ -1,7 +1,8 @@
 """One cell of a study: train its recipe (resuming an interrupted run), then evaluate it with the study's presets.
 
 A cell is done when its run folder has ``summary.json`` and an ``eval.json`` holding every preset at the study's
-``n``; a done cell is never run again. Run folders live in ``<study>/runs/<cell>``, logs in ``<study>/logs``.
+``n`` (the whole test split when ``n`` is not below its size, as ``fairadv eval`` does); a done cell is never run
+again. Run folders live in ``<study>/runs/<cell>``, logs in ``<study>/logs``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class CellJob:
 
 
 def is_done(run_dir: Path, evaluate: Sequence[str], n: int) -> bool:
-    """Whether the cell finished training and every evaluation (at ``n`` images, the study's seed)."""
+    """Whether the cell finished training and every evaluation (at ``n`` images, the study's seed); ``evaluate``
+    holds canonical preset names (`Study.evaluate`), the names eval.json records."""
     run = RunFolder(run_dir)
     if not run.finished:
         return False
@@ -58,8 +60,18 @@ def is_done(run_dir: Path, evaluate: Sequence[str], n: int) -> bool:
         doc = run.evaluation()
     except FairadvError:
         return False
-    return (isinstance(doc, dict) and doc.get("n") == n and doc.get("seed") == EVAL_SEED
+    return (isinstance(doc, dict) and same_subset(doc, n) and doc.get("seed") == EVAL_SEED
             and all(name in (doc.get("attacks") or {}) for name in evaluate))
+
+
+def same_subset(doc: dict[str, Any], n: int) -> bool:
+    """Whether the evaluation ``doc`` records is the one ``n`` asks for. ``fairadv eval --n`` at or above the split's
+    size evaluates the whole split and records ``n = 0`` with its ``images``; that is what ``n`` gives again, so a
+    study whose ``n`` exceeds a data set's test split finds its cells done instead of evaluating them on every run."""
+    recorded, images = doc.get("n"), doc.get("images")
+    if recorded == n:
+        return True
+    return recorded == 0 and type(images) is int and 0 < images <= n
 
 
 def run_cell(job: CellJob) -> dict[str, Any]:
@@ -68,9 +80,12 @@ def run_cell(job: CellJob) -> dict[str, Any]:
 
     from fairadv.evaluation.eval_command import run_eval
     from fairadv.evaluation.eval_options import EvalOptions
+    from fairadv.evaluation.presets import check_preset_runs
     from fairadv.recipe import Recipe
     from fairadv.train.engine import Trainer
 
+    for name in job.evaluate:  # in this worker's environment (a Slurm node's may lack an extra), before training
+        check_preset_runs(name)
     torch.set_num_threads(job.threads)
     job.log_file.parent.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
