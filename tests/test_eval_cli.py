@@ -171,6 +171,24 @@ def test_missing_extra_message_names_the_extra(digits_run_copy, monkeypatch):
     assert not (digits_run_copy / "eval.json").exists()
 
 
+def test_out_that_is_a_folder_is_refused_before_any_attack_runs(digits_run_copy, tmp_path, monkeypatch):
+    """``--out`` naming an existing folder: one line and exit 2 before the attacks (they all ran, then the write
+    failed)."""
+    import fairadv.evaluation.eval_command as eval_command
+
+    def no_attacks(*args, **kwargs):
+        raise AssertionError("an attack ran before the output path was checked")
+
+    monkeypatch.setattr(eval_command, "evaluate_target", no_attacks)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    result = invoke("eval", digits_run_copy, "--attack", "fgsm", "--out", folder)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {folder}: is a folder; expected the path of the JSON file to write the results to"]
+    assert not any(folder.iterdir()) and not (digits_run_copy / "eval.json").exists()
+
+
 def test_worst_case_counts_a_sample_robust_only_if_every_attack_failed(digits_run_copy):
     from fairadv.evaluation.eval_file import decode
 

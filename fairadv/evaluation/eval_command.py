@@ -262,6 +262,8 @@ def run_eval(options: EvalOptions, console: Console | None = None, progress: Con
 
 def check_writable(out: Path) -> None:
     """Can ``out`` be written? Found out before any attack runs, not after every one has."""
+    if out.is_dir():
+        raise FairadvError(f"{out}: is a folder; expected the path of the JSON file to write the results to")
     if not out.parent.is_dir():
         raise FairadvError(f"{out}: its folder does not exist")
     try:
