@@ -59,6 +59,25 @@ def test_plots_are_valid_pngs_of_sensible_size(tmp_path, c):
     assert sorted(p.name for p in tmp_path.iterdir()) == written  # no temporary file left
 
 
+def test_class_bars_carry_wilson_intervals_named_in_the_legend():
+    from scipy import stats
+
+    from fairadv.evaluation.plots import class_accuracy_figure
+
+    s = summary(10)
+    ax = class_accuracy_figure(s).axes[0]
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 2  # clean and robust
+    assert "95 % Wilson interval" in [t.get_text() for t in ax.get_legend().get_texts()]
+    segments = bars[1].lines[2][0].get_segments()  # the robust bars' vertical lines, class by class
+    for row, segment in zip(s["per_class"], segments):
+        ci = stats.binomtest(round(row["robust"] * 20), 20).proportion_ci(0.95, method="wilson")
+        assert sorted(segment[:, 1]) == pytest.approx([100 * ci.low, 100 * ci.high], abs=1e-3)
+    no_counts = {**s, "per_class": [{k: v for k, v in r.items() if k != "count"} for r in s["per_class"]]}
+    assert not [c for c in class_accuracy_figure(no_counts).axes[0].containers
+                if type(c).__name__ == "ErrorbarContainer"]
+
+
 def test_plots_reject_a_matrix_that_does_not_fit_the_names(tmp_path):
     with pytest.raises(ValueError, match="3 class names"):
         plot_confusion(torch.ones(4, 4), ["a", "b", "c"], tmp_path / "x.png")
@@ -116,7 +135,11 @@ def test_report_embeds_plots_tables_eval_results_and_policy(tmp_path):
                      "| **average** |", "**worst class**", "mistaken under attack mostly for: class1 (40.00 %)",
                      "## Evaluation", "| pgd20 |", "| autoattack |", "class-stratified subset, n = 250",
                      "## Class policy", "1 change(s) from uniform, applying from epoch(s) 20", "| class | ce_weight |",
-                     "0.5500", "## Class similarity", "confusion under autoattack"):
+                     "0.5500", "## Class similarity", "confusion under autoattack",
+                     # a summary.json written before the intervals: computed from its per-class counts
+                     "| 0 | **class0** | 80.00 [58.4, 91.9] | **30.00 [14.5, 51.9]** | 20 |",
+                     "In brackets: 95 % intervals; each class Wilson", "| robust NSD |", "bootstrap basic",
+                     "robust worst class, over 10,000 bootstrap resamples"):
         assert fragment in text, fragment
     images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     # One confusion heatmap: the strongest attack's (autoattack: lowest average robust accuracy).

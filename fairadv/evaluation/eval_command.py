@@ -29,6 +29,7 @@ from fairadv.build import build_dataset, build_model, build_source, select_devic
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import FORMAT_VERSION, WORST_CASE, attack_label, merge_previous, setup_label
 from fairadv.evaluation.eval_options import EvalOptions
+from fairadv.evaluation.metrics import CLEAN_AVG, CLEAN_WORST, ROBUST_AVG, ROBUST_STD, ROBUST_WORST
 from fairadv.evaluation.presets import DEFAULT_EPS, Preset, make_preset, parse_eps
 from fairadv.evaluation.target import Target
 from fairadv.files import write_atomic
@@ -159,40 +160,64 @@ def evaluate_target(target: Target, presets: Sequence[Preset], n: int = 0, batch
 
 
 def eval_table(doc: Mapping[str, Any], names: Sequence[str] | None = None) -> Table:
-    """Per-class clean accuracy and robust accuracy under each attack, then average, worst class and spread."""
+    """Per-class clean accuracy and robust accuracy under each attack, then average, worst class and spread, each
+    with its 95 % interval (the caption says which; compact, whole points, beyond three columns of numbers)."""
+    from fairadv.evaluation.run_statistics import result_intervals
+    from fairadv.evaluation.summary import class_cell, intervals_caption, metric_cell
+
     attacks = doc["attacks"] if names is None else {k: doc["attacks"][k] for k in names if k in doc["attacks"]}
     first = next(iter(attacks.values()))
+    intervals = {name: result_intervals(a) for name, a in attacks.items()}
+    compact = len(attacks) > 2  # three columns of numbers fit 100 characters with full intervals, five compact
     counting = str(doc.get("counting", "any_iterate")).replace("_", " ")
     title = (f"{doc['model']} on {doc['data']['name']} ({doc['images']} test images, eps {doc['eps']:g}, "
              f"{doc['norm']}, {counting}, fp32)" if doc.get("eps") is not None
              else f"{doc['model']} on {doc['data']['name']}")
-    table = Table(title=title, title_justify="left")
-    table.add_column("class", justify="right")
-    table.add_column("name", no_wrap=True)
+    table = Table(title=title, title_justify="left", caption=intervals_caption(next(iter(intervals.values())), True),
+                  caption_justify="left")
+    table.add_column("class", no_wrap=True)  # index and name in one column: a column less to fit
     table.add_column("clean %", justify="right")
     for name in attacks:
         table.add_column(f"{attack_label(name)} %", justify="right")
-    rows = first["per_class"]
+    base = intervals[next(iter(attacks))]
     worst = {name: a["worst_class"] for name, a in attacks.items()}
-    for i, row in enumerate(rows):
-        cells = [f"{100 * a['per_class'][i]['robust']:.2f}" for a in attacks.values()]
+    for i, row in enumerate(first["per_class"]):
+        cells = [class_cell(a["per_class"][i]["robust"], intervals[name], "robust", i, compact)
+                 for name, a in attacks.items()]
         cells = [f"[bold red]{cell}[/]" if worst[name] == i else cell for cell, name in zip(cells, attacks)]
-        table.add_row(str(row["class"]), str(row["name"]), f"{100 * row['clean']:.2f}", *cells)
+        label = str(row["name"]) if str(row["name"]) == str(row["class"]) else f"{row['class']} {row['name']}"
+        table.add_row(label, class_cell(row["clean"], base, "clean", i, compact), *cells)
     table.add_section()
-    table.add_row("", "average", f"{100 * first['clean_accuracy']:.2f}",
-                  *(f"{100 * a['robust_accuracy']:.2f}" for a in attacks.values()))
-    table.add_row("", "worst class", f"{100 * first['worst_class_clean_accuracy']:.2f}",
-                  *(f"{100 * a['worst_class_robust_accuracy']:.2f} ({a['worst_class_name']})"
-                    for a in attacks.values()), style="bold")
-    table.add_row("", "std across classes", f"{100 * first.get('clean_accuracy_std', 0.0):.2f}",
-                  *(f"{100 * a['robust_accuracy_std']:.2f}" for a in attacks.values()))
+    for label, statistic, clean_key, robust_key in SUMMARY_ROWS:
+        robust = [metric_cell(float(a.get(robust_key, 0.0)), intervals[name], "robust", statistic, compact)
+                  for name, a in attacks.items()]
+        if statistic == "worst_class" and not compact:  # compact: the red cells and the lines below name it
+            robust = [f"{cell} ({a['worst_class_name']})" for cell, a in zip(robust, attacks.values())]
+        table.add_row(label, metric_cell(float(first.get(clean_key, 0.0)), base, "clean", statistic, compact),
+                      *robust, style="bold" if statistic == "worst_class" else None)
     return table
 
 
+# The rows under the classes: label, statistic (`fairadv.statistics.METRIC_FUNCTIONS`), clean key, robust key.
+SUMMARY_ROWS = (("average", "average", CLEAN_AVG.key, ROBUST_AVG.key),
+                ("worst class", "worst_class", CLEAN_WORST.key, ROBUST_WORST.key),
+                ("std across classes", "class_std", "clean_accuracy_std", ROBUST_STD.key))
+
+
 def print_eval(doc: Mapping[str, Any], console: Console, names: Sequence[str] | None = None) -> None:
-    """The table, then each attack's worst class and what it is mistaken for, then RobustBench's figures."""
+    """The table, how often each class is the worst one where that is not clear-cut, then each attack's worst class
+    and what it is mistaken for, then RobustBench's figures."""
+    from fairadv.evaluation.summary import worst_class_lines
+
     shown = None if names is None else [*names, WORST_CASE]
     console.print(eval_table(doc, shown))
+    first = True
+    for name, result in doc["attacks"].items():
+        if shown is not None and name not in shown:
+            continue
+        for line in worst_class_lines(result, ("clean", "robust") if first else ("robust",)):
+            console.print(line if line.startswith("clean") else f"{attack_label(name)}: {line}", highlight=False)
+        first = False
     for name, result in doc["attacks"].items():
         if shown is not None and name not in shown:
             continue

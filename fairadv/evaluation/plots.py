@@ -28,6 +28,7 @@ ANNOTATE_MAX = 20  # write the value in each heatmap cell up to this many classe
 LABEL_MAX = 100  # name every class on the axis up to this many (CIFAR-100); beyond, numbered ticks
 DPI = 200
 CLEAN, ROBUST = "#8fb3d9", "#c0504d"
+ERROR_BAR = "#222222"
 SIMILARITY_LABEL = "p_i(j): mean adversarial softmax\nof class j on class i"
 
 
@@ -47,8 +48,9 @@ def plot_class_accuracy(summary: Mapping[str, Any], path: str | Path, title: str
 
 
 def class_accuracy_figure(summary: Mapping[str, Any], title: str | None = None) -> Figure:
-    """Grouped bars of clean and robust accuracy (%) per class, the class averages as dashed (clean) and dotted
-    (robust) lines, the worst class's robust bar hatched and its name in bold.
+    """Grouped bars of clean and robust accuracy (%) per class with each class's 95 % interval as an error bar
+    (Wilson, from the summary's ``intervals`` or its per-class counts; named in the legend), the class averages as
+    dashed (clean) and dotted (robust) lines, the worst class's robust bar hatched and its name in bold.
 
     Args:
         summary: a ``summary.json`` dict, or one attack's entry of ``eval.json`` (``per_class`` rows with ``clean``
@@ -65,12 +67,15 @@ def class_accuracy_figure(summary: Mapping[str, Any], title: str | None = None) 
     pos = np.arange(c)
     ax.bar(pos - 0.2, clean, 0.4, color=CLEAN)
     bars = ax.bar(pos + 0.2, robust, 0.4, color=ROBUST)
+    interval = _error_bars(ax, summary, pos, {"clean": clean, "robust": robust})
     ax.axhline(clean.mean(), color="#1f4e8c", linestyle="--", linewidth=1.0)
     ax.axhline(robust.mean(), color="#5c0f0f", linestyle=":", linewidth=1.2)
     handles = [Patch(color=CLEAN, label="clean"), Patch(color=ROBUST, label="robust"),
                Line2D([], [], color="#1f4e8c", linestyle="--", label=f"clean average ({clean.mean():.1f}%)"),
                Line2D([], [], color="#5c0f0f", linestyle=":", linewidth=1.2,
                       label=f"robust average ({robust.mean():.1f}%)")]
+    if interval is not None:
+        handles.append(interval)
     class_ticks(ax, names, "x")
     worst = summary.get("worst_class")
     if worst is not None and 0 <= int(worst) < c:
@@ -91,6 +96,28 @@ def class_accuracy_figure(summary: Mapping[str, Any], title: str | None = None) 
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncols=5 if c > 30 else 3,
               fontsize="small", frameon=False)
     return fig
+
+
+def _error_bars(ax: Any, summary: Mapping[str, Any], pos: np.ndarray, heights: Mapping[str, np.ndarray]) -> Any:
+    """Draw each class's clean and robust interval on its bar; returns the legend's handle, labelled "95 % Wilson
+    interval", None when the summary has neither intervals nor per-class counts."""
+    from fairadv.evaluation.run_statistics import result_intervals
+
+    intervals = result_intervals(summary)
+    if not intervals:
+        return None
+    c = len(pos)
+    drawn = None
+    for offset, kind in ((-0.2, "clean"), (0.2, "robust")):
+        low = 100 * np.array(intervals[kind]["class_low"], dtype=float)
+        high = 100 * np.array(intervals[kind]["class_high"], dtype=float)
+        point = heights[kind]
+        drawn = ax.errorbar(pos + offset, point, yerr=[np.clip(point - low, 0, None), np.clip(high - point, 0, None)],
+                    fmt="none", ecolor=ERROR_BAR, elinewidth=0.8 if c <= 30 else 0.5,
+                    capsize=2.5 if c <= 30 else 0, capthick=0.8)
+    method = str(intervals.get("class_method", "")).replace("wilson", "Wilson").replace("exact", "Clopper-Pearson")
+    drawn.set_label(f"{100 * float(intervals.get('confidence', 0.95)):.0f} % {method} interval")
+    return drawn
 
 
 def plot_confusion(matrix: Any, names: Sequence[str], path: str | Path, title: str = "Confusion under attack") -> Path:

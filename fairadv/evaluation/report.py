@@ -18,7 +18,10 @@ from typing import Any
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import attack_label
-from fairadv.evaluation.summary import check_evaluation, check_result
+from fairadv.evaluation.metrics import FAIRNESS_METRICS, METRICS
+from fairadv.evaluation.run_statistics import result_intervals, worst_class_sentence
+from fairadv.evaluation.summary import (check_evaluation, check_result, class_cell, intervals_caption, method_text,
+                                       metric_cell)
 from fairadv.files import write_atomic
 from fairadv.run_folder import POLICY, RunFolder
 
@@ -26,8 +29,13 @@ REPORT_DIR = "report"
 POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_scale")
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.md`` (and ``run_dir/report/*.png`` and ``.pdf``); return the markdown file's path."""
+def write_report(run_dir: str | Path, baseline: str | Path | None = None) -> Path:
+    """Write ``run_dir/report.md`` (and ``run_dir/report/*.png`` and ``.pdf``); return the markdown file's path.
+
+    With ``baseline`` (a run folder), a section of rho_nat and rho_rob against it with 95 % intervals
+    (`fairadv.evaluation.report_baseline`); refused, with nothing written, when the runs' classes or threat models
+    differ.
+    """
     run = Path(run_dir)
     if not run.is_dir():
         raise FairadvError(f"{run}: no such run folder")
@@ -41,12 +49,18 @@ def write_report(run_dir: str | Path) -> Path:
     metrics = folder.metrics()
     names = [str(row["name"]) for row in summary["per_class"]]
     similarity, similarity_source = _similarity(summary, folder, evaluation, len(names))
+    extra: list[str] = []
+    if baseline is not None:
+        from fairadv.evaluation.report_baseline import RunResults, baseline_rows, baseline_section, load_results
+
+        base = load_results(baseline)
+        extra = baseline_section(baseline_rows(RunResults(run, recipe, summary, evaluation), base), base.path)
 
     try:
         plots = _write_plots(run, summary, evaluation, names, similarity, similarity_source)
     except (ValueError, KeyError, TypeError) as exc:
         raise FairadvError(f"{run}: cannot plot the run's results: {exc}") from None
-    text = render(run.name, recipe, summary, evaluation, policies, metrics, plots, similarity_source)
+    text = render(run.name, recipe, summary, evaluation, policies, metrics, plots, similarity_source, extra)
     path = run / "report.md"
     write_atomic(path, text)
     return path
@@ -54,8 +68,9 @@ def write_report(run_dir: str | Path) -> Path:
 
 def render(name: str, recipe: Mapping[str, Any], summary: Mapping[str, Any], evaluation: Mapping[str, Any] | None,
            policies: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]], plots: Mapping[str, str],
-           similarity_source: str | None = None) -> str:
-    """The markdown text (plots given as ``{key: relative path}``)."""
+           similarity_source: str | None = None, baseline: Sequence[str] = ()) -> str:
+    """The markdown text (plots given as ``{key: relative path}``; ``baseline``: the lines of the section against a
+    baseline run, if any)."""
     lines = [f"# fairadv report: {name}", ""]
     lines += _recipe_section(recipe, metrics)
     lines += ["## Per-class accuracy (final evaluation)", "", _attack_sentence(summary.get("attack")), ""]
@@ -63,6 +78,7 @@ def render(name: str, recipe: Mapping[str, Any], summary: Mapping[str, Any], eva
     if "class_accuracy" in plots:
         lines += ["", f"![per-class clean and robust accuracy]({plots['class_accuracy']})"]
     lines.append("")
+    lines += baseline
     if evaluation and evaluation.get("attacks"):
         lines += _evaluation_section(evaluation, plots)
     if "similarity" in plots:
@@ -106,22 +122,55 @@ def _recipe_section(recipe: Mapping[str, Any], metrics: Sequence[Mapping[str, An
 
 def _summary_lines(summary: Mapping[str, Any]) -> list[str]:
     worst = summary["worst_class"]
+    intervals = result_intervals(summary)
     lines = ["| class | name | clean % | robust % | images |", "|---:|---|---:|---:|---:|"]
-    for row in summary["per_class"]:
+    for i, row in enumerate(summary["per_class"]):
         mark = "**" if row["class"] == worst else ""
-        lines.append(f"| {row['class']} | {mark}{row['name']}{mark} | {_pct(row['clean'])} | "
-                     f"{mark}{_pct(row['robust'])}{mark} | {row.get('count', '')} |")
-    lines.append(f"| | **average** | **{_pct(summary['clean_accuracy'])}** | **{_pct(summary['robust_accuracy'])}** "
-                 "| |")
-    lines.append(f"| | **worst class** | {_pct(summary.get('worst_class_clean_accuracy'))} | "
-                 f"**{_pct(summary['worst_class_robust_accuracy'])}** | |")
-    lines += ["", f"Spread across classes (std of robust accuracy): {_pct(summary.get('robust_accuracy_std'))} "
+        clean = class_cell(row["clean"], intervals, "clean", i)
+        robust = class_cell(row["robust"], intervals, "robust", i)
+        lines.append(f"| {row['class']} | {mark}{row['name']}{mark} | {clean} | {mark}{robust}{mark} | "
+                     f"{row.get('count', '')} |")
+    lines.append(f"| | **average** | **{metric_cell(summary['clean_accuracy'], intervals, 'clean', 'average')}** | "
+                 f"**{metric_cell(summary['robust_accuracy'], intervals, 'robust', 'average')}** | |")
+    clean_worst = summary.get("worst_class_clean_accuracy")
+    lines.append(f"| | **worst class** | "
+                 f"{'-' if clean_worst is None else metric_cell(clean_worst, intervals, 'clean', 'worst_class')} | "
+                 f"**{metric_cell(summary['worst_class_robust_accuracy'], intervals, 'robust', 'worst_class')}** | |")
+    caption = intervals_caption(intervals)
+    lines += ["", f"{caption}." if caption else "No per-class image counts: no intervals.", ""]
+    if intervals:
+        lines += _fairness_lines(summary, intervals)
+    else:
+        lines += [f"Spread across classes (std of robust accuracy): {_pct(summary.get('robust_accuracy_std'))} "
                   "points.", ""]
     confusions = summary.get("worst_class_confusions") or []
     if confusions:
         text = ", ".join(f"{c['name']} ({_pct(c['rate'])} %)" for c in confusions)
         lines.append(f"Worst class **{summary['worst_class_name']}** is mistaken under attack mostly for: {text}.")
     return lines
+
+
+def _fairness_lines(result: Mapping[str, Any], intervals: Mapping[str, Any]) -> list[str]:
+    """The headline and fairness metrics with their intervals and how each was made, then how often each class is
+    the worst one over the bootstrap's resamples."""
+    lines = ["| metric | value | 95 % interval | method |", "|---|---:|---|---|"]
+    for metric in (*METRICS, *FAIRNESS_METRICS):
+        found = (intervals.get(metric.kind) or {}).get("metrics", {}).get(metric.statistic) or {}
+        if found.get("point") is None:
+            continue
+        scale, fmt = (100, ".2f") if metric.percent else (1, ".3f")
+        label = metric.label + (f" (k = {found['k']})" if "k" in found else "")
+        ends = (f"[{scale * found['low']:{fmt}}, {scale * found['high']:{fmt}}]"
+                if found.get("low") is not None and found.get("high") is not None else "-")
+        lines.append(f"| {label} | {scale * found['point']:{fmt}} | {ends} | {method_text(found.get('method'))} |")
+    names = [str(row["name"]) for row in result["per_class"]]
+    lines += ["", "Accuracies and the std over classes in percent (points); NSD = std / average, a ratio.", ""]
+    for kind in ("robust", "clean"):
+        text = worst_class_sentence(intervals, names, kind, clear_cut=1.01)
+        if text:
+            lines.append(f"- {kind} worst class, over {int(intervals.get('resamples', 0)):,} bootstrap resamples "
+                         f"(a tie splits a resample equally): {text}.")
+    return lines + [""]
 
 
 def _evaluation_section(evaluation: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
@@ -134,18 +183,28 @@ def _evaluation_section(evaluation: Mapping[str, Any], plots: Mapping[str, str])
                f"seed {evaluation.get('seed', '-')}.", ""]
     lines += ["| attack | clean avg % | robust avg % | worst class | worst robust % | std % | top confusions |",
               "|---|---:|---:|---|---:|---:|---|"]
+    intervals = {name: result_intervals(res) for name, res in attacks.items()}
     for name, res in attacks.items():
         conf = ", ".join(f"{c['name']} ({_pct(c['rate'])} %)" for c in res.get("worst_class_confusions") or []) or "-"
-        lines.append(f"| {attack_label(name, res)} | {_pct(res['clean_accuracy'])} | {_pct(res['robust_accuracy'])} | "
-                     f"{res['worst_class_name']} | {_pct(res['worst_class_robust_accuracy'])} | "
+        found = intervals[name]
+        lines.append(f"| {attack_label(name, res)} | {_pct(res['clean_accuracy'])} | "
+                     f"{metric_cell(res['robust_accuracy'], found, 'robust', 'average')} | {res['worst_class_name']} | "
+                     f"{metric_cell(res['worst_class_robust_accuracy'], found, 'robust', 'worst_class')} | "
                      f"{_pct(res.get('robust_accuracy_std'))} | {conf} |")
     names = list(attacks)
     first = attacks[names[0]]
     lines += ["", "| class | clean % | " + " | ".join(f"{attack_label(n)} %" for n in names) + " |",
               "|---|---:|" + "---:|" * len(names)]
     for i, row in enumerate(first["per_class"]):
-        cells = " | ".join(_pct(attacks[n]["per_class"][i]["robust"]) for n in names)
-        lines.append(f"| {row['name']} | {_pct(row['clean'])} | {cells} |")
+        cells = " | ".join(class_cell(attacks[n]["per_class"][i]["robust"], intervals[n], "robust", i) for n in names)
+        lines.append(f"| {row['name']} | {class_cell(row['clean'], intervals[names[0]], 'clean', i)} | {cells} |")
+    caption = intervals_caption(intervals[names[0]])
+    lines += ["", f"{caption}." if caption else "No per-class image counts: no intervals.", ""]
+    class_names = [str(row["name"]) for row in first["per_class"]]
+    for name in names:
+        text = intervals[name] and worst_class_sentence(intervals[name], class_names, "robust", clear_cut=1.01)
+        if text:
+            lines.append(f"- worst class under {attack_label(name, attacks[name])}: {text}.")
     lines.append("")
     for name in names:
         key = f"confusion_{name}"

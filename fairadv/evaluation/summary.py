@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fairadv.evaluation.classwise import ClasswiseResult
 from fairadv.evaluation.metrics import METRICS
+from fairadv.evaluation.run_statistics import result_intervals, summary_intervals, worst_class_sentence
 from fairadv.run_folder import EVAL
 
 
@@ -21,7 +22,9 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
 
     ``worst_class_confusions`` lists the classes the worst class is most often mistaken for under attack (the
     paper's observation: a hard class loses mostly to similar classes); ``confusion_under_attack`` holds the counts,
-    row = true class, column = prediction under attack.
+    row = true class, column = prediction under attack. ``intervals`` holds the 95 % intervals of every accuracy and
+    fairness metric, clean and robust, and how often each class is the worst one
+    (`fairadv.evaluation.run_statistics`), from the per-class counts; it is left out when a class has no image.
     """
     clean, robust = result.clean_accuracy, result.robust_accuracy
     images = int(result.counts.sum())
@@ -30,7 +33,7 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
     row[worst] = 0
     total = result.counts[worst].clamp_min(1).double()
     order = [int(j) for j in torch.argsort(row, descending=True, stable=True)[:top_confusions] if row[j] > 0]
-    return {
+    doc = {
         "clean_accuracy": float(clean.mean()),
         "robust_accuracy": float(robust.mean()),
         "worst_class_clean_accuracy": float(clean.min()),  # the lowest clean accuracy of any class
@@ -51,6 +54,10 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
         **chance_level(float(clean.mean()), len(class_names), images),
         "confusion_under_attack": result.confusion.tolist(),
     }
+    intervals = summary_intervals(doc)
+    if intervals is not None:
+        doc["intervals"] = intervals
+    return doc
 
 
 def chance_level(clean_accuracy: float, num_classes: int, images: int) -> dict[str, Any]:
@@ -70,34 +77,100 @@ def chance_warning(summary: Mapping[str, Any]) -> str | None:
             "not learned; check optimizer.lr, the schedule and train.epochs")
 
 
+def with_interval(point: float, low: float | None, high: float | None, compact: bool = False) -> str:
+    """An accuracy in percent and its interval: ``"93.75 [82.8, 97.9]"``, or ``"93.8 [83-98]"`` when ``compact``
+    (tables with many columns); the point alone when the interval is not known."""
+    if low is None or high is None:
+        return f"{100 * point:.{1 if compact else 2}f}"
+    if compact:
+        return f"{100 * point:.1f} [{100 * low:.0f}-{100 * high:.0f}]"
+    return f"{100 * point:.2f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def metric_cell(point: float, intervals: Mapping[str, Any] | None, kind: str, statistic: str,
+                compact: bool = False) -> str:
+    """`with_interval` for one fairness metric (a key of `fairadv.statistics.METRIC_FUNCTIONS`) of ``kind``."""
+    found = ((intervals or {}).get(kind) or {}).get("metrics", {}).get(statistic) or {}
+    return with_interval(point, found.get("low"), found.get("high"), compact)
+
+
+def class_cell(point: float, intervals: Mapping[str, Any] | None, kind: str, index: int, compact: bool = False) -> str:
+    """`with_interval` for class ``index``'s accuracy of ``kind``."""
+    found = (intervals or {}).get(kind) or {}
+    low, high = found.get("class_low") or [], found.get("class_high") or []
+    inside = index < len(low) and index < len(high)
+    return with_interval(point, low[index] if inside else None, high[index] if inside else None, compact)
+
+
+def method_text(method: Any) -> str:
+    """How an interval was made, for people: ``"min of per-class wilson"`` -> ``"min of per-class Wilson"``."""
+    return str(method or "?").replace("wilson", "Wilson").replace("exact", "exact Clopper-Pearson")
+
+
+def intervals_caption(intervals: Mapping[str, Any] | None, std: bool = False) -> str | None:
+    """Which intervals a table shows: ``"In brackets: 95 % intervals; each class Wilson, average normal, worst class
+    min of per-class Wilson"``, and for the std row (``std``) the bootstrap's (resamples, seed)."""
+    if not intervals:
+        return None
+    metrics = (intervals.get("robust") or {}).get("metrics", {})
+
+    def method(key: str) -> str:
+        return method_text((metrics.get(key) or {}).get("method"))
+
+    text = (f"In brackets: {100 * float(intervals.get('confidence', 0.95)):.0f} % intervals; each class "
+            f"{method_text(intervals.get('class_method'))}, average {method('average')}, "
+            f"worst class {method('worst_class')}")
+    if std:
+        text += (f", std {method('class_std')} ({int(intervals.get('resamples', 0)):,} class-stratified resamples "
+                 f"of the test images, seed {intervals.get('seed')})")
+    return text
+
+
 def summary_table(summary: Mapping[str, Any], title: str = "Per-class accuracy") -> Table:
-    """A rich table: one row per class, then the class average and the worst class."""
+    """A rich table: one row per class, then the class average and the worst class, each with its 95 % interval
+    (the caption says which) when the summary has them or its per-class counts give them."""
     attack = summary.get("attack", {})
     label = f"{attack.get('name', 'attack')}-{attack['steps']}" if "steps" in attack else attack.get("name", "attack")
     warning = chance_warning(summary)
+    intervals = result_intervals(summary)
     images = f", {summary['images']} test images" if "images" in summary else ""
-    table = Table(title=title + images, title_justify="left",
-                  caption=f"[bold red]warning: {warning}[/]" if warning else None, caption_justify="left")
+    caption = "\n".join(filter(None, [intervals_caption(intervals), warning and f"[bold red]warning: {warning}[/]"]))
+    table = Table(title=title + images, title_justify="left", caption=caption or None, caption_justify="left")
     table.add_column("class", justify="right")
     table.add_column("name")
     table.add_column("clean %", justify="right")
     table.add_column(f"robust % ({label})", justify="right")
     worst = summary["worst_class"]
-    for row in summary["per_class"]:
+    for i, row in enumerate(summary["per_class"]):
         style = "bold red" if row["class"] == worst else None
-        table.add_row(str(row["class"]), row["name"], f"{100 * row['clean']:.2f}", f"{100 * row['robust']:.2f}",
-                      style=style)
+        table.add_row(str(row["class"]), row["name"], class_cell(row["clean"], intervals, "clean", i),
+                      class_cell(row["robust"], intervals, "robust", i), style=style)
     table.add_section()
-    table.add_row("", "average", f"{100 * summary['clean_accuracy']:.2f}", f"{100 * summary['robust_accuracy']:.2f}")
-    table.add_row("", "worst class", f"{100 * summary['worst_class_clean_accuracy']:.2f}",
-                  f"{100 * summary['worst_class_robust_accuracy']:.2f}", style="bold")
+    table.add_row("", "average", metric_cell(summary["clean_accuracy"], intervals, "clean", "average"),
+                  metric_cell(summary["robust_accuracy"], intervals, "robust", "average"))
+    table.add_row("", "worst class", metric_cell(summary["worst_class_clean_accuracy"], intervals, "clean",
+                                                 "worst_class"),
+                  metric_cell(summary["worst_class_robust_accuracy"], intervals, "robust", "worst_class"),
+                  style="bold")
     return table
 
 
+def worst_class_lines(result: Mapping[str, Any], kinds: Sequence[str] = ("clean", "robust")) -> list[str]:
+    """``"robust worst class: cat in 62 % of resamples, dog in 30 %"`` for each kind whose worst class is not
+    clear-cut over the bootstrap's resamples (`run_statistics.worst_class_sentence`)."""
+    intervals = result_intervals(result)
+    names = [str(row["name"]) for row in result["per_class"]]
+    sentences = [(kind, worst_class_sentence(intervals, names, kind)) for kind in kinds] if intervals else []
+    return [f"{kind} worst class: {text}" for kind, text in sentences if text]
+
+
 def print_summary(summary: Mapping[str, Any], console: Console | None = None) -> None:
-    """Print the per-class table and the worst class's top confusions."""
+    """Print the per-class table, how often each class is the worst one when that is not clear-cut, and the worst
+    class's top confusions."""
     console = console or Console()
     console.print(summary_table(summary))
+    for line in worst_class_lines(summary):
+        console.print(line, highlight=False)
     confusions = summary.get("worst_class_confusions") or []
     if confusions:
         text = ", ".join(f"{c['name']} ({100 * c['rate']:.1f}%)" for c in confusions)
@@ -129,7 +202,24 @@ def check_result(doc: Any, where: str) -> Mapping[str, Any]:
     worst = doc.get("worst_class")
     if worst is not None and not (isinstance(worst, int) and 0 <= worst < len(rows)):
         raise fail("worst_class", f"a class index in 0..{len(rows) - 1}")
+    _check_intervals(doc.get("intervals"), len(rows), where)
     return doc
+
+
+def _check_intervals(intervals: Any, classes: int, where: str) -> None:
+    """``intervals`` (optional: files written before them have none) must hold, for clean and robust, a
+    ``metrics`` object and a low and high end for each class."""
+    from fairadv.errors import FairadvError
+
+    if intervals is None:
+        return
+    for kind in ("clean", "robust"):
+        found = intervals.get(kind) if isinstance(intervals, Mapping) else None
+        ends = [found.get(k) for k in ("class_low", "class_high")] if isinstance(found, Mapping) else []
+        if not (ends and isinstance(found.get("metrics"), Mapping)
+                and all(isinstance(e, list) and len(e) == classes for e in ends)):
+            raise FairadvError(f"{where}: intervals.{kind} = {found!r:.60}: expected {{metrics, class_low, "
+                               f"class_high}} with {classes} classes; not a fairadv result")
 
 
 def _fraction(value: Any) -> bool:

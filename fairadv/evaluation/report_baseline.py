@@ -1,0 +1,142 @@
+"""``fairadv report RUN --baseline BASE``: ρ_nat and ρ_rob of a run against a baseline run, with 95 % intervals.
+
+Each result of the run is set against the baseline's like result: the final evaluation (``summary.json``) against
+the baseline's, and each attack of the run's latest ``eval.json`` setup against the same attack in the baseline's
+matching setup. Paired by image where both were scored on the same images (`outcomes.same_images`); otherwise,
+and always for ``summary.json``, which stores no per-image predictions, from the two runs' per-class counts
+resampled independently (`run_statistics.rho_against`). The report says which for every row.
+
+Results that differ in their threat model (split, eps, norm, counting) are never set side by side: the report is
+refused with a one-line error before anything is written. So are runs whose classes differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from fairadv.errors import FairadvError
+from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
+from fairadv.evaluation.metrics import RHO
+from fairadv.evaluation.outcomes import of_counts, of_result
+from fairadv.evaluation.run_statistics import RESAMPLES, SEED, rho_against
+from fairadv.evaluation.summary import check_evaluation, check_result
+from fairadv.run_folder import RunFolder
+
+# What must agree for two results to compare at all; the rest of COMPARABLE_KEYS (the subset: n, images, seed)
+# decides only whether they pair image by image.
+THREAT_KEYS = tuple(k for k in COMPARABLE_KEYS if k not in ("n", "images", "seed"))
+
+
+@attrs.frozen
+class RunResults:
+    """What the comparison reads from one run folder."""
+
+    path: Path
+    recipe: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    evaluation: Mapping[str, Any] | None
+
+    @property
+    def names(self) -> list[str]:
+        return [str(row["name"]) for row in self.summary["per_class"]]
+
+    def summary_setup(self) -> dict[str, Any]:
+        """The threat model of the final evaluation: its attack's eps and norm, the recipe's counting."""
+        attack = self.summary.get("attack") or {}
+        counting = (self.recipe.get("eval") or {}).get("counting", DEFAULTS["counting"])
+        return {"split": "test", "eps": attack.get("eps"), "norm": attack.get("norm", "linf"), "counting": counting}
+
+
+def load_results(path: str | Path) -> RunResults:
+    """``summary.json``, ``recipe.toml`` and ``eval.json`` (if any) of a run folder, checked."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FairadvError(f"{path}: no such run folder")
+    folder = RunFolder(path)
+    summary = folder.summary()
+    check_result(summary, str(folder.summary_file))
+    evaluation = folder.evaluation()
+    check_evaluation(evaluation, str(folder.eval_file))
+    return RunResults(path, folder.recipe(), summary, evaluation)
+
+
+def _threat(setup: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: setup.get(k, DEFAULTS.get(k)) for k in THREAT_KEYS}
+
+
+def _refuse_unless_same(run: RunResults, base: RunResults, ours: Mapping[str, Any], theirs: Mapping[str, Any],
+                        what: str) -> None:
+    diff = [f"{k} {ours.get(k)!r} vs {theirs.get(k)!r}" for k in THREAT_KEYS if ours.get(k) != theirs.get(k)]
+    if diff:
+        raise FairadvError(f"--baseline {base.path}: {what} differs from {run.path}'s in {', '.join(diff)}; rho "
+                           "compares results under one threat model only")
+
+
+def _matching_entry(run_entry: Mapping[str, Any], base: RunResults, run: RunResults) -> dict[str, Any] | None:
+    """The baseline's ``eval.json`` entry with the run's whole setup (the latest such), else the latest with its
+    threat model; None when the baseline has no ``eval.json``; refused when none has the threat model."""
+    entries = evaluations(base.evaluation)
+    if not entries:
+        return None
+    whole = [e for e in entries if all(e.get(k, DEFAULTS.get(k)) == run_entry.get(k, DEFAULTS.get(k))
+                                       for k in COMPARABLE_KEYS)]
+    threat = [e for e in entries if _threat(e) == _threat(run_entry)]
+    if not threat:
+        _refuse_unless_same(run, base, _threat(run_entry), _threat(entries[-1]), "its eval.json")
+    return (whole or threat)[-1]
+
+
+def baseline_rows(run: RunResults, base: RunResults) -> list[dict[str, Any]]:
+    """One row per result set against the baseline's: ``{"result", "rho_nat", "rho_rob", "paired", "how"}``."""
+    if run.names != base.names:
+        raise FairadvError(f"--baseline {base.path}: its classes ({', '.join(base.names[:5])}...) differ from "
+                           f"{run.path}'s ({', '.join(run.names[:5])}...)")
+    _refuse_unless_same(run, base, run.summary_setup(), base.summary_setup(), "its final evaluation (summary.json)")
+    attack = run.summary.get("attack") or {}
+    rows = [{"result": f"final evaluation ({attack.get('name', '?')}, summary.json)",
+             **rho_against(of_counts(run.summary), of_counts(base.summary)),
+             "how": "independent: summary.json keeps per-class counts, not per-image predictions"}]
+    run_entries = evaluations(run.evaluation)
+    if not run_entries:
+        return rows
+    entry = run_entries[-1]
+    theirs = _matching_entry(entry, base, run)
+    if theirs is None:
+        return rows
+    for name, result in entry["attacks"].items():
+        if name not in theirs["attacks"]:
+            continue
+        ours_o = of_result(entry, name, result)
+        theirs_o = of_result(theirs, name, theirs["attacks"][name])
+        found = rho_against(ours_o, theirs_o)
+        how = (f"paired by image: both on the same {entry.get('images')} test images" if found["paired"] else
+               f"independent: {setup_label(entry)} vs {setup_label(theirs)}" if ours_o.by_image and theirs_o.by_image
+               else "independent: an eval.json without per-image predictions")
+        rows.append({"result": f"{attack_label(name, result)} (eval.json)", **found, "how": how})
+    return rows
+
+
+def baseline_section(rows: list[dict[str, Any]], base: Path) -> list[str]:
+    """The report's markdown for `baseline_rows`."""
+    lines = [f"## Fairness against the baseline `{base.name}`", "",
+             f"rho (DAFA, Lee et al. 2024): the relative gain of the worst class minus the relative drop of the "
+             f"average against `{base}`; rho_nat from clean accuracy, rho_rob from robust accuracy, above 0 is "
+             f"fairer. In brackets: 95 % bootstrap percentile intervals ({RESAMPLES:,} class-stratified resamples "
+             f"of the test images, seed {SEED}), paired by image where both runs were scored on the same images.", "",
+             "| result | " + " | ".join(RHO) + " | intervals |", "|---|" + "---:|" * len(RHO) + "---|"]
+    for row in rows:
+        cells = " | ".join(_rho_cell(row[name]) for name in RHO)
+        lines.append(f"| {row['result']} | {cells} | {row['how']} |")
+    return lines + [""]
+
+
+def _rho_cell(estimate: Mapping[str, Any]) -> str:
+    if estimate.get("point") is None:
+        return "undefined (a baseline accuracy at 0)"
+    low, high = estimate.get("low"), estimate.get("high")
+    interval = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
+    return f"{estimate['point']:+.3f}{interval}"
