@@ -1,11 +1,14 @@
-"""``fairadv compare``: runs side by side, seeds pooled into mean ± std, fairness scores against a baseline.
+"""``fairadv compare``: runs side by side, seeds pooled into mean ± std with a 95 % interval, and each group against
+a baseline with a paired test.
 
 Runs whose resolved ``recipe.toml`` differ only in ``run.seed`` and ``run.name`` (and in ``run.out`` and
 ``run.device``, which do not change what is trained) form one group, reported as mean ± sample standard deviation
 (n - 1 in the denominator, the usual convention for a spread over seeds; a single run has no spread).
 
-With a baseline, the DAFA paper's fairness scores rho_nat and rho_rob (`fairadv.evaluation.metrics`) are computed
-from group means.
+This module reads the run folders, groups them and picks, for each attack, one setup the runs share
+(`matched_results`); `fairadv.evaluation.compare_statistics` adds the intervals and the paired differences from the
+baseline, and `fairadv.evaluation.compare_tables` prints the result. With a baseline, the DAFA paper's fairness
+scores rho_nat and rho_rob (`fairadv.evaluation.metrics`) are also computed from group means.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from typing import Any
 
 import attrs
 from rich.console import Console
-from rich.table import Table
 
 from fairadv.errors import FairadvError
-from fairadv.evaluation.eval_file import COMPARABLE_KEYS, WORST_CASE, attack_label, evaluations, setup_label
-from fairadv.evaluation.metrics import METRICS, ROBUST_AVG, ROBUST_WORST, Metric, rho_scores
+from fairadv.evaluation import compare_statistics as cs
+from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
+from fairadv.evaluation.metrics import METRICS, ROBUST_WORST, Metric, rho_scores
+from fairadv.evaluation.outcomes import of_counts, of_result
 from fairadv.evaluation.summary import check_evaluation, check_result
 from fairadv.run_folder import RunFolder
 
@@ -107,12 +111,41 @@ def matched_results(runs: Sequence[Run], attack: str) -> tuple[list[Mapping[str,
     return [e["attacks"][attack] for e in chosen], chosen
 
 
-def compare_runs(paths: Sequence[str | Path], baseline: str | Path | None = None) -> dict[str, Any]:
+def compare_runs(paths: Sequence[str | Path], baseline: str | Path | None = None,
+                 settings: cs.Settings | None = None) -> dict[str, Any]:
     """The comparison as a JSON-ready dict (what ``--json`` prints).
 
     Groups come in the order given (the baseline's group first when it was not among ``paths``). Per-class robust
-    deltas are against the baseline's group, or the first group without a baseline.
+    deltas are against the baseline's group, or the first group without a baseline. Each group and each of its
+    attacks carry ``intervals`` (`compare_statistics.intervals`); with a baseline, ``tests`` holds each evaluation's
+    paired differences from it (`compare_statistics.comparison`). ``settings`` fixes the bootstrap (stored as
+    ``statistics``).
     """
+    settings = settings or cs.Settings()
+    runs, base_run = _load(paths, baseline)
+    groups = group_runs(runs)
+    reference = next(g for g in groups if base_run in g) if base_run is not None else groups[0]
+    out_groups = [_group_entry(g) for g in groups]
+    ref_entry = out_groups[groups.index(reference)]
+    for entry in out_groups:
+        entry["per_class_robust_delta"] = [a - b for a, b in zip(entry["per_class_robust"]["mean"],
+                                                                  ref_entry["per_class_robust"]["mean"])]
+        if base_run is not None:
+            _add_rho(entry, ref_entry)
+    result = {
+        "std": "sample (n - 1)",
+        "baseline": ref_entry["label"] if base_run is not None else None,
+        "reference": ref_entry["label"],
+        "class_names": runs[0].class_names,
+        "groups": out_groups,
+        "statistics": settings.as_dict(),
+    }
+    cs.add_statistics(result, [group_samples(g) for g in groups], settings)
+    return result
+
+
+def _load(paths: Sequence[str | Path], baseline: str | Path | None) -> tuple[list[Run], Run | None]:
+    """The runs (the baseline first when it was not among ``paths``) and the baseline's run; all on one data set."""
     if not paths and baseline is None:
         raise FairadvError("compare needs at least one run folder")
     runs = [load_run(p) for p in paths]
@@ -128,22 +161,45 @@ def compare_runs(paths: Sequence[str | Path], baseline: str | Path | None = None
         if run.class_names != names:
             raise FairadvError(f"{run.path}: its classes ({len(run.class_names)}) differ from those of "
                                f"{runs[0].path} ({len(names)}); only runs on the same data compare")
-    groups = group_runs(runs)
-    reference = next(g for g in groups if base_run in g) if base_run is not None else groups[0]
-    out_groups = [_group_entry(g) for g in groups]
-    ref_entry = out_groups[groups.index(reference)]
-    for entry in out_groups:
-        entry["per_class_robust_delta"] = [a - b for a, b in zip(entry["per_class_robust"]["mean"],
-                                                                  ref_entry["per_class_robust"]["mean"])]
-        if base_run is not None:
-            _add_rho(entry, ref_entry)
-    return {
-        "std": "sample (n - 1)",
-        "baseline": ref_entry["label"] if base_run is not None else None,
-        "reference": ref_entry["label"],
-        "class_names": names,
-        "groups": out_groups,
-    }
+    return runs, base_run
+
+
+def common_attacks(runs: Sequence[Run]) -> list[str]:
+    """The attacks every run's ``eval.json`` has, in the order of the first run's file."""
+    common = set.intersection(*({a for e in evaluations(r.evaluation) for a in e["attacks"]} for r in runs))
+    order = list(dict.fromkeys([*_attack_metrics(runs[0].evaluation),
+                                *(a for e in evaluations(runs[0].evaluation) for a in e["attacks"])]))
+    return sorted(common, key=order.index)
+
+
+def group_samples(runs: Sequence[Run]) -> dict[str, cs.Sample | str]:
+    """Per evaluation (`compare_statistics.FINAL`, then each common attack): the group's per-image outcomes, seeds
+    and threat models, or why there are none (a result without per-class image counts)."""
+    seeds = tuple(r.seed for r in runs)
+    samples: dict[str, cs.Sample | str] = {}
+    try:
+        threats = tuple(_final_threat(r) for r in runs)
+        samples[cs.FINAL] = cs.Sample(tuple(of_counts(r.summary) for r in runs), seeds, threats)
+    except FairadvError as error:
+        samples[cs.FINAL] = f"{runs[0].path}: {error}"
+    for name in common_attacks(runs):
+        results, entries = matched_results(runs, name)
+        try:
+            outcomes = tuple(of_result(e, name, res) for e, res in zip(entries, results))
+        except FairadvError as error:
+            samples[name] = f"{name}: {error}"
+            continue
+        threats = tuple(tuple(e.get(k, DEFAULTS.get(k)) for k in cs.THREAT_KEYS) for e in entries)
+        samples[name] = cs.Sample(outcomes, seeds, threats)
+    return samples
+
+
+def _final_threat(run: Run) -> tuple[Any, ...]:
+    """The final evaluation's threat model: its attack's eps and norm, the recipe's counting convention."""
+    attack = run.summary.get("attack") or {}
+    counting = (run.recipe.get("eval") or {}).get("counting", DEFAULTS["counting"])
+    return tuple({"eps": attack.get("eps"), "norm": attack.get("norm"), "counting": counting}[k]
+                 for k in cs.THREAT_KEYS)
 
 
 def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:
@@ -160,10 +216,7 @@ def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:
     entry["attack"] = runs[0].summary.get("attack")
     entry["images"] = [sum(int(row.get("count", 0)) for row in r.summary["per_class"]) or None for r in runs]
     attacks: dict[str, Any] = {}
-    common = set.intersection(*({a for e in evaluations(r.evaluation) for a in e["attacks"]} for r in runs))
-    order = list(dict.fromkeys([*_attack_metrics(runs[0].evaluation),
-                                *(a for e in evaluations(runs[0].evaluation) for a in e["attacks"])]))
-    for name in sorted(common, key=order.index):
+    for name in common_attacks(runs):
         results, setups = matched_results(runs, name)
         attacks[name] = {
             m.key: mean_std([float(res[m.key]) for res in results]) for m in METRICS if m.key in results[0]
@@ -200,101 +253,13 @@ def _add_rho(entry: dict[str, Any], base: Mapping[str, Any]) -> None:
             result["rho_rob"] = rho_scores(_means(result), _means(ref))["rho_rob"]
 
 
-# --- printing -------------------------------------------------------------------------------------------------------
-
-
-def _pm(stat: Mapping[str, Any] | None) -> str:
-    if stat is None:
-        return "-"
-    text = f"{100 * stat['mean']:.2f}"
-    return text if stat.get("std") is None else f"{text} ± {100 * stat['std']:.2f}"
-
-
-def _rho_text(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.2f}"
-
-
-def comparison_tables(result: Mapping[str, Any]) -> list[Table]:
-    """The summary table (one row per group) and the per-class robust table (deltas against the reference)."""
-    groups = result["groups"]
-    has_rho = result["baseline"] is not None
-    attack_names: list[str] = []
-    for g in groups:
-        attack_names += [a for a in g["eval"] if a not in attack_names]
-
-    # One column per group (runs are few, metrics many): it fits a terminal however many attacks eval.json has.
-    summary = Table(title="Runs (accuracy %, mean ± sample std over seeds)", title_justify="left")
-    summary.add_column("")
-    for g in groups:
-        label = g["label"] + (" (baseline)" if g["label"] == result["baseline"] else "")
-        summary.add_column(label, justify="right")
-    summary.add_row("runs", *(str(len(g["runs"])) for g in groups))
-    summary.add_row("test images", *(_images(g.get("images")) for g in groups))
-    for metric in METRICS:
-        summary.add_row(metric.label, *(_pm(g[metric.key]) for g in groups))
-    if has_rho:
-        summary.add_row("ρ_nat", *(_rho_text(g.get("rho_nat")) for g in groups))
-        summary.add_row("ρ_rob", *(_rho_text(g.get("rho_rob")) for g in groups))
-    for name in attack_names:
-        label = "worst case" if name == WORST_CASE else name
-        summary.add_section()
-        summary.add_row(f"{label} images", *(_images(g["eval"].get(name, {}).get("images")) for g in groups))
-        summary.add_row(f"{label} avg", *(_pm(g["eval"].get(name, {}).get(ROBUST_AVG.key)) for g in groups))
-        summary.add_row(f"{label} worst class",
-                        *(_pm(g["eval"].get(name, {}).get(ROBUST_WORST.key)) for g in groups))
-        if has_rho:
-            summary.add_row(f"{label} ρ_rob", *(_rho_text(g["eval"][name].get("rho_rob")) if name in g["eval"]
-                                               else "-" for g in groups))
-
-    per_class = Table(title=f"Per-class robust accuracy % (Δ against {result['reference']})", title_justify="left")
-    per_class.add_column("class")
-    for g in groups:
-        per_class.add_column(g["label"], justify="right")
-    for i, name in enumerate(result["class_names"]):
-        cells = [name]
-        for g in groups:
-            value = 100 * g["per_class_robust"]["mean"][i]
-            delta = 100 * g["per_class_robust_delta"][i]
-            cells.append(f"{value:.2f}" if g["label"] == result["reference"] else f"{value:.2f} ({delta:+.2f})")
-        per_class.add_row(*cells)
-    return [summary, per_class]
-
-
-def _images(counts: Sequence[Any] | None) -> str:
-    """How many images a figure rests on: one number, or the range when the pooled runs differ."""
-    values = sorted({c for c in counts or [] if c is not None})
-    if not values:
-        return "-"
-    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]} (differ)"
-
-
-def setup_notes(result: Mapping[str, Any]) -> list[str]:
-    """One line per metric whose columns rest on different images or threat models, so they do not compare."""
-    notes = []
-    totals = {c for g in result["groups"] for c in g.get("images") or [] if c is not None}
-    if len(totals) > 1:
-        notes.append(f"the runs' final evaluations use different numbers of test images: {sorted(totals)}")
-    names = {a for g in result["groups"] for a in g["eval"]}
-    for name in sorted(names):
-        setups = sorted({s for g in result["groups"] for s in g["eval"].get(name, {}).get("setups", [])})
-        if len(setups) > 1:
-            notes.append(f"{name} results rest on different setups: {'; '.join(setups)}")
-    return notes
-
-
-def print_comparison(result: Mapping[str, Any], console: Console) -> None:
-    """Print the tables of `comparison_tables`, then a note for each figure that rests on different images."""
-    for table in comparison_tables(result):
-        console.print(table)
-    for note in setup_notes(result):
-        console.print(f"[bold yellow]note:[/] {note}", highlight=False)
-
-
 def run_compare(paths: Iterable[str], baseline: str | None = None, as_json: bool = False,
-                console: Console | None = None) -> str | None:
+                console: Console | None = None, settings: cs.Settings | None = None) -> str | None:
     """What ``fairadv compare`` does: read the runs and compare them; print the tables, or return the JSON text
     (``as_json``) for the caller to write to stdout unwrapped."""
-    result = compare_runs(list(paths), baseline)
+    from fairadv.evaluation.compare_tables import print_comparison
+
+    result = compare_runs(list(paths), baseline, settings)
     if as_json:
         return json.dumps(result, indent=2)
     print_comparison(result, console or Console())
