@@ -179,7 +179,7 @@ def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int 
 @main.command()
 @click.argument("run_dir", metavar="RUN_DIR")
 @click.option("--baseline", default=None, metavar="RUN", help="Add rho_nat and rho_rob against this run with 95 % "
-              "intervals (paired by image where both eval.json setups saw the same images).")
+              "intervals (paired by image where both runs were evaluated on the same images).")
 @_user_errors
 def report(run_dir: str, baseline: str | None) -> None:
     """Write RUN_DIR/report.md: recipe, per-class table with 95 % intervals, plots, eval.json results, policy

@@ -18,7 +18,8 @@ from scipy import stats
 from fairadv.errors import FairadvError
 from fairadv.evaluation.classwise import ClasswiseResult
 from fairadv.evaluation.outcomes import Outcomes
-from fairadv.evaluation.run_statistics import result_intervals, rho_against, worst_class_sentence
+from fairadv.evaluation.report_baseline import rho_against
+from fairadv.evaluation.run_statistics import result_intervals, worst_class_sentence
 from fairadv.evaluation.summary import check_result, summarize, summary_table
 from fairadv.statistics import average_interval, class_intervals, worst_class_interval
 

@@ -4,7 +4,7 @@ Each result of the run is set against the baseline's like result: the final eval
 the baseline's, and each attack of the run's latest ``eval.json`` setup against the same attack in the baseline's
 matching setup. Paired by image where both were scored on the same images (`outcomes.same_images`); otherwise,
 and always for ``summary.json``, which stores no per-image predictions, from the two runs' per-class counts
-resampled independently (`run_statistics.rho_against`). The report says which for every row.
+resampled independently (`rho_against`). The report says which for every row.
 
 Results that differ in their threat model (split, eps, norm, counting) are never set side by side: the report is
 refused with a one-line error before anything is written. So are runs whose classes differ.
@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import RHO
-from fairadv.evaluation.outcomes import of_counts, of_result
-from fairadv.evaluation.run_statistics import RESAMPLES, SEED, rho_against
+from fairadv.evaluation.outcomes import Outcomes, of_counts, of_result, same_images
+from fairadv.evaluation.run_statistics import CONFIDENCE, RESAMPLES, SEED, estimate_dict
 from fairadv.evaluation.summary import check_evaluation, check_result
-from fairadv.run_folder import RunFolder
+from fairadv.run_folder import EVAL, SUMMARY, RunFolder
 
 # What must agree for two results to compare at all; the rest of COMPARABLE_KEYS (the subset: n, images, seed)
 # decides only whether they pair image by image.
@@ -86,7 +87,7 @@ def _matching_entry(run_entry: Mapping[str, Any], base: RunResults, run: RunResu
                                        for k in COMPARABLE_KEYS)]
     threat = [e for e in entries if _threat(e) == _threat(run_entry)]
     if not threat:
-        _refuse_unless_same(run, base, _threat(run_entry), _threat(entries[-1]), "its eval.json")
+        _refuse_unless_same(run, base, _threat(run_entry), _threat(entries[-1]), f"its {EVAL}")
     return (whole or threat)[-1]
 
 
@@ -95,11 +96,11 @@ def baseline_rows(run: RunResults, base: RunResults) -> list[dict[str, Any]]:
     if run.names != base.names:
         raise FairadvError(f"--baseline {base.path}: its classes ({', '.join(base.names[:5])}...) differ from "
                            f"{run.path}'s ({', '.join(run.names[:5])}...)")
-    _refuse_unless_same(run, base, run.summary_setup(), base.summary_setup(), "its final evaluation (summary.json)")
+    _refuse_unless_same(run, base, run.summary_setup(), base.summary_setup(), f"its final evaluation ({SUMMARY})")
     attack = run.summary.get("attack") or {}
-    rows = [{"result": f"final evaluation ({attack.get('name', '?')}, summary.json)",
+    rows = [{"result": f"final evaluation ({attack.get('name', '?')}, {SUMMARY})",
              **rho_against(of_counts(run.summary), of_counts(base.summary)),
-             "how": "independent: summary.json keeps per-class counts, not per-image predictions"}]
+             "how": f"independent: {SUMMARY} keeps per-class counts, not per-image predictions"}]
     run_entries = evaluations(run.evaluation)
     if not run_entries:
         return rows
@@ -115,8 +116,8 @@ def baseline_rows(run: RunResults, base: RunResults) -> list[dict[str, Any]]:
         found = rho_against(ours_o, theirs_o)
         how = (f"paired by image: both on the same {entry.get('images')} test images" if found["paired"] else
                f"independent: {setup_label(entry)} vs {setup_label(theirs)}" if ours_o.by_image and theirs_o.by_image
-               else "independent: an eval.json without per-image predictions")
-        rows.append({"result": f"{attack_label(name, result)} (eval.json)", **found, "how": how})
+               else f"independent: an {EVAL} without per-image predictions")
+        rows.append({"result": f"{attack_label(name, result)} ({EVAL})", **found, "how": how})
     return rows
 
 
@@ -140,3 +141,48 @@ def _rho_cell(estimate: Mapping[str, Any]) -> str:
     low, high = estimate.get("low"), estimate.get("high")
     interval = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
     return f"{estimate['point']:+.3f}{interval}"
+
+
+def rho_against(run: Outcomes, base: Outcomes, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any]:
+    """ρ_nat and ρ_rob of ``run`` against ``base`` with their 95 % bootstrap percentile intervals.
+
+    Paired (``"paired": True``) when both were scored on the same images in the same order
+    (`outcomes.same_images`): each resample takes the same images for both runs, through
+    `fairadv.statistics.run_intervals` with ``baseline``. Otherwise each run's per-class counts are resampled
+    independently (`fairadv.statistics.count_draws`, one generator for both), which is wider where the runs'
+    errors on the same images correlate. The classes must be the same.
+    """
+    from fairadv.statistics import run_intervals
+
+    paired = same_images([run, base])
+    sizes = [np.bincount(o.labels).size for o in (run, base)]
+    if sizes[0] != sizes[1]:
+        raise FairadvError(f"rho: the run has {sizes[0]} classes and the baseline {sizes[1]}")
+    out: dict[str, Any] = {"paired": paired, "confidence": CONFIDENCE, "resamples": resamples, "seed": seed}
+    for name, (average, _) in RHO.items():
+        kind = average.kind
+        if paired:
+            found = run_intervals(run.labels, run.correct(kind), metrics={}, resamples=resamples, seed=seed,
+                                  confidence=CONFIDENCE, baseline=base.correct(kind))
+            out[name] = estimate_dict(found.metrics["rho"])
+            out[name]["method"] += ", paired by image"
+        else:
+            out[name] = _independent_rho(run, base, kind, sizes[0], resamples, seed)
+    return out
+
+
+def _independent_rho(run: Outcomes, base: Outcomes, kind: str, num_classes: int, resamples: int,
+                     seed: int) -> dict[str, Any]:
+    """ρ from the two runs' per-class counts, each resampled on its own (B binomials per class and run)."""
+    from fairadv.statistics import bootstrap, fairness
+
+    def rho_of(acc: np.ndarray) -> np.ndarray:  # acc (..., 2, C): the run, then the baseline
+        return fairness.rho(fairness.average(acc[..., 0, :]), fairness.worst_class(acc[..., 0, :]),
+                            fairness.average(acc[..., 1, :]), fairness.worst_class(acc[..., 1, :]))
+
+    hits = np.stack([np.bincount(o.labels, weights=o.correct(kind), minlength=num_classes) for o in (run, base)])
+    totals = np.stack([np.bincount(o.labels, minlength=num_classes) for o in (run, base)])
+    draws = bootstrap.count_draws(hits.astype(np.int64), totals, resamples, seed)  # (B, 2, C)
+    estimate = bootstrap.bootstrap_estimate(rho_of(hits / totals), rho_of(draws), bootstrap.BOOTSTRAP_METHOD["rho"],
+                                            CONFIDENCE)
+    return {**estimate_dict(estimate), "method": f"{estimate.method}, runs resampled independently"}

@@ -7,8 +7,8 @@ class-stratified bootstrap, 10,000 resamples, seed 0, stored with the numbers), 
 worst one over the resamples. For one run the bootstrap needs only the per-class counts, so a result that stores no
 per-image predictions gets the same intervals.
 
-Also ρ_nat and ρ_rob against a baseline run with their intervals (`rho_against`): paired by image when both were
-evaluated on the same images, else from the two runs' counts resampled independently.
+Imports nothing of fairadv.evaluation: `summarize` (below `eval_file`, which calls it) uses it. ρ against a baseline
+run, which needs per-image outcomes, is `fairadv.evaluation.report_baseline.rho_against`.
 
 scipy.stats (through `fairadv.statistics.intervals`) is imported on the first call, not on import.
 """
@@ -21,9 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from fairadv.errors import FairadvError
-from fairadv.evaluation.metrics import RHO
-from fairadv.evaluation.outcomes import Outcomes, of_counts, same_images
 
 CONFIDENCE = 0.95
 CLASS_METHOD = "wilson"
@@ -44,24 +41,27 @@ def _rounded(values: np.ndarray) -> list[float | None]:
     return [_number(v) for v in np.asarray(values, dtype=float)]
 
 
-def _estimate(estimate: Any) -> dict[str, Any]:
+def estimate_dict(estimate: Any) -> dict[str, Any]:
+    """A `fairadv.statistics.Estimate` as JSON: ``{point, low, high, method}``, rounded."""
     return {"point": _number(estimate.point), "low": _number(estimate.low), "high": _number(estimate.high),
             "method": estimate.method}
 
 
-def intervals_of(outcomes: Outcomes, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any]:
-    """The ``"intervals"`` object of a result: how they were made, then for ``clean`` and ``robust`` each
-    fairness metric of `fairadv.statistics.METRIC_FUNCTIONS` as ``{point, low, high, method}`` (worst-k with its
-    ``k``), each class's ``class_low`` and ``class_high``, and ``worst_class_frequency``."""
+def intervals_of(labels: np.ndarray, clean: np.ndarray, robust: np.ndarray, resamples: int = RESAMPLES,
+                 seed: int = SEED) -> dict[str, Any]:
+    """The ``"intervals"`` object of a result from each test image's class and clean and robust correctness: how
+    they were made, then for ``clean`` and ``robust`` each fairness metric of
+    `fairadv.statistics.METRIC_FUNCTIONS` as ``{point, low, high, method}`` (worst-k with its ``k``), each class's
+    ``class_low`` and ``class_high``, and ``worst_class_frequency``."""
     from fairadv.statistics import default_k, run_intervals
 
-    num_classes = int(np.bincount(outcomes.labels).size)
+    num_classes = int(np.bincount(labels).size)
     doc: dict[str, Any] = {"confidence": CONFIDENCE, "class_method": CLASS_METHOD, "resamples": resamples,
                            "seed": seed}
-    for kind in KINDS:
-        found = run_intervals(outcomes.labels, outcomes.correct(kind), resamples=resamples, seed=seed,
-                              confidence=CONFIDENCE, class_method=CLASS_METHOD)
-        metrics = {name: _estimate(est) for name, est in found.metrics.items()}
+    for kind, correct in (("clean", clean), ("robust", robust)):
+        found = run_intervals(labels, correct, resamples=resamples, seed=seed, confidence=CONFIDENCE,
+                              class_method=CLASS_METHOD)
+        metrics = {name: estimate_dict(est) for name, est in found.metrics.items()}
         metrics["worst_k"]["k"] = default_k(num_classes)
         doc[kind] = {"metrics": metrics, "class_low": _rounded(found.class_low),
                      "class_high": _rounded(found.class_high),
@@ -70,24 +70,24 @@ def intervals_of(outcomes: Outcomes, resamples: int = RESAMPLES, seed: int = SEE
 
 
 def summary_intervals(summary: Mapping[str, Any]) -> dict[str, Any] | None:
-    """`intervals_of` a `summarize` result from its per-class counts; None when a class has no test image (its
+    """`intervals_of` a `summarize` result from its per-class counts (``per_class[i].count`` and the ``clean``
+    and ``robust`` fractions; for one run the bootstrap needs no more); None when a class has no test image (its
     accuracy, and so the worst class, is then undefined)."""
-    try:
-        return intervals_of(of_counts(summary))
-    except FairadvError:
+    rows = summary.get("per_class") or []
+    counts = [row.get("count") for row in rows]
+    if not rows or any(not isinstance(n, int) or n < 1 for n in counts):
         return None
+    labels = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+    correct = {kind: np.concatenate([np.arange(n) < round(float(row[kind]) * n) for row, n in zip(rows, counts)])
+               for kind in KINDS}
+    return intervals_of(labels, correct["clean"], correct["robust"])
 
 
 def result_intervals(result: Mapping[str, Any]) -> dict[str, Any] | None:
     """The intervals a result stores, or, for a file written before they were stored, computed from its per-class
     counts (the same numbers); None when it has no counts either."""
     stored = result.get("intervals")
-    if isinstance(stored, Mapping):
-        return dict(stored)
-    rows = result.get("per_class") or []
-    if not rows or any(not isinstance(row.get("count"), int) for row in rows):
-        return None
-    return summary_intervals(result)
+    return dict(stored) if isinstance(stored, Mapping) else summary_intervals(result)
 
 
 def worst_class_sentence(intervals: Mapping[str, Any], names: Sequence[str], kind: str = "robust",
@@ -105,48 +105,3 @@ def worst_class_sentence(intervals: Mapping[str, Any], names: Sequence[str], kin
     more = f" and {len(order) - most} more classes" if len(order) > most else ""
     return ", ".join(f"{names[i]} in {100 * freq[i]:.0f} %" + (" of resamples" if j == 0 else "")
                      for j, i in enumerate(order[:most])) + more
-
-
-def rho_against(run: Outcomes, base: Outcomes, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any]:
-    """ρ_nat and ρ_rob of ``run`` against ``base`` with their 95 % bootstrap percentile intervals.
-
-    Paired (``"paired": True``) when both were scored on the same images in the same order
-    (`outcomes.same_images`): each resample takes the same images for both runs, through
-    `fairadv.statistics.run_intervals` with ``baseline``. Otherwise each run's per-class counts are resampled
-    independently (`fairadv.statistics.count_draws`, one generator for both), which is wider where the runs'
-    errors on the same images correlate. The classes must be the same.
-    """
-    from fairadv.statistics import run_intervals
-
-    paired = same_images([run, base])
-    sizes = [np.bincount(o.labels).size for o in (run, base)]
-    if sizes[0] != sizes[1]:
-        raise FairadvError(f"rho: the run has {sizes[0]} classes and the baseline {sizes[1]}")
-    out: dict[str, Any] = {"paired": paired, "confidence": CONFIDENCE, "resamples": resamples, "seed": seed}
-    for name, (average, _) in RHO.items():
-        kind = average.kind
-        if paired:
-            found = run_intervals(run.labels, run.correct(kind), metrics={}, resamples=resamples, seed=seed,
-                                  confidence=CONFIDENCE, baseline=base.correct(kind))
-            out[name] = _estimate(found.metrics["rho"])
-            out[name]["method"] += ", paired by image"
-        else:
-            out[name] = _independent_rho(run, base, kind, sizes[0], resamples, seed)
-    return out
-
-
-def _independent_rho(run: Outcomes, base: Outcomes, kind: str, num_classes: int, resamples: int,
-                     seed: int) -> dict[str, Any]:
-    """ρ from the two runs' per-class counts, each resampled on its own (B binomials per class and run)."""
-    from fairadv.statistics import bootstrap, fairness
-
-    def rho_of(acc: np.ndarray) -> np.ndarray:  # acc (..., 2, C): the run, then the baseline
-        return fairness.rho(fairness.average(acc[..., 0, :]), fairness.worst_class(acc[..., 0, :]),
-                            fairness.average(acc[..., 1, :]), fairness.worst_class(acc[..., 1, :]))
-
-    hits = np.stack([np.bincount(o.labels, weights=o.correct(kind), minlength=num_classes) for o in (run, base)])
-    totals = np.stack([np.bincount(o.labels, minlength=num_classes) for o in (run, base)])
-    draws = bootstrap.count_draws(hits.astype(np.int64), totals, resamples, seed)  # (B, 2, C)
-    estimate = bootstrap.bootstrap_estimate(rho_of(hits / totals), rho_of(draws), bootstrap.BOOTSTRAP_METHOD["rho"],
-                                            CONFIDENCE)
-    return {**_estimate(estimate), "method": f"{estimate.method}, runs resampled independently"}
