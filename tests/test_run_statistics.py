@@ -128,6 +128,16 @@ def two_runs(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return run, base
 
 
+def test_a_finished_runs_summary_has_the_intervals(digits_run):
+    summary = json.loads((digits_run / "summary.json").read_text())
+    check_result(summary, "summary.json")
+    intervals = summary["intervals"]
+    counts = [row["count"] for row in summary["per_class"]]
+    hits = [round(row["robust"] * n) for row, n in zip(summary["per_class"], counts)]
+    assert intervals["robust"]["class_high"] == pytest.approx(class_intervals(hits, counts)[1].tolist(), abs=1e-6)
+    assert intervals["robust"]["metrics"]["average"]["point"] == pytest.approx(summary["robust_accuracy"], abs=1e-6)
+
+
 def test_report_against_a_baseline_on_the_same_images_is_paired(two_runs, tmp_path):
     run, base = (Path(shutil.copytree(p, tmp_path / p.name)) for p in two_runs)
     result = invoke("report", run, "--baseline", base)
