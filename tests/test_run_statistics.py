@@ -164,3 +164,37 @@ def test_report_against_a_baseline_under_another_eps_is_refused(two_runs, tmp_pa
     lines = stderr_lines(result)
     assert len(lines) == 1 and "eps 0.2 vs 0.1" in lines[0] and "one threat model" in lines[0], lines
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+
+
+def synthetic_runs(root: Path) -> tuple[Path, Path]:
+    """Two run folders with the same synthetic summary.json (test_plots.make_run), no eval.json."""
+    from test_plots import make_run
+
+    for side in ("a", "b"):
+        (root / side).mkdir()
+    return make_run(root / "a", with_eval=False), make_run(root / "b", with_eval=False)
+
+
+@pytest.mark.parametrize("change", ["eps", "classes"])
+def test_report_against_a_baseline_of_another_threat_model_or_classes_is_refused(tmp_path, change):
+    run, base = synthetic_runs(tmp_path)
+    doc = json.loads((base / "summary.json").read_text())
+    if change == "eps":
+        doc["attack"]["eps"] = 0.05
+    else:
+        doc["per_class"][0]["name"] = "other"
+    (base / "summary.json").write_text(json.dumps(doc))
+    result = invoke("report", run, "--baseline", base)
+    assert result.exit_code == 2
+    lines = stderr_lines(result)
+    expected = "eps 0.1 vs 0.05" if change == "eps" else "its classes (other, class1"
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not (run / "report.md").exists() and not (run / "report").exists()
+
+
+def test_report_against_a_baseline_from_summaries_alone_is_independent(tmp_path):
+    run, base = synthetic_runs(tmp_path)
+    assert invoke("report", run, "--baseline", base).exit_code == 0
+    text = (run / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| final evaluation (pgd, summary.json)"))
+    assert "independent: summary.json keeps per-class counts" in row and row.count("+0.000 [") == 2
