@@ -230,19 +230,33 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
               help="GPUs per Slurm job; more than one trains the cell under torchrun.")
 @click.option("--cpus-per-job", type=int, default=2, show_default=True, help="CPUs per Slurm job.")
 @click.option("--time", "time_limit", default="12:00:00", show_default=True, help="Slurm time limit per job.")
+@click.option("--plan-seeds", type=float, default=None, metavar="POINTS",
+              help="Run nothing: the seeds needed to detect POINTS of worst-class accuracy at 80% power, and the "
+                   "smallest difference the study's seeds detect (from its finished baseline cells).")
+@click.option("--plan-sd", type=float, default=None, metavar="POINTS",
+              help="With --plan-seeds: the worst-class std over seeds to assume (e.g. from a paper) instead of the "
+                   "finished baseline cells'.")
 @_user_errors
 def study(study_file: str, jobs: int, out: str | None, report_only: bool, launcher: str, partition: str | None,
-          gpus_per_job: int, cpus_per_job: int, time_limit: str) -> None:
+          gpus_per_job: int, cpus_per_job: int, time_limit: str, plan_seeds: float | None,
+          plan_sd: float | None) -> None:
     """Run every cell of STUDY.toml (methods x axes x seeds), then write table.md/.tex/.csv, study.json and figures.
 
     Finished cells are skipped and interrupted ones resume, so running a study again continues it.
     """
+    if plan_seeds is not None or plan_sd is not None:
+        from fairadv.study.plan import plan_seeds as plan
+
+        if plan_seeds is None:
+            raise FairadvError("--plan-sd needs --plan-seeds POINTS (the worst-class difference to detect)")
+        click.echo(plan(study_file, plan_seeds, plan_sd, out=out))
+        return
     from fairadv.study.runner import SlurmOptions, run_study
 
     doc = run_study(study_file, out=out, jobs=jobs, launcher=launcher, report_only=report_only,
                     slurm=SlurmOptions(partition=partition, gpus=gpus_per_job, time=time_limit, cpus=cpus_per_job),
                     console=err_console)
-    from fairadv.study.table import markdown
+    from fairadv.study.render import markdown
 
     click.echo(markdown(doc))
 

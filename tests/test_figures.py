@@ -113,23 +113,47 @@ def test_heatmaps_name_every_class_without_overlap(c):
         assert_nothing_cut_off(fig)
 
 
+def study_rows(c: int) -> list[dict]:
+    """Two methods as study.json has them: means, intervals, and dafa's worst class significantly above trades'."""
+    def cell(mean: float, half: float) -> dict:
+        return {"mean": mean, "std": 1.0, "low": mean - half, "high": mean + 2 * half}
+
+    versus = {"robust_avg": {"significant": False, "p_value": 0.4}, "robust_worst": {"significant": True,
+                                                                                     "p_value": 0.001}}
+    return [{"method": m, "seeds": [0, 1], "per_class": [{"name": n, "robust": cell(40.0 + k, 3.0)} for n in names(c)],
+             "robust_avg": cell(50.0 + k, 1.0), "robust_worst": cell(20.0 + 2 * k, 2.0),
+             "versus_baseline": versus if m == "dafa" else None} for k, m in enumerate(["trades", "dafa"])]
+
+
 @pytest.mark.parametrize("c", [10, 100])
 def test_study_figures_are_labelled_and_explain_the_baseline(c):
-    rows = [{"method": m, "seeds": [0, 1], "per_class": [{"name": n, "robust": {"mean": 40.0 + k, "std": 1.0}}
-                                                          for n in names(c)],
-             "robust_avg": {"mean": 50.0 + k, "std": 0.5}, "robust_worst": {"mean": 20.0 + 2 * k, "std": 1.0}}
-            for k, m in enumerate(["trades", "dafa"])]
+    rows = study_rows(c)
     bars = per_class_figure(rows, "pgd20", 2, "trades")
     trade = tradeoff_figure(rows, "pgd20", 2, "trades")
     for fig in (bars, trade):
         fig.draw_without_rendering()
         ax = fig.axes[0]
         assert ax.get_xlabel() and ax.get_ylabel()
+        assert "95% intervals of the means (t over seeds and test images)" in " ".join(fig.get_suptitle().split())
         assert_nothing_cut_off(fig)
     ax = bars.axes[0]
     assert disjoint(ax.get_legend().get_window_extent(), ax.get_window_extent())
     assert [t.get_text() for t in ax.get_xticklabels()] == names(c)
     assert_labels_do_not_overlap(ax.get_xticklabels())
+    # each bar's error bar spans its class's interval (low = mean - 3, high = mean + 6), not one std
+    spans = {(round(float(seg[0][1]), 6), round(float(seg[1][1]), 6)) for coll in ax.collections
+             for seg in coll.get_segments()}
+    assert spans == {(37.0, 46.0), (38.0, 47.0)}
     legend = trade.legends[0]
-    assert "baseline (trades)" in legend.get_texts()[0].get_text()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "baseline (trades)" in texts[0] and "paired t test" in texts[1] and "Holm" in texts[1] and "α = 0.05" in \
+        texts[1]
     assert disjoint(legend.get_window_extent(), trade.axes[0].get_window_extent())
+    ax = trade.axes[0]
+    points = {line.get_label(): line for line in ax.lines if line.get_marker() in ("o", "s")}
+    filled = [line.get_markerfacecolor() != "white" for line in points.values()]
+    assert filled == [False, True]  # trades open, dafa (worst class significant) filled
+    assert [t.get_text() for t in ax.texts] == ["trades", "dafa †"]
+    # the interval lines: dafa's worst class (mean 22) from 20 to 26 at its average 51
+    assert any(list(line.get_xdata()) == [51.0, 51.0] and list(line.get_ydata()) == [20.0, 26.0]
+               for line in ax.lines)

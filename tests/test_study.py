@@ -16,7 +16,8 @@ from helpers import RECIPES, ROOT, invoke
 
 from fairadv.study.local import threads_per_job
 from fairadv.study.spec import load_study
-from fairadv.study.table import csv_text, latex
+from fairadv.study.latex import latex
+from fairadv.study.render import csv_text
 
 # The Gaussian-mixture recipes train in half a second and, with these settings, learn every class.
 QUICK = ["train.epochs=6", "schedule.name=constant", "optimizer.lr=0.1", "attack.steps=3", "eval.attack.steps=5"]
@@ -68,10 +69,15 @@ def test_a_study_runs_every_cell_and_writes_the_table(tmp_path):
     assert trades["robust_avg"]["mean"] == pytest.approx(sum(values) / 2)
     assert trades["robust_avg"]["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
     assert len(trades["per_class"]) == 3 and trades["per_class"][2]["robust"]["n"] == 2
+    # intervals, the paired comparison with the baseline and the design's power, from the cells' eval.json
+    assert trades["robust_avg"]["low"] <= trades["robust_avg"]["high"] and trades["versus_baseline"] is None
+    assert set(dafa["versus_baseline"]) >= {"robust_worst", "robust_nsd", "rho_rob"}
+    assert "paired by seed and test image" in block["attacks"]["pgd20"]["caption"]
+    assert block["attacks"]["pgd20"]["power"]["seeds"] == 2 and doc["statistics"]["confidence"] == 0.95
     for name in ("table.md", "table.tex", "table.csv", "per_class_robust.pdf", "per_class_robust.png",
                  "tradeoff.pdf", "tradeoff.png"):
         assert (folder / name).stat().st_size > 0, name
-    assert "| dafa |" in result.stdout and "ρ_rob" in result.stdout
+    assert "| dafa |" in result.stdout and "ρ_rob" in result.stdout and "### Differences from trades" in result.stdout
     assert "\\toprule" in latex(doc) and "\\pm" in latex(doc)
     assert csv_text(doc).splitlines()[0].startswith("block,attack,method,seeds,images,clean_avg_mean")
 

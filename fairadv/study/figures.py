@@ -1,7 +1,9 @@
-"""The study's figures, as vector PDF and 200-dpi PNG: per-class robust accuracy of every method with the spread over
-seeds, and the trade-off between the average and the worst class.
+"""The study's figures, as vector PDF and 200-dpi PNG: per-class robust accuracy of every method with each class's
+95 % interval over seeds, and the trade-off between the average and the worst class with intervals on both axes and
+the methods that differ significantly from the baseline marked.
 
-Both are drawn for each block of the study and for its first evaluation attack (the table has them all).
+Both are drawn for each block of the study and for its first evaluation attack (the table has them all). The
+intervals and the test are ``study.json``'s (`fairadv.study.evidence`); each figure's title says which they are.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from matplotlib.lines import Line2D
 
 from fairadv.evaluation.metrics import ROBUST_AVG, ROBUST_WORST
 from fairadv.evaluation.plots import DPI, class_ticks, new_figure, save_pdf_png, set_title
+from fairadv.study.evidence import Settings
 
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
           "#64b5cd"]
@@ -32,14 +35,34 @@ def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
         label = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
         title = f"{label + ', ' if label else ''}{attack}"
         for name, draw in (("per_class_robust", per_class_figure), ("tradeoff", tradeoff_figure)):
-            fig = draw(rows, title, len(doc["seeds"]), doc["baseline"])
+            fig = draw(rows, title, len(doc["seeds"]), doc["baseline"], doc.get("statistics"))
             png = save_pdf_png(fig, study_dir / f"{name}{suffix}.png")
             paths += [png.with_suffix(".pdf"), png]
     return paths
 
 
-def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str) -> Any:
-    """Grouped bars: robust accuracy (%) of each class for each method, error bars one std over seeds."""
+def interval_words(rows: list[Mapping[str, Any]], statistics: Mapping[str, Any] | None) -> str:
+    """Which interval the error bars are, for a title: the t interval over seeds and test images, or, where a method
+    has one seed, the bootstrap over its test images alone."""
+    confidence = (statistics or Settings().as_dict())["confidence"]
+    one = any(len(r["seeds"]) == 1 for r in rows)
+    many = any(len(r["seeds"]) > 1 for r in rows)
+    words = (["t over seeds and test images"] if many else []) + (
+        ["one seed: bootstrap over test images, seed variation unknown"] if one else [])
+    return f"{confidence:.0%} intervals of the means ({'; '.join(words)})"
+
+
+def _error(cell: Mapping[str, Any]) -> tuple[float, float]:
+    """(below, above) the mean to the interval's ends, 0 where there is no interval."""
+    if cell.get("low") is None:
+        return 0.0, 0.0
+    return max(cell["mean"] - cell["low"], 0.0), max(cell["high"] - cell["mean"], 0.0)
+
+
+def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str,
+                     statistics: Mapping[str, Any] | None = None) -> Any:
+    """Grouped bars: robust accuracy (%) of each class for each method, mean over seeds, error bars each class's
+    95 % interval for the mean (``per_class[c].robust.low/high``)."""
     names = [c["name"] for c in rows[0]["per_class"]]
     classes, methods = len(names), len(rows)
     fig = new_figure(width=min(16.0, max(6.5, 0.13 * classes * methods + 2.5)), height=3.6 if classes <= 12 else 4.4,
@@ -49,15 +72,17 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
     pos = np.arange(classes)
     for k, row in enumerate(rows):
         means = [c["robust"]["mean"] for c in row["per_class"]]
-        stds = [c["robust"]["std"] or 0.0 for c in row["per_class"]]
-        ax.bar(pos - 0.4 + width * (k + 0.5), means, width, yerr=stds, capsize=1.5, color=COLORS[k % len(COLORS)],
-               error_kw={"linewidth": 0.7}, label=f"{row['method']} (avg {row[ROBUST_AVG.column]['mean']:.1f}%)")
+        errors = np.array([_error(c["robust"]) for c in row["per_class"]]).T
+        ax.bar(pos - 0.4 + width * (k + 0.5), means, width, yerr=errors, capsize=1.5 if classes <= 30 else 0,
+               color=COLORS[k % len(COLORS)], error_kw={"linewidth": 0.7, "ecolor": "0.2"},
+               label=f"{row['method']} (avg {row[ROBUST_AVG.column]['mean']:.1f}%)")
     class_ticks(ax, names, "x")
     ax.set_xlim(-0.6, classes - 0.4)
     ax.set_ylim(0, 100)
     ax.set_xlabel("class")
     ax.set_ylabel("robust accuracy (%)")
-    set_title(fig, f"Per-class robust accuracy ({title})\nmean ± std over {seeds} seeds")
+    set_title(fig, f"Per-class robust accuracy ({title}), mean over {seeds} seed{'s' if seeds != 1 else ''}\n"
+                   f"error bars: {interval_words(rows, statistics)}")
     ax.grid(axis="y", linewidth=0.3, alpha=0.6)
     ax.set_axisbelow(True)
     # Legend outside the axes, so it covers no bar.
@@ -65,34 +90,68 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
     return fig
 
 
-def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str) -> Any:
-    """Worst-class against average robust accuracy, one labelled point per method with one-std error bars; dashed
-    lines through the baseline, so a point above its horizontal line helped the worst class (the legend below the
-    axes says so; the points carry their names, so no legend box hides one)."""
-    fig = new_figure(width=5.2, height=4.2, dpi=DPI)
+def _significant(row: Mapping[str, Any]) -> bool:
+    versus = row.get("versus_baseline") or {}
+    return any((versus.get(m.column) or {}).get("significant") for m in (ROBUST_AVG, ROBUST_WORST))
+
+
+def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str,
+                    statistics: Mapping[str, Any] | None = None) -> Any:
+    """Worst-class against average robust accuracy: one labelled point per method at its means over seeds, with
+    the 95 % interval for each mean as a line on each axis. A filled marker (and † after the name) marks a method
+    whose average or worst class differs from the baseline's after Holm's correction; dashed lines run through the
+    baseline, so a point above its horizontal line helped the worst class. The legend below the axes says all that;
+    the points carry their names, so no legend box hides one."""
+    statistics = statistics or Settings().as_dict()
+    fig = new_figure(width=5.6, height=4.8, dpi=DPI)
     ax = fig.add_subplot()
     for k, row in enumerate(rows):
-        x, y = row[ROBUST_AVG.column], row[ROBUST_WORST.column]
-        ax.errorbar(x["mean"], y["mean"], xerr=x["std"] or 0.0, yerr=y["std"] or 0.0, fmt="o", capsize=3,
-                    color=COLORS[k % len(COLORS)], markersize=6)
+        x, y, color = row[ROBUST_AVG.column], row[ROBUST_WORST.column], COLORS[k % len(COLORS)]
+        for cell, line in ((x, lambda lo, hi: ([lo, hi], [y["mean"]] * 2, "|")),
+                           (y, lambda lo, hi: ([x["mean"]] * 2, [lo, hi], "_"))):
+            if cell.get("low") is not None:
+                xs, ys, cap = line(cell["low"], cell["high"])
+                ax.plot(xs, ys, color=color, linewidth=1.0, marker=cap, markersize=6)
+        mark = _significant(row)
+        ax.plot(x["mean"], y["mean"], "s" if row["method"] == baseline else "o", markersize=7, color=color,
+                markerfacecolor=color if mark else "white", markeredgewidth=1.5, zorder=3)
         # labels alternate above and below their point, so two close points keep readable names
-        ax.annotate(row["method"], (x["mean"], y["mean"]), textcoords="offset points",
-                    xytext=(6, 5) if k % 2 == 0 else (6, -12),
-                    fontsize="small", color=COLORS[k % len(COLORS)])
+        ax.annotate(row["method"] + (" †" if mark else ""), (x["mean"], y["mean"]), textcoords="offset points",
+                    xytext=(6, 5) if k % 2 == 0 else (6, -12), fontsize="small", color=color,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
         if row["method"] == baseline:
             ax.axvline(x["mean"], color="0.5", linestyle="--", linewidth=0.7)
             ax.axhline(y["mean"], color="0.5", linestyle="--", linewidth=0.7)
     for key, set_lim in ((ROBUST_AVG.column, ax.set_xlim), (ROBUST_WORST.column, ax.set_ylim)):
-        spans = [(r[key]["mean"] - (r[key]["std"] or 0.0), r[key]["mean"] + (r[key]["std"] or 0.0)) for r in rows]
-        low, high = min(s[0] for s in spans), max(s[1] for s in spans)
-        pad = max(1.5, 0.12 * (high - low))
+        cells = [r[key] for r in rows]
+        low = min(c["mean"] if c.get("low") is None else min(c["low"], c["mean"]) for c in cells)
+        high = max(c["mean"] if c.get("high") is None else max(c["high"], c["mean"]) for c in cells)
+        pad = max(1.5, 0.08 * (high - low))
         set_lim(low - pad, high + pad)
     ax.set_xlabel("average robust accuracy (%)")
     ax.set_ylabel("worst-class robust accuracy (%)")
-    set_title(fig, f"Worst class vs. average ({title})\nmean ± std over {seeds} seeds")
+    set_title(fig, f"Worst class vs. average ({title}), means over {seeds} seed{'s' if seeds != 1 else ''}\n"
+                   f"lines: {interval_words(rows, statistics)}")
     ax.grid(linewidth=0.3, alpha=0.6)
-    if any(row["method"] == baseline for row in rows):
-        line = Line2D([], [], color="0.5", linestyle="--", linewidth=0.7,
-                      label=f"baseline ({baseline}): its average and worst-class accuracy")
-        fig.legend(handles=[line], loc="outside lower center", fontsize="small", frameon=False)
+    fig.legend(handles=_legend(rows, baseline, statistics), loc="outside lower center", fontsize="small",
+               frameon=False)
     return fig
+
+
+def _legend(rows: list[Mapping[str, Any]], baseline: str, statistics: Mapping[str, Any]) -> list[Line2D]:
+    handles = []
+    if any(row["method"] == baseline for row in rows):
+        handles.append(Line2D([], [], color="0.5", linestyle="--", linewidth=0.7, marker="s", markersize=5,
+                              markerfacecolor="white", label=f"baseline ({baseline}): its average and worst class"))
+    tested = any(row.get("versus_baseline") and any(c.get("p_value") is not None
+                                                    for c in row["versus_baseline"].values()) for row in rows)
+    if tested:
+        test = f"two-sided paired t test, Holm over the methods, α = {statistics['alpha']:g}"
+        handles += [Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=6,
+                           label=f"filled, †: average or worst class differs from {baseline}\n({test})"),
+                    Line2D([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="white",
+                           markersize=6, label="open: no significant difference")]
+    elif len(rows) > 1:
+        handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="white",
+                              markersize=6, label=f"open: not tested against {baseline} (see table.md)"))
+    return handles

@@ -22,7 +22,8 @@ from fairadv.files import write_atomic
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
 from fairadv.study.spec import Study, load_study
-from fairadv.study.table import aggregate, write_tables
+from fairadv.study.render import write_tables
+from fairadv.study.table import aggregate
 from fairadv.study.tracking import finish_parents, grouped
 from fairadv.study.view import StudyView
 

@@ -1,0 +1,102 @@
+"""The words and numbers of the study's tables, shared by `fairadv.study.render` (Markdown, CSV) and
+`fairadv.study.latex`: how a metric cell, a difference from the baseline and a caption read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fairadv.evaluation.eval_file import WORST_CASE
+from fairadv.evaluation.metrics import RHO, Metric
+from fairadv.study.evidence import COLUMNS
+
+RHO_HEADERS = {"rho_nat": ("ρ_nat", "$\\rho_{nat}$"), "rho_rob": ("ρ_rob", "$\\rho_{rob}$")}
+assert set(RHO_HEADERS) == set(RHO)
+DAGGER = "†"
+
+
+def digits(metric: Metric | None) -> tuple[int, int]:
+    """(decimals of a value, of an interval end): points get 2 and 1, ratios (NSD, ρ) 3 and 3."""
+    return (2, 1) if metric is not None and metric.percent else (3, 3)
+
+
+def value_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tuple[str, str]:
+    """(``mean ± std``, ``[low, high]``) of a metric cell; '-' and '' when it has no value."""
+    if not cell or cell.get("mean") is None:
+        return "-", ""
+    d, e = digits(metric)
+    text = f"{cell['mean']:.{d}f}" + ("" if cell.get("std") is None else f" ± {cell['std']:.{d}f}")
+    interval = "" if cell.get("low") is None else f"[{cell['low']:.{e}f}, {cell['high']:.{e}f}]"
+    return text, interval
+
+
+def difference_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tuple[str, str, str]:
+    """(difference, ``[low, high]``, ``p=…`` or why there is no test) of a ``versus_baseline`` cell."""
+    if not cell:
+        return "-", "", ""
+    d, e = digits(metric)
+    value = "-" if cell["difference"] is None else f"{cell['difference']:+.{d}f}"
+    interval = "" if cell["low"] is None else f"[{cell['low']:+.{e}f}, {cell['high']:+.{e}f}]"
+    if cell["p_value"] is None:
+        return value, interval, f"{short_reason(cell['reason'])}: no test"
+    p = cell["p_adjusted"] if cell["p_adjusted"] is not None else cell["p_value"]
+    return value, interval, "p<0.001" if p < 0.001 else f"p={p:.2f}" if p >= 0.01 else f"p={p:.3f}"
+
+
+def short_reason(reason: str | None) -> str:
+    """The head of a `fairadv.statistics` reason, for a table cell (``one seed``, ``too few test images``)."""
+    return (reason or "not tested").split(":")[0].split(" (")[0]
+
+
+def significant(row: Mapping[str, Any], column: str) -> bool:
+    return bool(((row.get("versus_baseline") or {}).get(column) or {}).get("significant"))
+
+
+def rho_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def heading(doc: Mapping[str, Any], block: Mapping[str, Any], attack: str) -> str:
+    """The table's title: block, attack, test images, seeds, the baseline."""
+    axes = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
+    images = block["attacks"][attack]["images"]
+    seeds = len(doc["seeds"])
+    name = "worst case over the attacks" if attack == WORST_CASE else attack
+    return (f"{axes + ', ' if axes else ''}{name}" + (f", {images} test images" if images else "")
+            + f", mean ± std over {seeds} seed{'s' if seeds != 1 else ''}, rho against {doc['baseline']}")
+
+
+def legend(doc: Mapping[str, Any], table: Mapping[str, Any]) -> str:
+    """What the brackets and the dagger mean: the interval, and the test, α and the correction."""
+    stats = doc["statistics"]
+    tested = any(c.get("p_adjusted") is not None for r in table["rows"]
+                 for c in (r.get("versus_baseline") or {}).values())
+    over = ("seeds and test images" if any(len(r["seeds"]) > 1 for r in table["rows"])
+            else "test images alone (one seed)")
+    text = f"[ ]: {stats['confidence']:.0%} interval for the mean over {over}."
+    if tested:
+        text += (f" {DAGGER}: differs from {doc['baseline']} (two-sided paired t test, Holm-adjusted over the "
+                 f"methods, α = {stats['alpha']:g}).")
+    else:
+        text += f" No difference from {doc['baseline']} is tested (see below)."
+    reasons = sorted({c["reason"] for r in table["rows"] for m in COLUMNS if (c := r.get(m.column)) and
+                      c.get("reason")})
+    return text + "".join(f" Note: {r}." for r in reasons)
+
+
+def preamble(doc: Mapping[str, Any]) -> str:
+    """How every table was made, once per document."""
+    stats = doc["statistics"]
+    return (f"Intervals: {stats['interval']}. Tests: {stats['test']}; {stats['correction']}; α = "
+            f"{stats['alpha']:g}. Bootstrap: {stats['resamples']} resamples, seed {stats['seed']} (stored in "
+            "study.json, so a rerun gives the same numbers).")
+
+
+def sentences(parts: list[str]) -> str:
+    """Parts joined as sentences: each capitalised and ended with a full stop."""
+    return " ".join(p[0].upper() + p[1:] + ("" if p.endswith(".") else ".") for p in parts if p)
+
+
+def compared() -> list[tuple[str, Metric | None]]:
+    """The columns of the differences table: every metric, then ρ_nat and ρ_rob (ρ is already relative)."""
+    return [(m.column, m) for m in COLUMNS] + [(name, None) for name in RHO]
