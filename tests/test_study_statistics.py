@@ -223,7 +223,7 @@ def test_plan_seeds_sizes_the_study_from_its_baseline_cells(tmp_path):
     assert not (out / "study" / "study.json").exists()  # runs nothing, writes nothing
 
     result = invoke("study", path, "--plan-seeds", "2", "--plan-sd", "1.19", "--out", out)
-    assert f"2 points would need {seeds_needed(0.02, 0.0119)} seeds" in result.stdout
+    assert f"2.0 points would need {seeds_needed(0.02, 0.0119)} seeds" in result.stdout
     for args, fragment in ((["--plan-seeds", "0"], "--plan-seeds 0: expected a positive"),
                            (["--plan-seeds", "-1"], "--plan-seeds -1: expected a positive"),
                            (["--plan-sd", "1"], "--plan-sd needs --plan-seeds")):

@@ -34,7 +34,7 @@ def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, 
     study_dir = study.directory(out)
     seeds = len(study.seeds)
     lines = [f"study {study.name}: {seeds} seed{'s' if seeds != 1 else ''}; detecting a worst-class robust accuracy "
-             f"difference of {points:g} points with {POWER:.0%} power at alpha {ALPHA:g} (two-sided paired t test "
+             f"difference of {points:.1f} points with {POWER:.0%} power at alpha {ALPHA:g} (two-sided paired t test "
              f"against {study.baseline})"]
     if sd_points is not None:
         sd = sd_points / 100
@@ -46,20 +46,20 @@ def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, 
         found = [r for c in base_cells if c.block == block
                  if (r := cell_results(study_dir, c, attacks if study.evaluate else []))]
         label = ", ".join(f"{k} = {v}" for k, v in dict(block).items())
+        if not found:
+            lines.append(f"- {label or 'the study'}: no finished {study.baseline} cell in {study_dir} to take the "
+                         "worst-class std over seeds from; give one with --plan-sd POINTS (e.g. 1.19, the DAFA "
+                         "paper's TRADES on CIFAR-10)")
+            continue
         for attack in attacks:
             where = f"{label + ', ' if label else ''}{attack}"
-            if not found:
-                lines.append(f"- {where}: no finished {study.baseline} cell in {study_dir} to take the worst-class "
-                             "std over seeds from; give one with --plan-sd POINTS (e.g. 1.19, the DAFA paper's "
-                             "TRADES on CIFAR-10)")
-            else:
-                worst = [float(r[attack][ROBUST_WORST.key]) for r in found]
-                counts = [int(row.get("count", 0)) for row in found[0][attack]["per_class"]]
-                std = pystats.stdev(worst) if len(worst) > 1 else None
-                result = plan(seeds, min(counts), len(counts), pystats.fmean(worst), study_sd=std,
-                              difference=points / 100)
-                lines.append(f"- {where}: {result.sentence()}; sd {100 * result.sd:.2f} points from "
-                             f"{len(found)} finished {study.baseline} cell{'s' if len(found) != 1 else ''}")
+            worst = [float(r[attack][ROBUST_WORST.key]) for r in found]
+            counts = [int(row.get("count", 0)) for row in found[0][attack]["per_class"]]
+            std = pystats.stdev(worst) if len(worst) > 1 else None
+            result = plan(seeds, min(counts), len(counts), pystats.fmean(worst), study_sd=std,
+                          difference=points / 100)
+            lines.append(f"- {where}: {result.sentence()}; sd {100 * result.sd:.2f} points from "
+                         f"{len(found)} finished {study.baseline} cell{'s' if len(found) != 1 else ''}")
     return "\n".join(lines)
 
 
@@ -67,5 +67,5 @@ def _sentence(seeds: int, mdd: float, points: float, needed: int | None, source:
     detect = ("no difference can be detected with one seed" if mdd == float("inf") else
               f"a worst-class difference of {100 * mdd:.1f} points is detected")
     more = f"{needed} seeds" if needed is not None else "more than 1000 seeds"
-    return f"with {seeds} seed{'s' if seeds != 1 else ''}, {detect}; {points:g} points would need {more} (sd from " \
+    return f"with {seeds} seed{'s' if seeds != 1 else ''}, {detect}; {points:.1f} points would need {more} (sd from " \
            f"{source})"
