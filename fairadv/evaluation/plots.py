@@ -81,12 +81,15 @@ def class_accuracy_figure(summary: Mapping[str, Any], title: str | None = None) 
     if worst is not None and 0 <= int(worst) < c:
         worst = int(worst)
         bars[worst].set(edgecolor="black", linewidth=1.2, hatch="////")
+        tied = [names[i] for i in range(c) if i != worst and robust[i] == robust[worst]]
+        tie = f" (tied: {', '.join(tied[:3])}{', ...' if len(tied) > 3 else ''})" if tied else ""
         handles.append(Patch(facecolor=ROBUST, edgecolor="black", hatch="////",
-                             label=f"worst class (robust): {names[worst]}"))
+                             label=f"worst class (robust): {names[worst]}{tie}"))
         if c <= LABEL_MAX:
             ax.get_xticklabels()[worst].set_fontweight("bold")
     ax.set_xlim(-0.6, c - 0.4)
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 103 if interval is not None else 100)  # headroom: an interval's cap near 100 % stays off the frame
+    ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("class")
     ax.set_ylabel("accuracy (%)")
     ax.grid(axis="y", linewidth=0.3, alpha=0.6)
