@@ -1,6 +1,6 @@
 """The per-run intervals of one result, as stored in ``summary.json`` and in each attack of ``eval.json``.
 
-The bridge from a result's outcomes (`fairadv.evaluation.outcomes`) to `fairadv.statistics.run_intervals`: 95 %
+The bridge from a result's per-class counts to `fairadv.statistics.run_intervals`: 95 %
 intervals of each class's clean and robust accuracy (Wilson), of the class average (normal), of the worst class
 (the minimum of the per-class Wilson intervals) and of the worst-k average, the std over classes and NSD (the
 class-stratified bootstrap, 10,000 resamples, seed 0, stored with the numbers), and how often each class is the
@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 
 CONFIDENCE = 0.95
 CLASS_METHOD = "wilson"
