@@ -70,6 +70,16 @@ def test_intervals_are_deterministic_and_old_results_get_the_same_from_their_cou
     assert result_intervals(no_counts) is None
 
 
+def test_a_class_without_test_images_has_no_intervals_and_the_table_still_prints():
+    result = ClasswiseResult(torch.tensor([5, 0]), torch.tensor([4, 0]), torch.tensor([2, 0]),
+                             torch.zeros(2, 2, dtype=torch.long))
+    doc = summarize(result, ["a", "b"], {"name": "pgd"})
+    assert "intervals" not in doc and result_intervals(doc) is None
+    console = Console(record=True, width=100)
+    console.print(summary_table(doc))
+    assert "80.00" in console.export_text() and "In brackets" not in console.export_text()
+
+
 def test_malformed_intervals_are_a_one_line_error():
     doc = small_summary()
     doc["intervals"]["robust"]["class_low"] = [0.1]
