@@ -18,7 +18,7 @@ from fairadv.evaluation.summary import summarize
 from fairadv.statistics import worst_k
 from fairadv.statistics.paired import compare
 from fairadv.statistics.power import minimum_detectable_difference, seeds_needed
-from fairadv.study.evidence import Settings
+from fairadv.study.evidence import Settings, design_power
 from fairadv.study.latex import latex, tex_text
 from fairadv.study.render import csv_text, markdown, write_tables
 from fairadv.study.spec import load_study
@@ -236,3 +236,10 @@ def test_tex_text_escapes_what_a_name_may_hold():
     assert tex_text("a_b & 50% #1 {x} ~ ^ \\") == ("a\\_b \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} "
                                                     "\\textasciicircum{} \\textbackslash{}")
     assert tex_text("1.0 ± 0.5, α = 0.05, p<0.001 †") == "1.0 $\\pm$ 0.5, $\\alpha$ = 0.05, p$<$0.001 $^\\dagger$"
+
+
+def test_a_baseline_worst_class_stuck_at_zero_gives_no_power_estimate_instead_of_an_error():
+    """A real study after a few epochs: every seed's worst class at 0 % (no spread to size a test from)."""
+    power = design_power(3, 20, 10, worst=0.0, std=0.0)
+    assert power == {"sentence": power["sentence"]} and power["sentence"].startswith("no power estimate")
+    assert design_power(3, 20, 10, worst=0.2, std=0.0)["sd_source"].startswith("a binomial model")

@@ -219,13 +219,24 @@ def _versus(method: str, comparisons: Mapping[str, Any]) -> dict[str, Any] | Non
 
 
 def _power(base: Mapping[str, Any], outcomes: Outcomes, design_seeds: int, settings: Settings) -> dict[str, Any]:
-    """`power.plan` of the study's design: the baseline's robust worst-class std over seeds (else the binomial
-    model at its worst class) and the smallest class's test images."""
-    from fairadv.statistics.power import plan
-
+    """`design_power` of the study: the baseline's robust worst class and the smallest class's test images."""
     worst = base[ROBUST_WORST.column]
     counts = np.bincount(outcomes.labels)
-    result = plan(design_seeds, int(counts.min()), len(counts), worst["mean"] / 100,
-                  study_sd=None if worst["std"] is None else worst["std"] / 100, alpha=settings.alpha)
+    return design_power(design_seeds, int(counts.min()), len(counts), worst["mean"] / 100,
+                        None if worst["std"] is None else worst["std"] / 100, alpha=settings.alpha)
+
+
+def design_power(seeds: int, images_per_class: int, num_classes: int, worst: float, std: float | None,
+                 difference: float | None = None, alpha: float = 0.05) -> dict[str, Any]:
+    """`power.plan`'s fields (fractions; None for infinite) and its ``sentence``, from the baseline's worst-class
+    mean and std over seeds (None with one seed: then the binomial model); with ``sentence`` alone saying why when
+    there is nothing to size a test from (a worst class at 0 % or 100 % in every seed)."""
+    from fairadv.statistics.power import plan
+
+    try:
+        result = plan(seeds, images_per_class, num_classes, worst, study_sd=std, difference=difference, alpha=alpha)
+    except FairadvError:
+        return {"sentence": f"no power estimate: the baseline's worst class is at {worst:.0%} with no variation "
+                            "over seeds or test images, so there is no spread to size a test from"}
     return {**{k: (_finite(v) if isinstance(v, float) else v) for k, v in result.as_dict().items()},
             "sentence": result.sentence()}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.metrics import ROBUST_WORST
+from fairadv.study.evidence import design_power
 from fairadv.study.spec import load_study
 from fairadv.study.table import cell_results, table_attacks
 
@@ -22,7 +23,7 @@ def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, 
                ) -> str:
     """The planning text for the study in ``path``: ``points`` of worst-class accuracy to detect, ``sd_points``
     (optional) the worst-class std over seeds to assume, both in percentage points."""
-    from fairadv.statistics.power import ALPHA, POWER, minimum_detectable_difference, plan, seeds_needed
+    from fairadv.statistics.power import ALPHA, POWER, minimum_detectable_difference, seeds_needed
 
     if not points > 0:
         raise FairadvError(f"--plan-seeds {points:g}: expected a positive difference in points of worst-class "
@@ -56,10 +57,10 @@ def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, 
             worst = [float(r[attack][ROBUST_WORST.key]) for r in found]
             counts = [int(row.get("count", 0)) for row in found[0][attack]["per_class"]]
             std = pystats.stdev(worst) if len(worst) > 1 else None
-            result = plan(seeds, min(counts), len(counts), pystats.fmean(worst), study_sd=std,
-                          difference=points / 100)
-            lines.append(f"- {where}: {result.sentence()}; sd {100 * result.sd:.2f} points from "
-                         f"{len(found)} finished {study.baseline} cell{'s' if len(found) != 1 else ''}")
+            result = design_power(seeds, min(counts), len(counts), pystats.fmean(worst), std, points / 100)
+            sd = f"sd {100 * result['sd']:.2f} points from " if "sd" in result else ""
+            lines.append(f"- {where}: {result['sentence']}; {sd}{len(found)} finished {study.baseline} "
+                         f"cell{'s' if len(found) != 1 else ''}")
     return "\n".join(lines)
 
 
