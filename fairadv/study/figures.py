@@ -41,13 +41,15 @@ def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
     return paths
 
 
-def interval_words(rows: list[Mapping[str, Any]], statistics: Mapping[str, Any] | None) -> str:
-    """Which interval the error bars are, for a title: the t interval over seeds and test images, or, where a method
-    has one seed, the bootstrap over its test images alone."""
+def interval_words(rows: list[Mapping[str, Any]], statistics: Mapping[str, Any] | None,
+                   corrected: bool = False) -> str:
+    """Which interval the error bars are, for a title: the t interval over seeds and test images (``corrected``:
+    centred on the bias-corrected value, as the worst class's is), or, where a method has one seed, the bootstrap
+    over its test images alone."""
     confidence = (statistics or Settings().as_dict())["confidence"]
     one = any(len(r["seeds"]) == 1 for r in rows)
     many = any(len(r["seeds"]) > 1 for r in rows)
-    words = (["t over seeds and test images"] if many else []) + (
+    words = ([f"{'bias-corrected ' if corrected else ''}t over seeds and test images"] if many else []) + (
         ["one seed: bootstrap over test images, seed variation unknown"] if one else [])
     return f"{confidence:.0%} intervals of the means ({'; '.join(words)})"
 
@@ -131,7 +133,7 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
     ax.set_xlabel("average robust accuracy (%)")
     ax.set_ylabel("worst-class robust accuracy (%)")
     set_title(fig, f"Worst class vs. average ({title}), means over {seeds} seed{'s' if seeds != 1 else ''}\n"
-                   f"lines: {interval_words(rows, statistics)}")
+                   f"lines: {interval_words(rows, statistics, corrected=True)}")
     ax.grid(linewidth=0.3, alpha=0.6)
     fig.legend(handles=_legend(rows, baseline, statistics), loc="outside lower center", fontsize="small",
                frameon=False)

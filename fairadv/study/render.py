@@ -68,7 +68,7 @@ def _differences_md(doc: Mapping[str, Any], table: Mapping[str, Any]) -> list[st
     caption = table.get("caption") or ""
     tested = any(c.get("p_value") is not None for r in rows for c in r["versus_baseline"].values())
     if caption:
-        lines += [sentences([caption + ("; p is Holm-adjusted" if tested else "")]), ""]
+        lines += [sentences([caption + ("; p is Holm-adjusted, the intervals are not" if tested else "")]), ""]
     notes = [n for n in table.get("notes") or [] if n not in caption]
     lines += [f"- {sentences([note])}" for note in notes] + ([""] if notes else [])
     if table.get("power"):
