@@ -139,7 +139,8 @@ def difference_table(result: Mapping[str, Any], name: str) -> Table:
     alpha = result["statistics"]["alpha"]
     table = Table(title=f"Difference from {result['baseline']}, {where} (points; NSD and ρ as numbers): "
                   "difference \\[interval] Holm-adjusted p", title_justify="left", caption_justify="left",
-                  caption=f"{tests['caption']}\n{SIGNIFICANT} Holm-adjusted p < {alpha:g}")
+                  caption=f"{tests['caption']}\n{SIGNIFICANT} Holm-adjusted p < {alpha:g} (the intervals are "
+                  "not adjusted for the number of groups)")
     table.add_column("")
     for label in labels:
         table.add_column(label, justify="right")
