@@ -236,6 +236,7 @@ def test_tex_text_escapes_what_a_name_may_hold():
     assert tex_text("a_b & 50% #1 {x} ~ ^ \\") == ("a\\_b \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} "
                                                     "\\textasciicircum{} \\textbackslash{}")
     assert tex_text("1.0 ± 0.5, α = 0.05, p<0.001 †") == "1.0 $\\pm$ 0.5, $\\alpha$ = 0.05, p$<$0.001 $^\\dagger$"
+    assert tex_text("[-6.9, +2.2] -0.004 CIFAR-10 seed-to-seed") == "[$-$6.9, +2.2] $-$0.004 CIFAR-10 seed-to-seed"
 
 
 def test_a_baseline_worst_class_stuck_at_zero_gives_no_power_estimate_instead_of_an_error():

@@ -4,6 +4,7 @@ name the interval, the test, α and Holm's correction. Needs only ``\\usepackage
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,11 +77,11 @@ def tex_escape(text: str) -> str:
 
 
 def tex_text(text: str) -> str:
-    """`tex_escape`, then the Unicode the tables use (±, α, ρ, †, Δ, σ, ≥, ≤) and < > (which text fonts
-    without T1 encoding print as other glyphs) in math mode."""
+    """`tex_escape`, then the Unicode the tables use (±, α, ρ, †, Δ, σ, ≥, ≤), < > (which text fonts without T1
+    encoding print as other glyphs) and the sign of a negative number (a hyphen in text) in math mode."""
     math = {"±": "$\\pm$", "α": "$\\alpha$", "ρ": "$\\rho$", "†": "$^\\dagger$", "Δ": "$\\Delta$",
             "σ": "$\\sigma$", "≥": "$\\geq$", "≤": "$\\leq$", "−": "-", "<": "$<$", ">": "$>$"}
     out = tex_escape(text)
     for char, tex in math.items():
         out = out.replace(char, tex)
-    return out
+    return re.sub(r"(?<![\w.])-(?=\d)", "$-$", out)  # -4.55, [-6.9, but not CIFAR-10
