@@ -196,6 +196,13 @@ def test_cells_on_other_images_pair_by_seed_and_unfinished_cells_by_common_seeds
     assert table_of(doc)["rows"][1]["versus_baseline"]["robust_worst"]["seeds"] == 3
     assert "on the seeds both have" in table_of(doc)["caption"]
 
+    for seed in range(3):  # no finished baseline: intervals, but nothing to compare with and no power
+        (tmp_path / "out" / "runs" / f"trades-s{seed}" / "summary.json").unlink()
+    table = table_of(aggregate(study, tmp_path / "out", settings=FAST))
+    assert table["caption"] == "no test: the baseline trades has no finished cell to compare with"
+    assert table["power"] is None and table["rows"][1]["robust_worst"]["low"] is not None
+    assert all(row["versus_baseline"] is None for row in table["rows"])
+
 
 def test_a_study_without_evaluate_pairs_its_summary_counts_by_seed(tmp_path):
     study = load_study(write_study(tmp_path, evaluate="[]"))
