@@ -110,6 +110,8 @@ def test_two_seeds_a_group_give_paired_p_values_holm_adjusted_over_the_groups(ru
     result = compare_runs(paths, baseline=runs["base_s1"])
     fgsm = result["tests"]["fgsm"]
     assert set(fgsm["rows"]) == {"a_s (2 seeds)", "b_s (2 seeds)"} and not fgsm["refused"]
+    uneven = compare_runs(paths[:5], baseline=runs["base_s1"], settings=Settings(resamples=200))  # b_s1 alone
+    assert "different numbers of seeds: a_s (2 seeds) 2, b_s1 1" in " ".join(uneven["tests"]["fgsm"]["notes"])
     assert "paired by seed and test image, over 2 seeds" in fgsm["caption"]
     assert "Holm-adjusted over 2 methods per metric; alpha 0.05" in fgsm["caption"]
     for key in (ROBUST_AVG.key, ROBUST_WORST.key, "robust_nsd", "rho_nat"):
@@ -146,6 +148,9 @@ def test_one_seed_each_says_it_cannot_test(runs):
     assert "no test: one seed" in fgsm["caption"]
     out = invoke("compare", runs["a_s0"], "--baseline", runs["base_s0"])
     assert out.exit_code == 0 and "no test" in out.stdout and " p 0." not in out.stdout
+    # Pairing is by run.seed: a seed the baseline does not have pairs with nothing.
+    alone = compare_runs([runs["a_s1"]], baseline=runs["base_s0"], settings=Settings(resamples=200))
+    assert "no seed in common with the baseline (seeds 1 and 0)" in alone["tests"]["fgsm"]["refused"]["a_s1"]
 
 
 def test_runs_attacked_at_another_eps_are_not_paired(runs):

@@ -193,6 +193,10 @@ def comparison(samples: Mapping[str, Sample], baseline: str, settings: Settings,
                                   settings.seed + i)
     tested = holm_over_groups(rows)
     notes = sorted({d.reason for row in rows.values() for d in row.values() if d.reason})
+    pairs = {g: next(iter(row.values())).seeds for g, row in rows.items()}
+    if len(set(pairs.values())) > 1:  # the caption names one count: say which group paired on how many
+        notes.append("the groups pair with the baseline on different numbers of seeds: "
+                     + ", ".join(f"{g} {n}" for g, n in pairs.items()))
     if counts_only and rows:
         notes.append(f"{SUMMARY} stores per-class counts, not per-image predictions: paired by seed only "
                      "(fairadv eval stores the predictions that pair by image)")
