@@ -93,7 +93,8 @@ def annotate(rows: list[dict[str, Any]], runs: Mapping[str, Sequence[tuple[int, 
             _fill(row, {kind: s[row["method"]] for kind, s in summaries.items()})
             row["versus_baseline"] = _versus(row["method"], comparisons)
     robust = comparisons["robust"]
-    caption = robust.caption if robust else f"no test: the baseline {baseline} has no finished cell to compare with"
+    caption = (robust.caption if robust else f"no test: no other method has finished cells to compare with {baseline}"
+               if baseline in runs else f"no test: the baseline {baseline} has no finished cell to compare with")
     if not all(o.by_image for r in runs.values() for _, o in r):  # the same images, but only their counts stored
         caption = caption.replace(DIFFERENT_IMAGES, COUNTS_ONLY)
     base = next((r for r in rows if r["method"] == baseline and r["method"] in runs), None)

@@ -44,7 +44,8 @@ def _differences_tex(doc: Mapping[str, Any], table: Mapping[str, Any], attack: s
     head = text.replace(f"from {doc['baseline']}", f"from {doc['baseline']} ({attack})", 1)
     notes = [n for n in table.get("notes") or [] if n not in text]
     caption = tex_text(sentences([head,
-                                  f"bold with {DAGGER}: significant after Holm's correction; p is Holm-adjusted, the intervals are not",
+                                  f"bold with {DAGGER}: significant after Holm's correction; p is Holm-adjusted, "
+                                  "the intervals are not",
                                   *notes, *([f"power: {power}"] if power else [])]))
     headers = [tex_escape(f"Δ {m.header}").replace("Δ", "$\\Delta$") for m in COLUMNS] + [
         RHO_HEADERS[n][1] for n in RHO]

@@ -18,7 +18,8 @@ The document (format 2; format 1 had no statistics):
   the robust fairness metrics (worst-k, class std, NSD: `fairadv.evaluation.metrics.FAIRNESS_METRICS`) a cell
   ``{mean, std, n, low, high, reason}``: mean ± sample std over seeds and the 95 % interval for the method's mean
   (`fairadv.statistics.seeds.over_seeds`, clipped to the metric's range; ``reason`` says why it leaves out a source
-  of variation, e.g. one seed). Percent, except NSD (a ratio). ``per_class[c].clean`` and ``.robust`` are ``{mean, std, n, low, high}``.
+  of variation, e.g. one seed). Percent, except NSD (a ratio). ``per_class[c].clean`` and ``.robust`` are
+  ``{mean, std, n, low, high}``.
 - ``versus_baseline`` of a row (None for the baseline): for each metric column and for ``rho_nat`` / ``rho_rob``,
   ``{difference, low, high, p_value, p_adjusted, significant, seeds, reason}`` from
   `fairadv.statistics.paired.compare`: the difference from the baseline (percent points; NSD and ρ as they are)
