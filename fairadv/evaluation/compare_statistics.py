@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS
-from fairadv.evaluation.metrics import FAIRNESS_METRICS, METRICS, RHO, Metric
+from fairadv.evaluation.metrics import FAIRNESS_METRICS, METRICS, RHO
 from fairadv.evaluation.outcomes import Outcomes, same_images
 from fairadv.run_folder import SUMMARY
 
