@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +253,16 @@ def test_a_baseline_worst_class_stuck_at_zero_gives_no_power_estimate_instead_of
     power = design_power(3, 20, 10, worst=0.0, std=0.0)
     assert power == {"sentence": power["sentence"]} and power["sentence"].startswith("no power estimate")
     assert design_power(3, 20, 10, worst=0.2, std=0.0)["sd_source"].startswith("a binomial model")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex")
+def test_table_tex_compiles_with_booktabs(tmp_path):
+    study = load_study(write_study(tmp_path, methods=("trades", "dafa", "frl_v2")))
+    fill(tmp_path / "out", {"trades": 0.0, "dafa": 0.15, "frl_v2": -0.05}, [0, 1, 2])
+    (tmp_path / "table.tex").write_text(latex(aggregate(study, tmp_path / "out", settings=FAST)))
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\\usepackage[margin=2cm]{geometry}"
+                                      "\\usepackage{booktabs}\\begin{document}\\input{table.tex}\\end{document}\n")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0

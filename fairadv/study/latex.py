@@ -16,7 +16,8 @@ from fairadv.study.text import (DAGGER, RHO_HEADERS, compared, difference_text, 
 
 def latex(doc: Mapping[str, Any]) -> str:
     """booktabs tables, two per block and attack (the paper's, then the differences), ready for ``\\input``."""
-    out = [f"% fairadv study {tex_escape(doc['study'])}: needs \\usepackage{{booktabs}}"]
+    out = [f"% fairadv study {tex_escape(doc['study'])}: needs \\usepackage{{booktabs}}; the tables fit a 17 cm text "
+           "width: for a narrower column, \\resizebox{\\linewidth}{!}{...} a tabular (graphicx)"]
     for block in doc["blocks"]:
         for attack, table in block["attacks"].items():
             caption = tex_text(f"{heading(doc, block, attack)}. {legend(doc, table)}")
@@ -35,6 +36,9 @@ def latex(doc: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+SHORT = {"average": "Avg.", "worst_class": "Worst", "worst_k": "Worst-$k$", "class_std": "Class std", "nsd": "NSD"}
+
+
 def _differences_tex(doc: Mapping[str, Any], table: Mapping[str, Any], attack: str) -> list[str]:
     rows = [r for r in table["rows"] if r.get("versus_baseline")]
     if not rows:
@@ -47,10 +51,13 @@ def _differences_tex(doc: Mapping[str, Any], table: Mapping[str, Any], attack: s
                                   f"bold with {DAGGER}: significant after Holm's correction; p is Holm-adjusted, "
                                   "the intervals are not",
                                   *notes, *([f"power: {power}"] if power else [])]))
-    headers = [tex_escape(f"Δ {m.header}").replace("Δ", "$\\Delta$") for m in COLUMNS] + [
-        RHO_HEADERS[n][1] for n in RHO]
-    out = ["\\begin{table}[t]", "\\centering", "\\small", "\\setlength{\\tabcolsep}{3pt}", f"\\caption{{{caption}}}",
-           "\\begin{tabular}{l" + "c" * len(headers) + "}", "\\toprule",
+    clean = sum(m.kind == "clean" for m in COLUMNS)  # COLUMNS lists the clean metrics first
+    headers = [SHORT[m.statistic] for m in COLUMNS] + [RHO_HEADERS[n][1] for n in RHO]
+    out = ["\\begin{table}[t]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{2pt}",
+           f"\\caption{{{caption}}}", "\\begin{tabular}{l" + "c" * len(headers) + "}", "\\toprule",
+           f" & \\multicolumn{{{clean}}}{{c}}{{$\\Delta$ Clean}} & "
+           f"\\multicolumn{{{len(COLUMNS) - clean}}}{{c}}{{$\\Delta$ Robust}}" + " &" * len(RHO) + " \\\\",
+           f"\\cmidrule(lr){{2-{clean + 1}}} \\cmidrule(lr){{{clean + 2}-{len(COLUMNS) + 1}}}",
            "Method & " + " & ".join(headers) + " \\\\", "\\midrule"]
     for row in rows:
         cells = [tex_escape(row["method"])]

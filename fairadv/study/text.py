@@ -16,8 +16,8 @@ DAGGER = "†"
 
 
 def digits(metric: Metric | None) -> tuple[int, int]:
-    """(decimals of a value, of an interval end): points get 2 and 1, ratios (NSD, ρ) 3 and 3."""
-    return (2, 1) if metric is not None and metric.percent else (3, 3)
+    """(decimals of a value, of an interval end): points get 2 and 1, ratios (NSD, ρ) 3 and 2."""
+    return (2, 1) if metric is not None and metric.percent else (3, 2)
 
 
 def value_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tuple[str, str]:
