@@ -17,14 +17,15 @@ from fairadv.run_folder import EVAL
 
 
 def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mapping[str, Any],
-              top_confusions: int = 3) -> dict[str, Any]:
+              top_confusions: int = 3, intervals: bool = True) -> dict[str, Any]:
     """The ``summary.json`` content. Accuracies are fractions in [0, 1]; averages are over classes.
 
     ``worst_class_confusions`` lists the classes the worst class is most often mistaken for under attack (the
     paper's observation: a hard class loses mostly to similar classes); ``confusion_under_attack`` holds the counts,
     row = true class, column = prediction under attack. ``intervals`` holds the 95 % intervals of every accuracy and
     fairness metric, clean and robust, and how often each class is the worst one
-    (`fairadv.evaluation.run_statistics`), from the per-class counts; it is left out when a class has no image.
+    (`fairadv.evaluation.run_statistics`), from the per-class counts; it is left out when a class has no image,
+    and when ``intervals`` is False (the per-epoch evaluations during training, whose metrics keep no intervals).
     """
     clean, robust = result.clean_accuracy, result.robust_accuracy
     images = int(result.counts.sum())
@@ -54,9 +55,9 @@ def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mappi
         **chance_level(float(clean.mean()), len(class_names), images),
         "confusion_under_attack": result.confusion.tolist(),
     }
-    intervals = summary_intervals(doc)
-    if intervals is not None:
-        doc["intervals"] = intervals
+    found = summary_intervals(doc) if intervals else None
+    if found is not None:
+        doc["intervals"] = found
     return doc
 
 

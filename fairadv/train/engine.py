@@ -137,7 +137,8 @@ class Trainer:
         metrics = training_metrics(epoch, parts.optimizer.param_groups[0]["lr"], loss, stats)
         every = recipe.train.eval_every
         if every and epoch % every == 0 and epoch < recipe.train.epochs:
-            metrics.update(test_metrics(summarize(self.evaluate_test(), self.class_names, self._attack_info())))
+            metrics.update(test_metrics(summarize(self.evaluate_test(), self.class_names, self._attack_info(),
+                                                    intervals=False)))
         metrics[TIMING_KEY] = timing(seconds, seen)
         if ended is not None:
             self._set_policy(ended, epoch, applies_from=epoch + 1)
