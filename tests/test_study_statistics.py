@@ -24,6 +24,7 @@ from fairadv.study.evidence import Settings, design_power
 from fairadv.study.latex import latex, tex_text
 from fairadv.study.render import csv_text, markdown, write_tables
 from fairadv.study.spec import load_study
+from fairadv.study.text import p_text
 from fairadv.study.table import aggregate
 
 FAST = Settings(resamples=200)  # the tables' wiring, not the intervals' coverage (tests/test_statistics_*.py)
@@ -239,6 +240,10 @@ def test_plan_seeds_sizes_the_study_from_its_baseline_cells(tmp_path):
         result = invoke("study", path, *args, "--out", out)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and fragment in lines[0], result.output
+
+
+def test_a_p_value_just_under_alpha_does_not_print_as_alpha():
+    assert [p_text(p) for p in (0.93, 0.0496, 0.009, 0.0004)] == ["p=0.93", "p=0.0496", "p=0.009", "p<0.001"]
 
 
 def test_tex_text_escapes_what_a_name_may_hold():

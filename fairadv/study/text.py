@@ -40,7 +40,13 @@ def difference_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tu
     if cell["p_value"] is None:
         return value, interval, f"{short_reason(cell['reason'])}: no test"
     p = cell["p_adjusted"] if cell["p_adjusted"] is not None else cell["p_value"]
-    return value, interval, "p<0.001" if p < 0.001 else f"p={p:.2f}" if p >= 0.01 else f"p={p:.3f}"
+    return value, interval, p_text(p)
+
+
+def p_text(p: float) -> str:
+    """``p=0.41``; three significant digits below 0.1, so a p just under α does not print as α (0.0496, not
+    0.05); ``p<0.001`` below that."""
+    return "p<0.001" if p < 0.001 else f"p={p:.2f}" if p >= 0.1 else f"p={p:.3g}"
 
 
 def short_reason(reason: str | None) -> str:
