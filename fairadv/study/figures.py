@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.transforms import Bbox
 
 from fairadv.evaluation.metrics import ROBUST_AVG, ROBUST_WORST
 from fairadv.evaluation.plots import DPI, class_ticks, new_figure, save_pdf_png, set_title
@@ -107,20 +108,18 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
     statistics = statistics or Settings().as_dict()
     fig = new_figure(width=5.6, height=4.8, dpi=DPI)
     ax = fig.add_subplot()
+    names: list[tuple[str, tuple[float, float], str]] = []
     for k, row in enumerate(rows):
         x, y, color = row[ROBUST_AVG.column], row[ROBUST_WORST.column], COLORS[k % len(COLORS)]
         for cell, line in ((x, lambda lo, hi: ([lo, hi], [y["mean"]] * 2, "|")),
                            (y, lambda lo, hi: ([x["mean"]] * 2, [lo, hi], "_"))):
             if cell.get("low") is not None:
                 xs, ys, cap = line(cell["low"], cell["high"])
-                ax.plot(xs, ys, color=color, linewidth=1.0, marker=cap, markersize=6)
+                ax.plot(xs, ys, color=color, linewidth=0.9, alpha=0.8, marker=cap, markersize=5)
         mark = _significant(row)
         ax.plot(x["mean"], y["mean"], "s" if row["method"] == baseline else "o", markersize=7, color=color,
                 markerfacecolor=color if mark else "white", markeredgewidth=1.5, zorder=3)
-        # labels alternate above and below their point, so two close points keep readable names
-        ax.annotate(row["method"] + (" †" if mark else ""), (x["mean"], y["mean"]), textcoords="offset points",
-                    xytext=(6, 5) if k % 2 == 0 else (6, -12), fontsize="small", color=color,
-                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
+        names.append((row["method"] + (" †" if mark else ""), (x["mean"], y["mean"]), color))
         if row["method"] == baseline:
             ax.axvline(x["mean"], color="0.5", linestyle="--", linewidth=0.7)
             ax.axhline(y["mean"], color="0.5", linestyle="--", linewidth=0.7)
@@ -137,7 +136,34 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
     ax.grid(linewidth=0.3, alpha=0.6)
     fig.legend(handles=_legend(rows, baseline, statistics), loc="outside lower center", fontsize="small",
                frameon=False)
+    _place_names(fig, ax, names)
     return fig
+
+
+# Where a point's name may go, in points from it (and its alignment), in order of preference.
+OFFSETS = ((6, 5, "left"), (6, -12, "left"), (-6, 5, "right"), (-6, -12, "right"), (6, 14, "left"),
+           (6, -21, "left"), (-6, 14, "right"), (-6, -21, "right"))
+
+
+def _place_names(fig: Any, ax: Any, names: list[tuple[str, tuple[float, float], str]]) -> None:
+    """Each method's name beside its point, at the first of OFFSETS where it covers no name placed before and no
+    point (the first offset when every one does), on a half-transparent white box over the interval lines."""
+    fig.draw_without_rendering()  # the constrained layout fixes the axes first
+    renderer = fig.canvas.get_renderer()
+    half = 4 * fig.dpi / 72  # about a marker's radius, in pixels
+    points = [Bbox.from_bounds(px - half, py - half, 2 * half, 2 * half)
+              for px, py in (ax.transData.transform(xy) for _, xy, _ in names)]
+    placed: list[Bbox] = []
+    for text, xy, color in names:
+        for i, (dx, dy, align) in enumerate((*OFFSETS, OFFSETS[0])):
+            label = ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), ha=align, fontsize="small",
+                                color=color, bbox={"boxstyle": "square,pad=0.1", "facecolor": "white",
+                                                   "edgecolor": "none", "alpha": 0.7})
+            box = label.get_window_extent(renderer)
+            if i == len(OFFSETS) or not any(box.overlaps(b) for b in (*placed, *points)):
+                break
+            label.remove()
+        placed.append(box)
 
 
 def _legend(rows: list[Mapping[str, Any]], baseline: str, statistics: Mapping[str, Any]) -> list[Line2D]:
