@@ -158,3 +158,13 @@ def test_study_figures_are_labelled_and_explain_the_baseline(c):
     # the interval lines: dafa's worst class (mean 22) from 20 to 26 at its average 51
     assert any(list(line.get_xdata()) == [51.0, 51.0] and list(line.get_ydata()) == [20.0, 26.0]
                for line in ax.lines)
+
+
+def test_tradeoff_names_do_not_cover_each_other_when_methods_crowd():
+    rows = study_rows(10)
+    rows += [{**rows[1], "method": f"method_{k}", "robust_avg": {**rows[1]["robust_avg"], "mean": 51.0 + 0.3 * k},
+              "robust_worst": {**rows[1]["robust_worst"], "mean": 22.0 + 0.4 * k}} for k in range(5)]
+    fig = tradeoff_figure(rows, "pgd20", 2, "trades")
+    fig.draw_without_rendering()
+    boxes = [t.get_window_extent() for t in fig.axes[0].texts]
+    assert len(boxes) == 7 and all(disjoint(a, b) for a, b in itertools.combinations(boxes, 2))
