@@ -243,7 +243,7 @@ def test_plan_seeds_sizes_the_study_from_its_baseline_cells(tmp_path):
 
 
 def test_a_p_value_just_under_alpha_does_not_print_as_alpha():
-    assert [p_text(p) for p in (0.93, 0.0496, 0.009, 0.0004)] == ["p=0.93", "p=0.0496", "p=0.009", "p<0.001"]
+    assert [p_text(p) for p in (0.93, 0.0496, 0.00455, 0.0004)] == ["p=0.93", "p=0.0496", "p=0.0046", "p<0.001"]
 
 
 def test_tex_text_escapes_what_a_name_may_hold():

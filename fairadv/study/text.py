@@ -45,8 +45,9 @@ def difference_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tu
 
 def p_text(p: float) -> str:
     """``p=0.41``; three significant digits below 0.1, so a p just under α does not print as α (0.0496, not
-    0.05); ``p<0.001`` below that."""
-    return "p<0.001" if p < 0.001 else f"p={p:.2f}" if p >= 0.1 else f"p={p:.3g}"
+    0.05), two below 0.01 (0.0046); ``p<0.001`` below that."""
+    return ("p<0.001" if p < 0.001 else f"p={p:.2f}" if p >= 0.1 else f"p={p:.3g}" if p >= 0.01
+            else f"p={p:.2g}")
 
 
 def short_reason(reason: str | None) -> str:
