@@ -170,3 +170,24 @@ def test_n_above_the_test_split_finds_the_cell_done_and_says_so(digits_run, tmp_
         check_cells(study, study.recipes(), ["trades-s0"])
     assert [r.getMessage() for r in caplog.records] == [
         f"{study.source}: study.n = 10000 is not below the 539 test images: those cells are evaluated on all 539"]
+
+
+@pytest.mark.parametrize("case", ["autoattack", "data", "init_from"])
+def test_study_refuses_before_any_cell_runs(tmp_path, monkeypatch, case):
+    """`fairadv study` checks every cell it is about to run (extras, data, init_from) before writing anything."""
+    if case == "autoattack":
+        monkeypatch.setitem(sys.modules, "pyautoattack", None)
+        path = study_file(tmp_path, ["pgd20", "autoattack"])
+        fragment = f"study.evaluate[1] = 'autoattack': {MISSING_EXTRA}"
+    elif case == "data":
+        images = f'\n[methods.mine]\nrecipe = "{imagefolder_recipe(tmp_path)}"\n'
+        path, fragment = study_file(tmp_path, ["pgd20"], extra=images), "methods.mine (cell mine-s0): "
+    else:
+        path = study_file(tmp_path, ["pgd20"], sets=("model.init_from='nope'",))
+        fragment = "nope: no such run folder"
+    result = invoke("study", path, "--out", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    lines = stderr_lines(result)
+    assert len(lines) == 1 and fragment in lines[0], lines
+    assert not (tmp_path / "out").exists()
+    assert invoke("study", path, "--out", tmp_path / "out", "--report-only").exit_code == 2  # no study folder yet

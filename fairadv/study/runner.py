@@ -21,6 +21,7 @@ from fairadv.errors import FairadvError
 from fairadv.files import write_atomic
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
+from fairadv.study.preflight import check_cells
 from fairadv.study.spec import Study, load_study
 from fairadv.study.render import write_tables
 from fairadv.study.table import aggregate
@@ -63,6 +64,8 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     recipes = study.recipes()  # every cell's recipe validated before anything runs
     study_dir = study.directory(out)
     jobs_todo = [job for job in cell_jobs(study, study_dir) if not is_done(job.run_dir, job.evaluate, job.n)]
+    if jobs_todo and not report_only:  # data, init_from runs, models, presets' extras: before anything is written
+        check_cells(study, recipes, {job.name for job in jobs_todo})
     for method in study.skipped_methods:
         console.print(f"study {study.name}: method {method.name} left out (module {method.requires!r} is not "
                       "installed)", highlight=False)
