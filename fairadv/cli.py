@@ -156,11 +156,14 @@ def list_components(kind: str | None) -> None:
 @click.option("--data-root", default=None, help="robustbench: the folder holding the data set (default ./data).")
 @click.option("--model-info", default=None, help="robustbench: RobustBench's model_info folder, for its listed "
                                                   "figures (default ./model_info).")
+@click.option("--baseline", default=None, metavar="RUN", help=f"Print rho_nat and rho_rob against this run's {EVAL} "
+              "(same threat model) with 95 % intervals, paired by image where both saw the same images.")
 @_set_option
 @_user_errors
 def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int | None, recipe_path: str | None,
                  model_name: str | None, eps: str | None, counting: str | None, seed: int, device: str,
-                 out: str | None, which: str, overrides: tuple[str, ...], **zoo: str | None) -> None:
+                 out: str | None, which: str, overrides: tuple[str, ...], baseline: str | None,
+                 **zoo: str | None) -> None:
     """Per-class clean and robust accuracy of a run folder, a checkpoint or a RobustBench zoo model under each
     attack, and the worst case over them; writes eval.json.
 
@@ -172,7 +175,8 @@ def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int 
 
     options = EvalOptions(target, attacks, n=n, batch_size=batch_size, eps=eps, seed=seed, device=device,
                           checkpoint=which, counting=counting, recipe_path=recipe_path, model_name=model_name,
-                          overrides=overrides, out=out, zoo={k: v for k, v in zoo.items() if v is not None})
+                          overrides=overrides, out=out, zoo={k: v for k, v in zoo.items() if v is not None},
+                          baseline=baseline)
     run_eval(options, console=out_console, progress=err_console)
 
 

@@ -208,3 +208,33 @@ def test_report_against_a_baseline_from_summaries_alone_is_independent(tmp_path)
     text = (run / "report.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| final evaluation (pgd, summary.json)"))
     assert "independent: summary.json keeps per-class counts" in row and row.count("+0.000 [") == 2
+
+
+# --- fairadv eval --baseline ----------------------------------------------------------------------------------------
+
+
+def test_eval_against_a_baseline_prints_rho_paired_on_the_same_images(two_runs, tmp_path):
+    run, base = (Path(shutil.copytree(p, tmp_path / p.name)) for p in two_runs)
+    result = invoke("eval", run, "--attack", "fgsm", "--n", 50, "--baseline", base)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # rich wraps at the terminal's width
+    assert f"rho against {base}" in text
+    assert "paired by image: both on the same 50 test images" in text  # the session run is at chance: rho undefined
+    other = invoke("eval", run, "--attack", "pgd20", "--n", 40, "--baseline", base)  # the baseline has no pgd20
+    assert other.exit_code == 0 and "its eval.json has none of these attacks" in " ".join(other.stdout.split())
+
+
+@pytest.mark.parametrize("problem", ["eps", "no eval.json"])
+def test_eval_against_an_unmatched_baseline_is_refused_before_any_attack(two_runs, tmp_path, problem):
+    run, base = (Path(shutil.copytree(p, tmp_path / p.name)) for p in two_runs)
+    if problem == "no eval.json":
+        (base / "eval.json").unlink()
+    before = (run / "eval.json").read_text()
+    args = ("--eps", 0.1) if problem == "eps" else ()
+    result = invoke("eval", run, "--attack", "fgsm", "--n", 50, "--baseline", base, *args)
+    assert result.exit_code == 2
+    lines = stderr_lines(result)
+    expected = "eps 0.1 vs 0.2" if problem == "eps" else "it has no eval.json; run fairadv eval on it first"
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert "evaluating" not in result.output  # refused before the first attack
+    assert (run / "eval.json").read_text() == before

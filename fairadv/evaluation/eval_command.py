@@ -265,6 +265,8 @@ def run_eval(options: EvalOptions, console: Console | None = None, progress: Con
     radius, eps_text = eval_radius(options.eps, target)
     norm = str(target.recipe.eval.attack.params.get("norm", "linf"))
     counting = options.counting or target.recipe.eval.counting
+    base = _checked_baseline(options.baseline, target, {"split": "test", "eps": radius, "norm": norm,
+                                                        "counting": counting})
     presets = [make_preset(name, radius, norm, options.seed, target.recipe, counting) for name in options.attacks]
     target = attrs.evolve(target, robustbench={**(target.robustbench or {}), "eps": eps_text},
                           out=Path(options.out) if options.out else target.out)
@@ -278,11 +280,30 @@ def run_eval(options: EvalOptions, console: Console | None = None, progress: Con
         raise FairadvError(f"{target.out}: cannot write: {exc.strerror or exc}") from None
     if console is not None:
         print_eval(doc, console, options.attacks)
+    if base is not None and console is not None:
+        from fairadv.evaluation.report_baseline import evaluation_rows, rho_table
+
+        rows = evaluation_rows(doc["evaluations"][-1], target.out, base)
+        console.print(rho_table(rows, base.path) if rows else
+                      f"no rho against {base.path}: its eval.json has none of these attacks under this threat model",
+                      highlight=False)
     if progress is not None:
         others = len(doc["evaluations"]) - 1
         kept = f" (and {others} earlier setup{'s' * (others != 1)})" if others else ""
         progress.print(f"wrote {target.out}: {setup_label(doc)}{kept}", highlight=False)
     return doc
+
+
+def _checked_baseline(path: str | None, target: Target, threat: Mapping[str, Any]) -> Any:
+    """The ``--baseline`` run's results, refused before any attack runs when its classes or threat model differ."""
+    if path is None:
+        return None
+    from fairadv.evaluation.report_baseline import check_baseline_has, check_classes, load_results
+
+    base = load_results(path)
+    check_classes(list(target.class_names), target.out, base)
+    check_baseline_has(base, threat, str(target.out))
+    return base
 
 
 def check_writable(out: Path) -> None:

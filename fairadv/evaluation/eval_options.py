@@ -47,6 +47,8 @@ class EvalOptions:
         counting: ``any_iterate`` or ``last_iterate``; None takes the recipe's ``eval.counting``.
         recipe_path, model_name, overrides: the recipe, as ``--recipe``, ``--model`` and ``--set`` change it.
         out: where ``eval.json`` goes; None puts it beside the run or the checkpoint.
+        baseline: a run folder whose ``eval.json`` has the same threat model: ρ_nat and ρ_rob against it, with
+            95 % intervals, are printed after the evaluation (`fairadv.evaluation.report_baseline`).
         zoo: for ``robustbench:`` targets only: ``dataset``, ``threat_model``, ``model_dir``, ``data_root``,
             ``model_info``.
     """
@@ -65,6 +67,7 @@ class EvalOptions:
     overrides: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     out: str | None = None
     zoo: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    baseline: str | None = None
 
     def __attrs_post_init__(self) -> None:
         _check(f"--n {self.n}: expected 0 (the whole test split) or a positive number of images", self.n >= 0)

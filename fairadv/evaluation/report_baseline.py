@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+from rich.table import Table
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
@@ -69,15 +70,22 @@ def _threat(setup: Mapping[str, Any]) -> dict[str, Any]:
     return {k: setup.get(k, DEFAULTS.get(k)) for k in THREAT_KEYS}
 
 
-def _refuse_unless_same(run: RunResults, base: RunResults, ours: Mapping[str, Any], theirs: Mapping[str, Any],
+def _refuse_unless_same(where: Path, base: RunResults, ours: Mapping[str, Any], theirs: Mapping[str, Any],
                         what: str) -> None:
     diff = [f"{k} {ours.get(k)!r} vs {theirs.get(k)!r}" for k in THREAT_KEYS if ours.get(k) != theirs.get(k)]
     if diff:
-        raise FairadvError(f"--baseline {base.path}: {what} differs from {run.path}'s in {', '.join(diff)}; rho "
+        raise FairadvError(f"--baseline {base.path}: {what} differs from {where}'s in {', '.join(diff)}; rho "
                            "compares results under one threat model only")
 
 
-def _matching_entry(run_entry: Mapping[str, Any], base: RunResults, run: RunResults) -> dict[str, Any] | None:
+def check_classes(names: list[str], where: Path, base: RunResults) -> None:
+    """Refuse a baseline whose classes differ from the run's."""
+    if names != base.names:
+        raise FairadvError(f"--baseline {base.path}: its classes ({', '.join(base.names[:5])}...) differ from "
+                           f"{where}'s ({', '.join(names[:5])}...)")
+
+
+def _matching_entry(run_entry: Mapping[str, Any], base: RunResults, where: Path) -> dict[str, Any] | None:
     """The baseline's ``eval.json`` entry with the run's whole setup (the latest such), else the latest with its
     threat model; None when the baseline has no ``eval.json``; refused when none has the threat model."""
     entries = evaluations(base.evaluation)
@@ -87,27 +95,30 @@ def _matching_entry(run_entry: Mapping[str, Any], base: RunResults, run: RunResu
                                        for k in COMPARABLE_KEYS)]
     threat = [e for e in entries if _threat(e) == _threat(run_entry)]
     if not threat:
-        _refuse_unless_same(run, base, _threat(run_entry), _threat(entries[-1]), f"its {EVAL}")
+        _refuse_unless_same(where, base, _threat(run_entry), _threat(entries[-1]), f"its {EVAL}")
     return (whole or threat)[-1]
 
 
 def baseline_rows(run: RunResults, base: RunResults) -> list[dict[str, Any]]:
     """One row per result set against the baseline's: ``{"result", "rho_nat", "rho_rob", "paired", "how"}``."""
-    if run.names != base.names:
-        raise FairadvError(f"--baseline {base.path}: its classes ({', '.join(base.names[:5])}...) differ from "
-                           f"{run.path}'s ({', '.join(run.names[:5])}...)")
-    _refuse_unless_same(run, base, run.summary_setup(), base.summary_setup(), f"its final evaluation ({SUMMARY})")
+    check_classes(run.names, run.path, base)
+    _refuse_unless_same(run.path, base, run.summary_setup(), base.summary_setup(),
+                        f"its final evaluation ({SUMMARY})")
     attack = run.summary.get("attack") or {}
     rows = [{"result": f"final evaluation ({attack.get('name', '?')}, {SUMMARY})",
              **rho_against(of_counts(run.summary), of_counts(base.summary)),
              "how": f"independent: {SUMMARY} keeps per-class counts, not per-image predictions"}]
     run_entries = evaluations(run.evaluation)
-    if not run_entries:
-        return rows
-    entry = run_entries[-1]
-    theirs = _matching_entry(entry, base, run)
+    return rows + (evaluation_rows(run_entries[-1], run.path, base) if run_entries else [])
+
+
+def evaluation_rows(entry: Mapping[str, Any], where: Path, base: RunResults) -> list[dict[str, Any]]:
+    """Each attack of one ``eval.json`` entry of the run at ``where`` against the same attack in the baseline's
+    matching entry (none when the baseline has no ``eval.json``; refused when no entry has the threat model)."""
+    theirs = _matching_entry(entry, base, where)
     if theirs is None:
-        return rows
+        return []
+    rows = []
     for name, result in entry["attacks"].items():
         if name not in theirs["attacks"]:
             continue
@@ -119,6 +130,31 @@ def baseline_rows(run: RunResults, base: RunResults) -> list[dict[str, Any]]:
                else f"independent: an {EVAL} without per-image predictions")
         rows.append({"result": f"{attack_label(name, result)} ({EVAL})", **found, "how": how})
     return rows
+
+
+def check_baseline_has(base: RunResults, threat: Mapping[str, Any], where: str) -> None:
+    """Refuse, before anything is evaluated, a baseline without an ``eval.json`` entry under ``threat``."""
+    entries = evaluations(base.evaluation)
+    if not entries:
+        raise FairadvError(f"--baseline {base.path}: it has no {EVAL}; run fairadv eval on it first, with the "
+                           f"same threat model as {where}")
+    if not any(_threat(e) == _threat(threat) for e in entries):
+        _refuse_unless_same(Path(where), base, _threat(threat), _threat(entries[-1]), f"its {EVAL}")
+
+
+def rho_table(rows: list[dict[str, Any]], base: Path) -> Table:
+    """`evaluation_rows` (or `baseline_rows`) as a rich table for the terminal; how each row was resampled goes in
+    the caption, one line per distinct way."""
+    table = Table(title=f"rho against {base}", title_justify="left", caption_justify="left",
+                  caption="In brackets: 95 % bootstrap percentile intervals; " + "; ".join(
+                      dict.fromkeys(f"{row['result']}: {row['how']}" if not row["paired"] else row["how"]
+                                    for row in rows)))
+    table.add_column("result")
+    for name in RHO:
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(row["result"], *(_rho_cell(row[name]) for name in RHO))
+    return table
 
 
 def baseline_section(rows: list[dict[str, Any]], base: Path) -> list[str]:
