@@ -10,6 +10,7 @@ numpy and scipy.stats only; imports nothing from fairadv but `fairadv.errors`, s
 
 The fairness metrics are imported here; the rest load on first use (``fairadv.statistics.run_intervals``), since
 scipy.stats takes most of a second to import and `fairadv.evaluation.metrics`, on every command's path, needs only ρ.
+The functions ``paired.paired`` and ``power.power`` are not re-exported: their names are their modules'.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ _LAZY = {
     "class_accuracy_draws": "bootstrap", "count_draws": "bootstrap", "percentile_interval": "bootstrap",
     "basic_interval": "bootstrap", "worst_class_frequencies": "bootstrap", "bootstrap_estimate": "bootstrap",
     "run_intervals": "bootstrap", "Estimate": "bootstrap", "RunIntervals": "bootstrap",
+    "Runs": "seeds", "SeedSummary": "seeds", "over_seeds": "seeds", "study_over_seeds": "seeds",
+    "Difference": "paired", "Comparison": "paired", "compare": "paired", "holm": "paired",
+    "Plan": "power", "plan": "power", "minimum_detectable_difference": "power",
+    "seeds_needed": "power",
 }
 
 __all__ = ["METRIC_FUNCTIONS", "average", "class_std", "default_k", "nsd", "rho", "worst_class", "worst_k", *_LAZY]
