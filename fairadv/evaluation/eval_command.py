@@ -34,6 +34,7 @@ from fairadv.evaluation.presets import DEFAULT_EPS, Preset, make_preset, parse_e
 from fairadv.evaluation.target import Target
 from fairadv.files import write_atomic
 from fairadv.recipe import Recipe
+from fairadv.run_folder import EVAL
 from fairadv.seeding import seed_everything
 from fairadv.trained import Trained, load_trained
 
@@ -285,7 +286,7 @@ def run_eval(options: EvalOptions, console: Console | None = None, progress: Con
 
         rows = evaluation_rows(doc["evaluations"][-1], target.out, base)
         console.print(rho_table(rows, base.path) if rows else
-                      f"no rho against {base.path}: its eval.json has none of these attacks under this threat model",
+                      f"no rho against {base.path}: its {EVAL} has none of these attacks under this threat model",
                       highlight=False)
     if progress is not None:
         others = len(doc["evaluations"]) - 1
