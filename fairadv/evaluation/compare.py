@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 from rich.console import Console
 
 from fairadv.errors import FairadvError
@@ -28,8 +27,7 @@ from fairadv.evaluation import compare_statistics as cs
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import METRICS, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.outcomes import of_counts, of_result
-from fairadv.evaluation.summary import check_evaluation, check_result
-from fairadv.run_folder import RunFolder
+from fairadv.evaluation.run_results import Run, load_run
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
 
@@ -40,38 +38,6 @@ def mean_std(values: Sequence[float]) -> dict[str, Any]:
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     return {"mean": mean, "std": std, "n": n}
-
-
-@attrs.frozen
-class Run:
-    """What compare reads from one run folder."""
-
-    path: Path
-    name: str
-    seed: int | None
-    recipe: Mapping[str, Any]
-    summary: Mapping[str, Any]
-    evaluation: Mapping[str, Any] | None
-
-    @property
-    def class_names(self) -> list[str]:
-        return [str(row["name"]) for row in self.summary["per_class"]]
-
-
-def load_run(path: str | Path) -> Run:
-    """Read ``summary.json``, ``recipe.toml`` and, if present, ``eval.json``; problems are one-line errors."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FairadvError(f"{path}: no such run folder")
-    folder = RunFolder(path)
-    summary = folder.summary()
-    check_result(summary, str(folder.summary_file))
-    recipe = folder.recipe()
-    evaluation = folder.evaluation()
-    check_evaluation(evaluation, str(folder.eval_file))
-    run = recipe.get("run", {}) if isinstance(recipe.get("run"), dict) else {}
-    seed = run.get("seed") if isinstance(run.get("seed"), int) else None
-    return Run(path, path.name, seed, recipe, summary, evaluation)
 
 
 def group_key(recipe: Mapping[str, Any]) -> str:

@@ -299,9 +299,10 @@ def _checked_baseline(path: str | None, target: Target, threat: Mapping[str, Any
     """The ``--baseline`` run's results, refused before any attack runs when its classes or threat model differ."""
     if path is None:
         return None
-    from fairadv.evaluation.report_baseline import check_baseline_has, check_classes, load_results
+    from fairadv.evaluation.report_baseline import check_baseline_has, check_classes
+    from fairadv.evaluation.run_results import load_run
 
-    base = load_results(path)
+    base = load_run(path)
     check_classes(list(target.class_names), target.out, base)
     check_baseline_has(base, threat, str(target.out))
     return base

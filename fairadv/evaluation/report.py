@@ -51,10 +51,12 @@ def write_report(run_dir: str | Path, baseline: str | Path | None = None) -> Pat
     similarity, similarity_source = _similarity(summary, folder, evaluation, len(names))
     extra: list[str] = []
     if baseline is not None:
-        from fairadv.evaluation.report_baseline import RunResults, baseline_rows, baseline_section, load_results
+        from fairadv.evaluation.report_baseline import baseline_rows, baseline_section
+        from fairadv.evaluation.run_results import Run, load_run, run_seed
 
-        base = load_results(baseline)
-        extra = baseline_section(baseline_rows(RunResults(run, recipe, summary, evaluation), base), base.path)
+        base = load_run(baseline)
+        ours = Run(run, run.name, run_seed(recipe), recipe, summary, evaluation)
+        extra = baseline_section(baseline_rows(ours, base), base.path)
 
     try:
         plots = _write_plots(run, summary, evaluation, names, similarity, similarity_source)

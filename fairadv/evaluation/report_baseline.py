@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 from rich.table import Table
 
@@ -24,53 +23,20 @@ from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import RHO
 from fairadv.evaluation.outcomes import Outcomes, of_counts, of_result, same_images
+from fairadv.evaluation.run_results import Run
 from fairadv.evaluation.run_statistics import CONFIDENCE, RESAMPLES, SEED, estimate_dict
-from fairadv.evaluation.summary import check_evaluation, check_result
-from fairadv.run_folder import EVAL, SUMMARY, RunFolder
+from fairadv.run_folder import EVAL, SUMMARY
 
 # What must agree for two results to compare at all; the rest of COMPARABLE_KEYS (the subset: n, images, seed)
 # decides only whether they pair image by image.
 THREAT_KEYS = tuple(k for k in COMPARABLE_KEYS if k not in ("n", "images", "seed"))
 
 
-@attrs.frozen
-class RunResults:
-    """What the comparison reads from one run folder."""
-
-    path: Path
-    recipe: Mapping[str, Any]
-    summary: Mapping[str, Any]
-    evaluation: Mapping[str, Any] | None
-
-    @property
-    def names(self) -> list[str]:
-        return [str(row["name"]) for row in self.summary["per_class"]]
-
-    def summary_setup(self) -> dict[str, Any]:
-        """The threat model of the final evaluation: its attack's eps and norm, the recipe's counting."""
-        attack = self.summary.get("attack") or {}
-        counting = (self.recipe.get("eval") or {}).get("counting", DEFAULTS["counting"])
-        return {"split": "test", "eps": attack.get("eps"), "norm": attack.get("norm", "linf"), "counting": counting}
-
-
-def load_results(path: str | Path) -> RunResults:
-    """``summary.json``, ``recipe.toml`` and ``eval.json`` (if any) of a run folder, checked."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FairadvError(f"{path}: no such run folder")
-    folder = RunFolder(path)
-    summary = folder.summary()
-    check_result(summary, str(folder.summary_file))
-    evaluation = folder.evaluation()
-    check_evaluation(evaluation, str(folder.eval_file))
-    return RunResults(path, folder.recipe(), summary, evaluation)
-
-
 def _threat(setup: Mapping[str, Any]) -> dict[str, Any]:
     return {k: setup.get(k, DEFAULTS.get(k)) for k in THREAT_KEYS}
 
 
-def _refuse_unless_same(where: Path, base: RunResults, ours: Mapping[str, Any], theirs: Mapping[str, Any],
+def _refuse_unless_same(where: Path, base: Run, ours: Mapping[str, Any], theirs: Mapping[str, Any],
                         what: str) -> None:
     diff = [f"{k} {ours.get(k)!r} vs {theirs.get(k)!r}" for k in THREAT_KEYS if ours.get(k) != theirs.get(k)]
     if diff:
@@ -78,14 +44,14 @@ def _refuse_unless_same(where: Path, base: RunResults, ours: Mapping[str, Any], 
                            "compares results under one threat model only")
 
 
-def check_classes(names: list[str], where: Path, base: RunResults) -> None:
+def check_classes(names: list[str], where: Path, base: Run) -> None:
     """Refuse a baseline whose classes differ from the run's."""
-    if names != base.names:
-        raise FairadvError(f"--baseline {base.path}: its classes ({', '.join(base.names[:5])}...) differ from "
+    if names != base.class_names:
+        raise FairadvError(f"--baseline {base.path}: its classes ({', '.join(base.class_names[:5])}...) differ from "
                            f"{where}'s ({', '.join(names[:5])}...)")
 
 
-def _matching_entry(run_entry: Mapping[str, Any], base: RunResults, where: Path) -> dict[str, Any] | None:
+def _matching_entry(run_entry: Mapping[str, Any], base: Run, where: Path) -> dict[str, Any] | None:
     """The baseline's ``eval.json`` entry with the run's whole setup (the latest such), else the latest with its
     threat model; None when the baseline has no ``eval.json``; refused when none has the threat model."""
     entries = evaluations(base.evaluation)
@@ -99,9 +65,9 @@ def _matching_entry(run_entry: Mapping[str, Any], base: RunResults, where: Path)
     return (whole or threat)[-1]
 
 
-def baseline_rows(run: RunResults, base: RunResults) -> list[dict[str, Any]]:
+def baseline_rows(run: Run, base: Run) -> list[dict[str, Any]]:
     """One row per result set against the baseline's: ``{"result", "rho_nat", "rho_rob", "paired", "how"}``."""
-    check_classes(run.names, run.path, base)
+    check_classes(run.class_names, run.path, base)
     _refuse_unless_same(run.path, base, run.summary_setup(), base.summary_setup(),
                         f"its final evaluation ({SUMMARY})")
     attack = run.summary.get("attack") or {}
@@ -112,7 +78,7 @@ def baseline_rows(run: RunResults, base: RunResults) -> list[dict[str, Any]]:
     return rows + (evaluation_rows(run_entries[-1], run.path, base) if run_entries else [])
 
 
-def evaluation_rows(entry: Mapping[str, Any], where: Path, base: RunResults) -> list[dict[str, Any]]:
+def evaluation_rows(entry: Mapping[str, Any], where: Path, base: Run) -> list[dict[str, Any]]:
     """Each attack of one ``eval.json`` entry of the run at ``where`` against the same attack in the baseline's
     matching entry (none when the baseline has no ``eval.json``; refused when no entry has the threat model)."""
     theirs = _matching_entry(entry, base, where)
@@ -132,7 +98,7 @@ def evaluation_rows(entry: Mapping[str, Any], where: Path, base: RunResults) -> 
     return rows
 
 
-def check_baseline_has(base: RunResults, threat: Mapping[str, Any], where: str) -> None:
+def check_baseline_has(base: Run, threat: Mapping[str, Any], where: str) -> None:
     """Refuse, before anything is evaluated, a baseline without an ``eval.json`` entry under ``threat``."""
     entries = evaluations(base.evaluation)
     if not entries:
