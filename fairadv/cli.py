@@ -204,9 +204,11 @@ def report(run_dir: str, baseline: str | None) -> None:
               help="Bootstrap resamples over test images for the intervals and tests.")
 @click.option("--bootstrap-seed", type=int, default=0, show_default=True,
               help="Seed of the bootstrap (stored in the JSON; the same seed gives the same output).")
+@click.option("--allow-mixed", is_flag=True, help="Show figures measured under different threat models or attacks "
+              "(eps, norm, steps, step size, counting) side by side, marked with what differs; refused otherwise.")
 @_user_errors
 def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resamples: int,
-            bootstrap_seed: int) -> None:
+            bootstrap_seed: int, allow_mixed: bool) -> None:
     """Runs side by side: clean, robust and worst-class robust accuracy, per-class deltas, eval.json results.
 
     Runs whose recipes differ only in run.seed and run.name are pooled into mean ± sample std, with a 95 % interval
@@ -216,7 +218,7 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
     from fairadv.evaluation.compare_statistics import Settings
 
     text = run_compare(runs, baseline, as_json=as_json, console=out_console,
-                       settings=Settings(resamples=resamples, seed=bootstrap_seed))
+                       settings=Settings(resamples=resamples, seed=bootstrap_seed), allow_mixed=allow_mixed)
     if text is not None:
         click.echo(text)
 

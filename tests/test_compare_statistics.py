@@ -154,12 +154,14 @@ def test_one_seed_each_says_it_cannot_test(runs):
 
 
 def test_runs_attacked_at_another_eps_are_not_paired(runs):
-    result = compare_runs([runs["far_s0"]], baseline=runs["base_s0"])
+    refused = invoke("compare", runs["far_s0"], "--baseline", runs["base_s0"])
+    assert refused.exit_code == 2 and "fgsm (eval.json) figures" in refused.output  # issue 29: not without a flag
+    result = compare_runs([runs["far_s0"]], baseline=runs["base_s0"], allow_mixed=True)
     fgsm = result["tests"]["fgsm"]
     assert fgsm["rows"] == {} and "different threat models" in fgsm["refused"]["far_s0"]
     assert "eps 0.1" in fgsm["refused"]["far_s0"]
     assert set(result["tests"][FINAL]["rows"]) == {"far_s0"}  # their final evaluations share one threat model
-    out = invoke("compare", runs["far_s0"], "--baseline", runs["base_s0"])
+    out = invoke("compare", runs["far_s0"], "--baseline", runs["base_s0"], "--allow-mixed")
     text = " ".join(out.stdout.split())
     assert "not paired" in text and "fgsm, far_s0: not paired: the runs were attacked under different" in text
     assert "fgsm results rest on different setups" in text  # the setup note stays

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation import compare_statistics as cs
+from fairadv.evaluation.attack_definition import DEFAULT_NORM, check_one_definition, definition
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import METRICS, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.outcomes import of_counts, of_result
@@ -78,17 +79,19 @@ def matched_results(runs: Sequence[Run], attack: str) -> tuple[list[Mapping[str,
 
 
 def compare_runs(paths: Sequence[str | Path], baseline: str | Path | None = None,
-                 settings: cs.Settings | None = None) -> dict[str, Any]:
+                 settings: cs.Settings | None = None, allow_mixed: bool = False) -> dict[str, Any]:
     """The comparison as a JSON-ready dict (what ``--json`` prints).
 
     Groups come in the order given (the baseline's group first when it was not among ``paths``). Per-class robust
     deltas are against the baseline's group, or the first group without a baseline. Each group and each of its
     attacks carry ``intervals`` (`compare_statistics.intervals`); with a baseline, ``tests`` holds each evaluation's
     paired differences from it (`compare_statistics.comparison`). ``settings`` fixes the bootstrap (stored as
-    ``statistics``).
+    ``statistics``). Figures measured under different threat models or attacks are refused unless ``allow_mixed``;
+    then ``mixed`` says, per evaluation, what differs (`mixed_definitions`).
     """
     settings = settings or cs.Settings()
     runs, base_run = _load(paths, baseline)
+    mixed = mixed_definitions(runs, allow_mixed)
     groups = group_runs(runs)
     reference = next(g for g in groups if base_run in g) if base_run is not None else groups[0]
     out_groups = [_group_entry(g) for g in groups]
@@ -105,6 +108,7 @@ def compare_runs(paths: Sequence[str | Path], baseline: str | Path | None = None
         "class_names": runs[0].class_names,
         "groups": out_groups,
         "statistics": settings.as_dict(),
+        "mixed": mixed,
     }
     cs.add_statistics(result, [group_samples(g) for g in groups], settings)
     return result
@@ -128,6 +132,21 @@ def _load(paths: Sequence[str | Path], baseline: str | Path | None) -> tuple[lis
             raise FairadvError(f"{run.path}: its classes ({len(run.class_names)}) differ from those of "
                                f"{runs[0].path} ({len(names)}); only runs on the same data compare")
     return runs, base_run
+
+
+def mixed_definitions(runs: Sequence[Run], allow_mixed: bool) -> dict[str, str]:
+    """Per evaluation (`compare_statistics.FINAL`, then each common attack), what differs between the runs'
+    attack definitions (`attack_definition.DEFINITION_KEYS`); a one-line `FairadvError` when something does and
+    ``allow_mixed`` is off."""
+    labels = [str(r.path.name) for r in runs]
+    final = [definition(r.summary.get("attack"), _final_threat(r)[cs.THREAT_KEYS.index("counting")]) for r in runs]
+    mixed = {cs.FINAL: check_one_definition("final (summary.json)", list(zip(labels, final)), allow_mixed)}
+    for name in common_attacks(runs):
+        results, entries = matched_results(runs, name)
+        defs = [definition({**e, **(res.get("attack") or {})}, e.get("counting", DEFAULTS["counting"]))
+                for res, e in zip(results, entries)]
+        mixed[name] = check_one_definition(f"{name} (eval.json)", list(zip(labels, defs)), allow_mixed)
+    return {name: what for name, what in mixed.items() if what is not None}
 
 
 def common_attacks(runs: Sequence[Run]) -> list[str]:
@@ -164,7 +183,7 @@ def _final_threat(run: Run) -> tuple[Any, ...]:
     """The final evaluation's threat model: its attack's eps and norm, the recipe's counting convention."""
     attack = run.summary.get("attack") or {}
     counting = (run.recipe.get("eval") or {}).get("counting", DEFAULTS["counting"])
-    return tuple({"eps": attack.get("eps"), "norm": attack.get("norm"), "counting": counting}[k]
+    return tuple({"eps": attack.get("eps"), "norm": attack.get("norm") or DEFAULT_NORM, "counting": counting}[k]
                  for k in cs.THREAT_KEYS)
 
 
@@ -220,12 +239,13 @@ def _add_rho(entry: dict[str, Any], base: Mapping[str, Any]) -> None:
 
 
 def run_compare(paths: Iterable[str], baseline: str | None = None, as_json: bool = False,
-                console: Console | None = None, settings: cs.Settings | None = None) -> str | None:
+                console: Console | None = None, settings: cs.Settings | None = None,
+                allow_mixed: bool = False) -> str | None:
     """What ``fairadv compare`` does: read the runs and compare them; print the tables, or return the JSON text
     (``as_json``) for the caller to write to stdout unwrapped."""
     from fairadv.evaluation.compare_tables import print_comparison
 
-    result = compare_runs(list(paths), baseline, settings)
+    result = compare_runs(list(paths), baseline, settings, allow_mixed)
     if as_json:
         return json.dumps(result, indent=2)
     print_comparison(result, console or Console())

@@ -18,6 +18,7 @@ from fairadv.evaluation.metrics import FAIRNESS_METRICS, METRICS, RHO, ROBUST_AV
 from fairadv.run_folder import EVAL, SUMMARY
 
 ONE_RUN = "*"  # marks an interval over test images only (a group of one run)
+MIXED = "≠"  # marks figures measured under different threat models or attacks (compare --allow-mixed)
 SIGNIFICANT = "†"  # marks a difference whose Holm-adjusted p-value is below α
 ATTACK_METRICS = (ROBUST_AVG, ROBUST_WORST, *FAIRNESS_METRICS)  # an attack's rows (its clean figures are the same)
 
@@ -76,12 +77,16 @@ def summary_table(result: Mapping[str, Any]) -> Table:
         table.add_column(g["label"] + (" (baseline)" if g["label"] == result["baseline"] else ""), justify="right")
     table.add_row("runs", *(str(len(g["runs"])) for g in groups))
     table.add_row("test images", *(_images(g.get("images")) for g in groups))
+    mixed = result.get("mixed") or {}
+    if FINAL in mixed:
+        table.add_row(f"{MIXED} attack", *(_definition(g.get("attack")) for g in groups))
     _metric_rows(table, "", groups, (*METRICS, *FAIRNESS_METRICS))
     if has_rho:
         table.add_row("ρ_nat", *(_rho_text(g.get("rho_nat")) for g in groups))
         table.add_row("ρ_rob", *(_rho_text(g.get("rho_rob")) for g in groups))
     for name in attack_names:
         label = "worst case" if name == WORST_CASE else name
+        label = f"{MIXED} {label}" if name in mixed else label
         table.add_section()
         table.add_row(f"{label} images", *(_images(g["eval"].get(name, {}).get("images")) for g in groups))
         _metric_rows(table, f"{label} ", [g["eval"].get(name) for g in groups], ATTACK_METRICS)
@@ -91,10 +96,22 @@ def summary_table(result: Mapping[str, Any]) -> Table:
     return table
 
 
+def _definition(attack: Mapping[str, Any] | None) -> str:
+    """An attack in a few characters: ``pgd eps 0.2 linf 20x0.02``."""
+    attack = attack or {}
+    step = attack.get("step_size")
+    steps = "" if "steps" not in attack else f" {attack['steps']}x{step:.4g}" if step else f" {attack['steps']} steps"
+    eps = attack.get("eps")
+    return f"{attack.get('name', '?')} eps {eps:.4g} {attack.get('norm') or 'linf'}{steps}" if eps else "?"
+
+
 def _interval_caption(result: Mapping[str, Any]) -> str:
-    """How each group's intervals were made (`fairadv.statistics.seeds.SeedSummary.method`), per evaluation, and
-    what the one-run mark means."""
-    lines, one_run = [], None
+    """What differs where figures of different attacks share a row (``--allow-mixed``), how each group's
+    intervals were made (`fairadv.statistics.seeds.SeedSummary.method`), per evaluation, and what the one-run mark
+    means."""
+    lines = [f"{MIXED} MIXED, not comparable: {'final evaluation' if name == FINAL else name} differs in {what}"
+             for name, what in (result.get("mixed") or {}).items()]
+    one_run = None
     for g in result["groups"]:
         methods: dict[str, list[str]] = {}
         places = [("final evaluation", g), *g["eval"].items()]
