@@ -228,6 +228,10 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="Cells to run at once on this machine; the cores are shared among them.")
 @click.option("--out", default=None, help="Root of the study folder (default: the study's out, runs/studies).")
+@click.option("--set", "overrides", multiple=True, metavar="TABLE.KEY=VALUE",
+              help="Override a key of every cell's recipe, after the study's own set; repeatable.")
+@click.option("--methods", default=None, metavar="A,B", help="Run and report only these methods of the study.")
+@click.option("--seeds", default=None, metavar="0,1", help="Run and report only these of the study's seeds.")
 @click.option("--report-only", is_flag=True, help="Run nothing: rebuild the tables and figures from finished cells.")
 @click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="Where cells run: a local process pool, or one Slurm job each (needs fairadv[slurm]).")
@@ -245,23 +249,26 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
 @_user_errors
 def study(study_file: str, jobs: int, out: str | None, report_only: bool, launcher: str, partition: str | None,
           gpus_per_job: int, cpus_per_job: int, time_limit: str, plan_seeds: float | None,
-          plan_sd: float | None) -> None:
+          plan_sd: float | None, overrides: tuple[str, ...], methods: str | None, seeds: str | None) -> None:
     """Run every cell of STUDY.toml (methods x axes x seeds), then write table.md/.tex/.csv, study.json and figures.
 
     Finished cells are skipped and interrupted ones resume, so running a study again continues it.
     """
+    from fairadv.study.spec import Shape
+
+    shape = Shape.from_options(overrides, methods, seeds)
     if plan_seeds is not None or plan_sd is not None:
         from fairadv.study.plan import plan_seeds as plan
 
         if plan_seeds is None:
             raise FairadvError("--plan-sd needs --plan-seeds POINTS (the worst-class difference to detect)")
-        click.echo(plan(study_file, plan_seeds, plan_sd, out=out))
+        click.echo(plan(study_file, plan_seeds, plan_sd, out=out, shape=shape))
         return
     from fairadv.study.runner import SlurmOptions, run_study
 
     doc = run_study(study_file, out=out, jobs=jobs, launcher=launcher, report_only=report_only,
                     slurm=SlurmOptions(partition=partition, gpus=gpus_per_job, time=time_limit, cpus=cpus_per_job),
-                    console=err_console)
+                    console=err_console, shape=shape)
     from fairadv.study.render import markdown
 
     click.echo(markdown(doc))

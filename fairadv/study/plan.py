@@ -15,14 +15,15 @@ from pathlib import Path
 from fairadv.errors import FairadvError
 from fairadv.evaluation.metrics import ROBUST_WORST
 from fairadv.study.evidence import design_power
-from fairadv.study.spec import load_study
+from fairadv.study.spec import Shape, load_study
 from fairadv.study.table import cell_results, table_attacks
 
 
-def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, out: str | Path | None = None
-               ) -> str:
+def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, out: str | Path | None = None,
+               shape: Shape = Shape()) -> str:
     """The planning text for the study in ``path``: ``points`` of worst-class accuracy to detect, ``sd_points``
-    (optional) the worst-class std over seeds to assume, both in percentage points."""
+    (optional) the worst-class std over seeds to assume, both in percentage points; ``shape``: the ``--methods``
+    and ``--seeds`` to plan for."""
     from fairadv.statistics.power import ALPHA, POWER, minimum_detectable_difference, seeds_needed
 
     if not points > 0:
@@ -31,7 +32,7 @@ def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, 
     if sd_points is not None and not sd_points > 0:
         raise FairadvError(f"--plan-sd {sd_points:g}: expected a positive worst-class std over seeds in points, "
                            "e.g. 1.19")
-    study = load_study(path)
+    study = load_study(path, shape)
     study_dir = study.directory(out)
     seeds = len(study.seeds)
     lines = [f"study {study.name}: {seeds} seed{'s' if seeds != 1 else ''}; detecting a worst-class robust accuracy "

@@ -22,7 +22,7 @@ from fairadv.files import write_atomic
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
 from fairadv.study.preflight import check_cells
-from fairadv.study.spec import Study, load_study
+from fairadv.study.spec import Shape, Study, load_study
 from fairadv.study.render import write_tables
 from fairadv.study.table import aggregate
 from fairadv.study.tracking import finish_parents, grouped
@@ -49,8 +49,9 @@ class SlurmOptions:
 
 def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, launcher: str = "local",
               report_only: bool = False, slurm: SlurmOptions | None = None,
-              console: Console | None = None) -> dict[str, Any]:
-    """Run (unless ``report_only``) and report the study in ``path``; returns the ``study.json`` document.
+              console: Console | None = None, shape: Shape = Shape()) -> dict[str, Any]:
+    """Run (unless ``report_only``) and report the study in ``path``, shaped by ``shape`` (``--set``, ``--methods``,
+    ``--seeds``); returns the ``study.json`` document.
 
     Raises `StudyFailed` (exit status 1) after writing the report when a cell failed; every input problem is a
     `FairadvError` (exit 2) raised before anything runs or is written.
@@ -60,7 +61,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
         raise FairadvError(f"--jobs {jobs}: expected at least 1")
     if launcher not in ("local", "slurm"):
         raise FairadvError(f"--launcher {launcher!r}: expected 'local' or 'slurm'")
-    study = load_study(path)
+    study = load_study(path, shape)
     recipes = study.recipes()  # every cell's recipe validated before anything runs
     study_dir = study.directory(out)
     jobs_todo = [job for job in cell_jobs(study, study_dir) if not is_done(job.run_dir, job.evaluate, job.n)]

@@ -87,6 +87,11 @@ def _check_presets(instance: Any, attribute: attrs.Attribute, value: tuple[str, 
                                f"as is entry {keys.index(keys[i])})")
 
 
+def _non_blank(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.strip():
+        raise InvalidValue(attribute.name, value, "a non-empty display name, e.g. \"+ DAFA\"")
+
+
 def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if not value:
         raise InvalidValue(attribute.name, value, "a folder path")
@@ -124,12 +129,14 @@ class MethodTable:
         set: this method's overrides, after the study's.
         requires: a module the method needs (e.g. a plugin's); without it the method is skipped.
         init_from: the method whose cell (same seed and axes) this one fine-tunes (``model.init_from``).
+        label: the method's name in the tables and figures (e.g. ``"+ DAFA"``); default: its key.
     """
 
     recipe: str
     set: tuple[str, ...] = attrs.field(default=(), validator=_check_overrides)
     requires: str | None = None
     init_from: str | None = None
+    label: str | None = attrs.field(default=None, validator=attrs.validators.optional(_non_blank))
 
 
 @attrs.frozen
@@ -180,6 +187,12 @@ class Method:
     overrides: tuple[str, ...] = ()
     requires: str | None = None
     init_from: str | None = None
+    label: str | None = None
+
+    @property
+    def display(self) -> str:
+        """The name the tables and figures show."""
+        return self.label if self.label is not None else self.name
 
     @property
     def available(self) -> bool:
@@ -264,28 +277,95 @@ class Study:
         return recipes
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study file; every problem is one `FairadvError` line naming the file and the key."""
+@attrs.frozen
+class Shape:
+    """What the command line changes in a study file: ``--set`` overrides for every cell (after the file's own
+    ``set``), and the subsets of its ``--methods`` and ``--seeds`` to run and report (None: all of them)."""
+
+    overrides: tuple[str, ...] = ()
+    methods: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_options(cls, overrides: tuple[str, ...] = (), methods: str | None = None, seeds: str | None = None
+                     ) -> Shape:
+        """From the options as typed: ``--methods a,b`` and ``--seeds 0,1`` are comma-separated lists."""
+        for item in overrides:
+            if "=" not in item or "." not in item.partition("=")[0]:
+                raise FairadvError(f"--set {item!r}: expected table.key=value, e.g. train.epochs=1")
+        names = None if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
+        if names is not None and not names:
+            raise FairadvError(f"--methods {methods!r}: expected method names separated by commas, e.g. trades,dafa")
+        numbers = None
+        if seeds is not None:
+            try:
+                numbers = tuple(int(s) for s in seeds.split(",") if s.strip())
+            except ValueError:
+                numbers = ()
+            if not numbers:
+                raise FairadvError(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 0,1")
+        return cls(tuple(overrides), names, numbers)
+
+
+def recipe_path(study_file: Path, written: str, key: str) -> Path:
+    """A method's recipe: beside the study file, else from the working directory (so a study file copied elsewhere
+    keeps working); the error names both places tried."""
+    tried = list(dict.fromkeys([(study_file.parent / written).resolve(), Path(written).resolve()]))
+    for path in tried:
+        if path.is_file():
+            return path
+    if len(tried) == 1:
+        raise FairadvError(f"{study_file}: {key} = {written!r}: expected a recipe file; there is no {tried[0]}")
+    raise FairadvError(f"{study_file}: {key} = {written!r}: expected a recipe file; there is neither {tried[0]} "
+                       f"(beside the study file) nor {tried[1]} (from the working directory)")
+
+
+def load_study(path: str | Path, shape: Shape = Shape()) -> Study:
+    """Read and validate a study file, shaped by the command line's ``shape``; every problem is one `FairadvError`
+    line naming the file and the key (or the option)."""
     path = Path(path)
     loader = Loader(str(path))
     spec = loader.load(read_toml(path, "study"), StudyFile)
     head = spec.study
-    methods = []
-    for name, method in spec.methods.items():
-        recipe = (path.parent / method.recipe).resolve()
-        if not recipe.is_file():
-            raise loader.fail(f"methods.{name}.recipe", f"methods.{name}.recipe = {method.recipe!r}: expected a "
-                                                        f"recipe file; there is no {recipe}")
-        methods.append(Method(name, recipe, method.set, method.requires, method.init_from))
+    chosen = _chosen_methods(path, spec, shape.methods)
+    methods = [Method(name, recipe_path(path, method.recipe, f"methods.{name}.recipe"), method.set, method.requires,
+                      method.init_from, method.label)
+               for name, method in spec.methods.items() if name in chosen]
     axes = tuple((axis, tuple(values.items())) for axis, values in spec.axes.items())
     name = head.name if head.name is not None else path.stem
     if not NAME.fullmatch(name):
         raise loader.fail("study.name", f"study.name = {name!r} (the file's name): expected {NAME_EXPECTED}")
-    study = Study(source=path, name=name, out=Path(head.out), seeds=head.seeds,
-                  baseline=head.baseline or methods[0].name, evaluate=tuple(map(preset_key, head.evaluate)),
-                  n=head.n, methods=tuple(methods), axes=axes, overrides=head.set)
+    study = Study(source=path, name=name, out=Path(head.out), seeds=_chosen_seeds(path, head.seeds, shape.seeds),
+                  baseline=head.baseline or next(iter(spec.methods)), evaluate=tuple(map(preset_key, head.evaluate)),
+                  n=head.n, methods=tuple(methods), axes=axes, overrides=(*head.set, *shape.overrides))
     names = [cell.name for cell in study.cells()]
     for name in names:
         if names.count(name) > 1:
             raise loader.fail("methods", f"two cells are both named {name!r}; rename a method or an axis value")
     return study
+
+
+def _chosen_methods(path: Path, spec: StudyFile, chosen: tuple[str, ...] | None) -> list[str]:
+    """``--methods``: each a method of the file, with the method each fine-tunes (``init_from``)."""
+    if chosen is None:
+        return list(spec.methods)
+    for name in chosen:
+        if name not in spec.methods:
+            raise FairadvError(f"{path}: --methods {name!r}: expected methods of the study{closest(name, spec.methods)}"
+                               f": {', '.join(spec.methods)}")
+        source = spec.methods[name].init_from
+        if source is not None and source not in chosen:
+            raise FairadvError(f"{path}: --methods {','.join(chosen)}: {name} fine-tunes {source} "
+                               f"(methods.{name}.init_from); add {source}")
+    return list(chosen)
+
+
+def _chosen_seeds(path: Path, seeds: tuple[int, ...], chosen: tuple[int, ...] | None) -> tuple[int, ...]:
+    """``--seeds``: each one of the file's ``study.seeds``, in the order given."""
+    if chosen is None:
+        return seeds
+    for seed in chosen:
+        if seed not in seeds:
+            raise FairadvError(f"{path}: --seeds {seed}: expected seeds of study.seeds: "
+                               f"{', '.join(map(str, seeds))}")
+    return tuple(dict.fromkeys(chosen))
