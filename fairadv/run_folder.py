@@ -199,6 +199,15 @@ class RunFolder:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise FairadvError(f"{self.recipe_file}: cannot read: {exc}") from None
 
+    def stored_recipe(self) -> dict[str, Any]:
+        """``recipe.toml`` as the run stored it, parsed as a checkpoint's recipe is (`check_same_recipe` compares
+        the two); a problem names the file."""
+        try:
+            text = self.recipe_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FairadvError(f"{self.recipe_file}: cannot read: {one_line(exc)}") from None
+        return parse_stored_recipe(text, self.recipe_file)
+
     def summary(self) -> dict[str, Any]:
         """``summary.json``; missing (the run is not finished) or unreadable is a one-line error."""
         return read_json(self.summary_file, NOT_FINISHED)
@@ -245,8 +254,7 @@ class RunFolder:
             if not self.recipe_file.exists():
                 raise FairadvError(f"{self.path}: nothing to resume (no run folder with a recipe.toml); run "
                                    "without --resume to start it")
-            check_same_recipe(parse_stored_recipe(self.recipe_file.read_text(), self.recipe_file), current,
-                              self.recipe_file)
+            check_same_recipe(self.stored_recipe(), current, self.recipe_file)
             self.truncate_logs(keep_through=-1)
             return None
         state = load_checkpoint(self.checkpoint)
@@ -302,20 +310,29 @@ def is_temporary(path: Path) -> bool:
 
 
 def check_same_recipe(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    """Refuse ``--resume`` with a recipe other than the stored one. ``run.out`` may differ (folders move), and so may
-    ``[log]``: trackers can be added or dropped for the rest of a run without changing what it computes."""
+    """Refuse ``--resume`` with a recipe other than the stored one (`recipe_changes`)."""
+    diff = recipe_changes(saved, current)
+    if diff:
+        raise FairadvError(f"{where}: --resume with a changed recipe ({diff}); resume with the original recipe "
+                           "or start a new run")
+
+
+def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """What differs between a stored resolved recipe and ``current`` (at most three keys), or "" when a run of
+    ``current`` may continue or reuse the stored one. ``run.out`` may differ (folders move), and so may ``[log]``:
+    trackers can be added or dropped for the rest of a run without changing what it computes. The one rule that
+    ``--resume`` and a study's finished cells (`fairadv.study.stale`) follow."""
     saved, current = dict(saved), dict(current)
     saved.pop("log", None)
     current.pop("log", None)
     for recipe_dict in (saved, current):
         if isinstance(recipe_dict.get("run"), dict):
             recipe_dict["run"] = {k: v for k, v in recipe_dict["run"].items() if k != "out"}
-    if saved != current:
-        # A changed component name explains the rest of the differences: list it first.
-        changes = sorted(_differences(saved, current), key=lambda d: not d.split(":")[0].endswith(".name"))
-        diff = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
-        raise FairadvError(f"{where}: --resume with a changed recipe ({diff}); resume with the original recipe "
-                           "or start a new run")
+    if saved == current:
+        return ""
+    # A changed component name explains the rest of the differences: list it first.
+    changes = sorted(_differences(saved, current), key=lambda d: not d.split(":")[0].endswith(".name"))
+    return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -22,6 +22,7 @@ from fairadv.files import write_atomic
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
 from fairadv.study.preflight import check_cells
+from fairadv.study.stale import check_not_stale, record_origin
 from fairadv.study.spec import Shape, Study, load_study
 from fairadv.study.render import write_tables
 from fairadv.study.table import aggregate
@@ -64,7 +65,9 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     study = load_study(path, shape)
     recipes = study.recipes()  # every cell's recipe validated before anything runs
     study_dir = study.directory(out)
-    jobs_todo = [job for job in cell_jobs(study, study_dir) if not is_done(job.run_dir, job.evaluate, job.n)]
+    every_job = cell_jobs(study, study_dir)
+    check_not_stale(every_job, study.source, study_dir)  # before anything runs, under --report-only too
+    jobs_todo = [job for job in every_job if not is_done(job.run_dir, job.evaluate, job.n)]
     if jobs_todo and not report_only:  # data, init_from runs, models, presets' extras: before anything is written
         check_cells(study, recipes, {job.name for job in jobs_todo})
     for method in study.skipped_methods:
@@ -77,6 +80,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
             study_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FairadvError(f"{study_dir}: cannot create the study folder: {exc.strerror or exc}") from None
+        record_origin(study_dir, study.source)
         jobs_todo = grouped(jobs_todo, recipes, study.name, study_dir)  # W&B group, MLflow parent run
         console.print(f"study {study.name}: {len(jobs_todo)} of {len(study.cells())} cells to run in {study_dir}",
                       highlight=False)
