@@ -29,6 +29,7 @@ from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label
 from fairadv.evaluation.metrics import METRICS, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.outcomes import of_counts, of_result
 from fairadv.evaluation.run_results import Run, load_run
+from fairadv.run_folder import EVAL, SUMMARY
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
 
@@ -140,12 +141,12 @@ def mixed_definitions(runs: Sequence[Run], allow_mixed: bool) -> dict[str, str]:
     ``allow_mixed`` is off."""
     labels = [str(r.path.name) for r in runs]
     final = [definition(r.summary.get("attack"), _final_threat(r)[cs.THREAT_KEYS.index("counting")]) for r in runs]
-    mixed = {cs.FINAL: check_one_definition("final (summary.json)", list(zip(labels, final)), allow_mixed)}
+    mixed = {cs.FINAL: check_one_definition(f"final ({SUMMARY})", list(zip(labels, final)), allow_mixed)}
     for name in common_attacks(runs):
         results, entries = matched_results(runs, name)
         defs = [definition({**e, **(res.get("attack") or {})}, e.get("counting", DEFAULTS["counting"]))
                 for res, e in zip(results, entries)]
-        mixed[name] = check_one_definition(f"{name} (eval.json)", list(zip(labels, defs)), allow_mixed)
+        mixed[name] = check_one_definition(f"{name} ({EVAL})", list(zip(labels, defs)), allow_mixed)
     return {name: what for name, what in mixed.items() if what is not None}
 
 
