@@ -1,5 +1,7 @@
 """Issue 29, items 1-3: one threat model per run and per comparison.
 
+- the strategies' validation attacks follow the recipe's threat model unless they set their own radius, which is
+  then named at start-up;
 - compare refuses figures measured under different threat models or attacks unless --allow-mixed, and then the
   table says what differs;
 """
@@ -7,16 +9,47 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import pytest
-from helpers import invoke
+import torch
+from helpers import RECIPES, invoke
 from test_compare import write_run
 
+from fairadv.distributed import DistInfo
 from fairadv.errors import FairadvError
 from fairadv.evaluation.compare import compare_runs
+from fairadv.recipe import Recipe
+from fairadv.train.components import build_components
+
+DIGITS = RECIPES / "trades_digits.toml"
 
 CLEAN, ROBUST = [0.9] * 10, [0.5] * 10
+
+
+def _strategy(*overrides: str):
+    recipe = Recipe.load(DIGITS, overrides=("data.val_per_class=10", "train.epochs=30", *overrides))
+    return build_components(recipe, torch.device("cpu"), DistInfo()).strategy
+
+
+@pytest.mark.parametrize("name", ["cfa", "frl"])
+def test_validation_attacks_follow_the_recipes_threat_model(name, caplog):
+    with caplog.at_level(logging.WARNING):
+        attack = _strategy(f"strategy.name={name}").validation_attack()
+    assert (attack.eps, attack.step_size, attack.norm) == (0.2, pytest.approx(0.05), "linf")  # not 8/255
+    assert "val_eps" not in caplog.text
+    l2 = _strategy(f"strategy.name={name}", "attack.norm='l2'", "attack.eps=0.5").validation_attack()
+    assert (l2.eps, l2.norm) == (0.5, "l2")
+
+
+@pytest.mark.parametrize("name", ["cfa", "frl"])
+def test_a_radius_set_on_purpose_is_kept_and_named_at_start_up(name, caplog):
+    with caplog.at_level(logging.WARNING):
+        attack = _strategy(f"strategy.name={name}", "strategy.val_eps=0.1").validation_attack()
+    assert attack.eps == 0.1
+    assert "strategy.val_eps = 0.1: the validation attack runs at its own radius" in caplog.text
+    assert "attack.eps = 0.2" in caplog.text
 
 
 def _with_attack(run, **attack):

@@ -147,7 +147,9 @@ class CFA(validation.HoldOutStrategy):
             paper's TRADES setting; 0.2 in the code's PGD-AT example). It depends on the data and eps.
         fawa_decay: d in theta_avg <- d theta_avg + (1 - d) theta; 0.88.
         val_eps, val_step_size, val_steps: FAWA's validation PGD (CE, uniform start, robust only if correct at
-            every iterate): 8/255, 2/255, 10 as in the code.
+            every iterate). ``val_eps`` unset follows the run's threat model (``attack.eps``, ``attack.norm``; the
+            code's 8/255 on CIFAR), ``val_step_size`` unset is a quarter of the radius (the code's 2/255 at 8/255);
+            10 steps as in the code.
 
     Example:
         >>> strategy = STRATEGIES.create("cfa", ccm=True, ccr=True, fawa=True)
@@ -163,9 +165,10 @@ class CFA(validation.HoldOutStrategy):
     warmup_epochs: int | float = attrs.field(default=10, validator=warmup_validator(1))
     fawa_threshold: float = attrs.field(default=0.24, validator=between(0, 1))
     fawa_decay: float = attrs.field(default=0.88, validator=between(0, 1, closed="[)"))
-    val_eps: float = validation.eps_field()
-    val_step_size: float = validation.step_size_field()
+    val_eps: float | None = validation.eps_field()
+    val_step_size: float | None = validation.step_size_field()
     val_steps: int = validation.steps_field(10)
+    threat: tuple[float, str] | None = validation.threat_field()
     # State (not hyperparameters): the last t_k used, the epochs FAWA accepted, and the average itself (a module,
     # or after a resume its state dict until a model is at hand to copy the architecture from).
     class_robust: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)

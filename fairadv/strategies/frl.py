@@ -220,7 +220,9 @@ class FRL(validation.HoldOutStrategy):
             as in the paper (``model.init_from``); > 0 to run FRL from scratch after a TRADES warm-up. An integer,
             or a share of ``train.epochs`` in (0, 1).
         val_eps, val_step_size, val_steps: the validation PGD (CE loss, uniform start; a sample counts as robust only
-            when correct at every iterate): 8/255, 2/255 and 20 as in the paper.
+            when correct at every iterate). ``val_eps`` unset follows the run's threat model (``attack.eps``,
+            ``attack.norm``; the paper's 8/255 on CIFAR), ``val_step_size`` unset is a quarter of the radius (the
+            paper's 2/255 at 8/255); 20 steps as in the paper.
 
     Example:
         >>> strategy = STRATEGIES.create("frl", mode="reweight", warmup_epochs=0)
@@ -233,9 +235,10 @@ class FRL(validation.HoldOutStrategy):
     alpha2: float | None = attrs.field(default=None, validator=_FINITE_GE0)
     lim: float | None = attrs.field(default=None, validator=_SUM_BOUND)
     warmup_epochs: int | float = attrs.field(default=0, validator=warmup_validator(0))
-    val_eps: float = validation.eps_field()
-    val_step_size: float = validation.step_size_field()
+    val_eps: float | None = validation.eps_field()
+    val_step_size: float | None = validation.step_size_field()
     val_steps: int = validation.steps_field(20)
+    threat: tuple[float, str] | None = validation.threat_field()
     # State (not hyperparameters): the multipliers and how many updates produced them.
     lam0: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
     lam1: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)

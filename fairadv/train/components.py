@@ -28,6 +28,7 @@ from fairadv.distributed import DistInfo, wrap_model
 from fairadv.recipe import Recipe
 from fairadv.registry import OPTIMIZERS
 from fairadv.seeding import seed_everything
+from fairadv.strategies.validation import follow_threat_model
 from fairadv.train.precision import SpeedSettings, resolve_speed
 from fairadv.trained import load_initial_weights
 
@@ -78,6 +79,9 @@ def build_components(recipe: Recipe, device: torch.device, dist: DistInfo, initi
     attack = build_component("attack", recipe.attack)
     objective = build_component("objective", recipe.objective)
     strategy = build_component("strategy", recipe.strategy)
+    note = follow_threat_model(strategy, recipe)
+    if note and dist.is_main:
+        log.warning(note)  # a radius set on purpose, named at start-up
     eval_attack = build_component("eval.attack", recipe.eval.attack)
     with named_errors(recipe, "optimizer"):
         optimizer = OPTIMIZERS.create(recipe.optimizer.name, params=model.parameters(), **recipe.optimizer.params)
