@@ -271,3 +271,26 @@ def test_table_tex_compiles_with_booktabs(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_tables_use_labels_the_attack_s_name_and_flag_cells_at_chance(tmp_path):
+    study_file = write_study(tmp_path, methods=("trades", "dafa", "frl"))
+    study_file.write_text(study_file.read_text().replace("[methods.dafa]\n", '[methods.dafa]\nlabel = "+ DAFA"\n'))
+    study = load_study(study_file)
+    fill(tmp_path / "out", {"trades": 0.0, "dafa": 0.15}, [0, 1, 2])  # frl has no finished cell: undefined values
+    summary = tmp_path / "out" / "runs" / "dafa-s1" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "at_chance": True}))
+    doc = aggregate(study, tmp_path / "out", settings=FAST)
+    dafa = table_of(doc)["rows"][1]
+    assert (dafa["label"], dafa["at_chance"], doc["labels"]["trades"]) == ("+ DAFA", [1], "trades")
+    text = markdown(doc)
+    assert "## PGD-20," in text and "| + DAFA ‡ |" in text and "| frl | – |" in text
+    assert "‡: at chance level" in text and "+ DAFA (seed 1)" in text
+    tex = latex(doc)
+    assert "\\label{tab:study-pgd20}" in tex and "\\label{tab:study-pgd20-differences}" in tex
+    assert "\\caption{PGD-20," in tex and "from trades (PGD-20)" in tex
+    assert "pgd20" not in re.sub(r"\\label{[^}]*}", "", tex)
+    assert "$\\rho_{\\mathrm{nat}}$ & $\\rho_{\\mathrm{rob}}$" in tex and "\\rho_{nat}" not in tex
+    assert "+ DAFA $^\\ddagger$ &" in tex and "frl & -- & -- &" in tex and "–" not in tex
+    header, _, row = csv_text(doc).splitlines()[:3]
+    assert header.endswith(",label,at_chance_seeds") and row.endswith(",+ DAFA,1")

@@ -19,6 +19,7 @@ from matplotlib.transforms import Bbox
 from fairadv.evaluation.metrics import ROBUST_AVG, ROBUST_WORST
 from fairadv.evaluation.plots import DPI, class_ticks, new_figure, save_pdf_png, set_title
 from fairadv.study.evidence import Settings
+from fairadv.study.text import CHANCE, attack_name, row_label
 
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
           "#64b5cd"]
@@ -34,7 +35,7 @@ def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
             continue
         suffix = "".join(f"-{v}" for v in block["axes"].values())
         label = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
-        title = f"{label + ', ' if label else ''}{attack}"
+        title = f"{label + ', ' if label else ''}{attack_name(attack)}"
         for name, draw in (("per_class_robust", per_class_figure), ("tradeoff", tradeoff_figure)):
             fig = draw(rows, title, len(doc["seeds"]), doc["baseline"], doc.get("statistics"))
             png = save_pdf_png(fig, study_dir / f"{name}{suffix}.png")
@@ -55,11 +56,23 @@ def interval_words(rows: list[Mapping[str, Any]], statistics: Mapping[str, Any] 
     return f"{confidence:.0%} intervals of the means ({'; '.join(words)})"
 
 
-def _error(cell: Mapping[str, Any]) -> tuple[float, float]:
-    """(below, above) the mean to the interval's ends, 0 where there is no interval."""
+def _ends(cell: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The interval's ends clipped to [0, 100] (an accuracy's range), None where there is none."""
     if cell.get("low") is None:
+        return None
+    return max(cell["low"], 0.0), min(cell["high"], 100.0)
+
+
+def _error(cell: Mapping[str, Any]) -> tuple[float, float]:
+    """(below, above) the mean to the interval's clipped ends, 0 where there is no interval."""
+    ends = _ends(cell)
+    if ends is None:
         return 0.0, 0.0
-    return max(cell["mean"] - cell["low"], 0.0), max(cell["high"] - cell["mean"], 0.0)
+    return max(cell["mean"] - ends[0], 0.0), max(ends[1] - cell["mean"], 0.0)
+
+
+def _baseline_label(rows: list[Mapping[str, Any]], baseline: str) -> str:
+    return next((str(r.get("label") or baseline) for r in rows if r["method"] == baseline), baseline)
 
 
 def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, baseline: str,
@@ -78,7 +91,7 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
         errors = np.array([_error(c["robust"]) for c in row["per_class"]]).T
         ax.bar(pos - 0.4 + width * (k + 0.5), means, width, yerr=errors, capsize=1.5 if classes <= 30 else 0,
                color=COLORS[k % len(COLORS)], error_kw={"linewidth": 0.7, "ecolor": "0.2"},
-               label=f"{row['method']} (avg {row[ROBUST_AVG.column]['mean']:.1f}%)")
+               label=f"{row_label(row)} (avg {row[ROBUST_AVG.column]['mean']:.1f}%)")
     class_ticks(ax, names, "x")
     ax.set_xlim(-0.6, classes - 0.4)
     ax.set_ylim(0, 100)
@@ -89,7 +102,11 @@ def per_class_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, base
     ax.grid(axis="y", linewidth=0.3, alpha=0.6)
     ax.set_axisbelow(True)
     # Legend outside the axes, so it covers no bar.
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    handles, _ = ax.get_legend_handles_labels()
+    if any(row.get("at_chance") for row in rows):
+        handles.append(Line2D([], [], linestyle="none", label=f"{CHANCE}: some seeds at chance level\n"
+                                                              "(the model did not learn)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     return fig
 
 
@@ -113,22 +130,21 @@ def tradeoff_figure(rows: list[Mapping[str, Any]], title: str, seeds: int, basel
         x, y, color = row[ROBUST_AVG.column], row[ROBUST_WORST.column], COLORS[k % len(COLORS)]
         for cell, line in ((x, lambda lo, hi: ([lo, hi], [y["mean"]] * 2, "|")),
                            (y, lambda lo, hi: ([x["mean"]] * 2, [lo, hi], "_"))):
-            if cell.get("low") is not None:
-                xs, ys, cap = line(cell["low"], cell["high"])
+            if (ends := _ends(cell)) is not None:
+                xs, ys, cap = line(*ends)
                 ax.plot(xs, ys, color=color, linewidth=0.9, alpha=0.8, marker=cap, markersize=5)
         mark = _significant(row)
         ax.plot(x["mean"], y["mean"], "s" if row["method"] == baseline else "o", markersize=7, color=color,
                 markerfacecolor=color if mark else "white", markeredgewidth=1.5, zorder=3)
-        names.append((row["method"] + (" †" if mark else ""), (x["mean"], y["mean"]), color))
+        names.append((row_label(row) + (" †" if mark else ""), (x["mean"], y["mean"]), color))
         if row["method"] == baseline:
             ax.axvline(x["mean"], color="0.5", linestyle="--", linewidth=0.7)
             ax.axhline(y["mean"], color="0.5", linestyle="--", linewidth=0.7)
     for key, set_lim in ((ROBUST_AVG.column, ax.set_xlim), (ROBUST_WORST.column, ax.set_ylim)):
-        cells = [r[key] for r in rows]
-        low = min(c["mean"] if c.get("low") is None else min(c["low"], c["mean"]) for c in cells)
-        high = max(c["mean"] if c.get("high") is None else max(c["high"], c["mean"]) for c in cells)
+        ends = [(c["mean"], *(_ends(c) or ())) for c in (r[key] for r in rows)]
+        low, high = min(min(e) for e in ends), max(max(e) for e in ends)
         pad = max(1.5, 0.08 * (high - low))
-        set_lim(low - pad, high + pad)
+        set_lim(max(low - pad, 0.0), min(high + pad, 100.0))  # an accuracy's range, never beyond
     ax.set_xlabel("average robust accuracy (%)")
     ax.set_ylabel("worst-class robust accuracy (%)")
     set_title(fig, f"Worst class vs. average ({title}), means over {seeds} seed{'s' if seeds != 1 else ''}\n"
@@ -168,18 +184,22 @@ def _place_names(fig: Any, ax: Any, names: list[tuple[str, tuple[float, float], 
 
 def _legend(rows: list[Mapping[str, Any]], baseline: str, statistics: Mapping[str, Any]) -> list[Line2D]:
     handles = []
+    name = _baseline_label(rows, baseline)
     if any(row["method"] == baseline for row in rows):
         handles.append(Line2D([], [], color="0.5", linestyle="--", linewidth=0.7, marker="s", markersize=5,
-                              markerfacecolor="white", label=f"baseline ({baseline}): its average and worst class"))
+                              markerfacecolor="white", label=f"baseline ({name}): its average and worst class"))
     tested = any(row.get("versus_baseline") and any(c.get("p_value") is not None
                                                     for c in row["versus_baseline"].values()) for row in rows)
     if tested:
         test = f"two-sided paired t test, Holm over the methods, α = {statistics['alpha']:g}"
         handles += [Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=6,
-                           label=f"filled, †: average or worst class differs from {baseline}\n({test})"),
+                           label=f"filled, †: average or worst class differs from {name}\n({test})"),
                     Line2D([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="white",
                            markersize=6, label="open: no significant difference")]
     elif len(rows) > 1:
         handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="white",
-                              markersize=6, label=f"open: not tested against {baseline} (see table.md)"))
+                              markersize=6, label=f"open: not tested against {name} (see table.md)"))
+    if any(row.get("at_chance") for row in rows):
+        handles.append(Line2D([], [], linestyle="none", label=f"{CHANCE}: some seeds at chance level (the model did "
+                                                              "not learn)"))
     return handles

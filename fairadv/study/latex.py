@@ -10,8 +10,8 @@ from typing import Any
 
 from fairadv.evaluation.metrics import METRICS, RHO
 from fairadv.study.evidence import COLUMNS
-from fairadv.study.text import (DAGGER, RHO_HEADERS, compared, difference_text, heading, legend, rho_text, sentences,
-                                significant, value_text)
+from fairadv.study.text import (DAGGER, RHO_HEADERS, attack_name, compared, difference_text, heading, legend,
+                                method_label, rho_text, row_label, sentences, significant, value_text)
 
 
 def latex(doc: Mapping[str, Any]) -> str:
@@ -21,31 +21,41 @@ def latex(doc: Mapping[str, Any]) -> str:
     for block in doc["blocks"]:
         for attack, table in block["attacks"].items():
             caption = tex_text(f"{heading(doc, block, attack)}. {legend(doc, table)}")
-            out += ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}", "\\begin{tabular}{lcccccc}",
+            rho = " & ".join(RHO_HEADERS[n][1] for n in RHO)
+            out += ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}",
+                    f"\\label{{{table_label(doc, block, attack)}}}", "\\begin{tabular}{lcccccc}",
                     "\\toprule", " & \\multicolumn{2}{c}{Clean} & \\multicolumn{2}{c}{Robust} & & \\\\",
                     "\\cmidrule(lr){2-3} \\cmidrule(lr){4-5}",
-                    "Method & Avg. & Worst & Avg. & Worst & $\\rho_{nat}$ & $\\rho_{rob}$ \\\\", "\\midrule"]
+                    f"Method & Avg. & Worst & Avg. & Worst & {rho} \\\\", "\\midrule"]
             for row in table["rows"]:
-                cells = [tex_escape(row["method"])]
+                cells = [tex_text(row_label(row))]
                 for m in METRICS:
                     value, interval = value_text(row.get(m.column), m)
                     cells.append(_tex_cell(value, [interval], significant(row, m.column)))
                 cells += [_tex_cell(rho_text(row.get(n)), [], significant(row, n)) for n in RHO]
                 out.append(" & ".join(cells) + " \\\\")
-            out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""] + _differences_tex(doc, table, attack)
+            out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""] + _differences_tex(doc, block, attack)
     return "\n".join(out)
+
+
+def table_label(doc: Mapping[str, Any], block: Mapping[str, Any], attack: str, suffix: str = "") -> str:
+    """``tab:<study>[-<axis values>]-<attack>[-<suffix>]`` for ``\\ref``, with only the characters a label keeps."""
+    parts = [doc["study"], *map(str, block["axes"].values()), attack, *([suffix] if suffix else [])]
+    return "tab:" + re.sub(r"[^A-Za-z0-9.:+-]+", "-", "-".join(parts))
 
 
 SHORT = {"average": "Avg.", "worst_class": "Worst", "worst_k": "Worst-$k$", "class_std": "Class std", "nsd": "NSD"}
 
 
-def _differences_tex(doc: Mapping[str, Any], table: Mapping[str, Any], attack: str) -> list[str]:
+def _differences_tex(doc: Mapping[str, Any], block: Mapping[str, Any], attack: str) -> list[str]:
+    table = block["attacks"][attack]
     rows = [r for r in table["rows"] if r.get("versus_baseline")]
     if not rows:
         return []
     power = (table.get("power") or {}).get("sentence")
     text = str(table.get("caption"))
-    head = text.replace(f"from {doc['baseline']}", f"from {doc['baseline']} ({attack})", 1)
+    head = text.replace(f"from {doc['baseline']}",
+                        f"from {method_label(doc, doc['baseline'])} ({attack_name(attack)})", 1)
     notes = [n for n in table.get("notes") or [] if n not in text]
     caption = tex_text(sentences([head,
                                   f"bold with {DAGGER}: significant after Holm's correction; p is Holm-adjusted, "
@@ -54,13 +64,14 @@ def _differences_tex(doc: Mapping[str, Any], table: Mapping[str, Any], attack: s
     clean = sum(m.kind == "clean" for m in COLUMNS)  # COLUMNS lists the clean metrics first
     headers = [SHORT[m.statistic] for m in COLUMNS] + [RHO_HEADERS[n][1] for n in RHO]
     out = ["\\begin{table}[t]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{2pt}",
-           f"\\caption{{{caption}}}", "\\begin{tabular}{l" + "c" * len(headers) + "}", "\\toprule",
+           f"\\caption{{{caption}}}", f"\\label{{{table_label(doc, block, attack, 'differences')}}}",
+           "\\begin{tabular}{l" + "c" * len(headers) + "}", "\\toprule",
            f" & \\multicolumn{{{clean}}}{{c}}{{$\\Delta$ Clean}} & "
            f"\\multicolumn{{{len(COLUMNS) - clean}}}{{c}}{{$\\Delta$ Robust}}" + " &" * len(RHO) + " \\\\",
            f"\\cmidrule(lr){{2-{clean + 1}}} \\cmidrule(lr){{{clean + 2}-{len(COLUMNS) + 1}}}",
            "Method & " + " & ".join(headers) + " \\\\", "\\midrule"]
     for row in rows:
-        cells = [tex_escape(row["method"])]
+        cells = [tex_text(row_label(row))]
         for column, metric in compared():
             value, interval, p = difference_text(row["versus_baseline"][column], metric)
             cells.append(_tex_cell(value, [interval, p], significant(row, column)))
@@ -85,10 +96,10 @@ def tex_escape(text: str) -> str:
 
 
 def tex_text(text: str) -> str:
-    """`tex_escape`, then the Unicode the tables use (±, α, ρ, †, Δ, σ, ≥, ≤), < > (which text fonts without T1
-    encoding print as other glyphs) and the sign of a negative number (a hyphen in text) in math mode."""
-    math = {"±": "$\\pm$", "α": "$\\alpha$", "ρ": "$\\rho$", "†": "$^\\dagger$", "Δ": "$\\Delta$",
-            "σ": "$\\sigma$", "≥": "$\\geq$", "≤": "$\\leq$", "−": "-", "<": "$<$", ">": "$>$"}
+    """`tex_escape`, then the Unicode the tables use (±, α, ρ, †, ‡, Δ, σ, ≥, ≤, –), < > (which text fonts without
+    T1 encoding print as other glyphs) and the sign of a negative number (a hyphen in text) in math mode."""
+    math = {"±": "$\\pm$", "α": "$\\alpha$", "ρ": "$\\rho$", "†": "$^\\dagger$", "‡": "$^\\ddagger$", "–": "--",
+            "Δ": "$\\Delta$", "σ": "$\\sigma$", "≥": "$\\geq$", "≤": "$\\leq$", "−": "-", "<": "$<$", ">": "$>$"}
     out = tex_escape(text)
     for char, tex in math.items():
         out = out.replace(char, tex)

@@ -20,12 +20,12 @@ from fairadv.evaluation.metrics import RHO
 from fairadv.files import write_atomic
 from fairadv.study.evidence import COLUMNS
 from fairadv.study.latex import latex
-from fairadv.study.text import (DAGGER, RHO_HEADERS, compared, difference_text, heading, legend, preamble, rho_text,
-                                sentences, significant, value_text)
+from fairadv.study.text import (DAGGER, RHO_HEADERS, compared, difference_text, heading, legend, method_label,
+                                preamble, rho_text, row_label, sentences, significant, value_text)
 
 
 def _main_row(row: Mapping[str, Any]) -> list[str]:
-    cells = [row["method"]]
+    cells = [row_label(row)]
     for m in COLUMNS:
         value, interval = value_text(row.get(m.column), m)
         cells.append(f"{value} {interval}".strip() + (f" {DAGGER}" if significant(row, m.column) else ""))
@@ -37,7 +37,7 @@ def _main_row(row: Mapping[str, Any]) -> list[str]:
 def markdown(doc: Mapping[str, Any]) -> str:
     lines = [f"# Study {doc['study']}", "", preamble(doc), ""]
     for method, why in doc["skipped_methods"].items():
-        lines += [f"Method {method} left out: {why}.", ""]
+        lines += [f"Method {method_label(doc, method)} left out: {why}.", ""]
     for block in doc["blocks"]:
         for attack, table in block["attacks"].items():
             headers = [m.header for m in COLUMNS] + [RHO_HEADERS[n][0] for n in RHO]
@@ -58,12 +58,12 @@ def _differences_md(doc: Mapping[str, Any], table: Mapping[str, Any]) -> list[st
     lines = []
     if rows:
         headers = [f"Δ {m.header}" for m in COLUMNS] + [RHO_HEADERS[n][0] for n in RHO]
-        lines += [f"### Differences from {doc['baseline']}", "",
+        lines += [f"### Differences from {method_label(doc, doc['baseline'])}", "",
                   "| Method | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|"]
         for row in rows:
             cells = [" ".join(p for p in difference_text(row["versus_baseline"][column], metric) if p)
                      + (f" {DAGGER}" if significant(row, column) else "") for column, metric in compared()]
-            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
         lines.append("")
     caption = table.get("caption") or ""
     tested = any(c.get("p_value") is not None for r in rows for c in r["versus_baseline"].values())
@@ -78,7 +78,8 @@ def _differences_md(doc: Mapping[str, Any], table: Mapping[str, Any]) -> list[st
 
 def csv_text(doc: Mapping[str, Any]) -> str:
     """One line per block, attack and method: every metric's mean, std and interval, ρ, and each column's difference
-    from the baseline with its interval, p, Holm-adjusted p and significance."""
+    from the baseline with its interval, p, Holm-adjusted p and significance; then the method's display label and
+    its seeds at chance level (space-separated)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["block", "attack", "method", "seeds", "images"]
@@ -87,7 +88,7 @@ def csv_text(doc: Mapping[str, Any]) -> str:
     header += list(RHO)
     for column, _ in compared():
         header += [f"{column}_{k}" for k in DIFFERENCE_FIELDS]
-    writer.writerow(header)
+    writer.writerow([*header, "label", "at_chance_seeds"])
     for block in doc["blocks"]:
         label = ";".join(f"{k}={v}" for k, v in block["axes"].items())
         for attack, table in block["attacks"].items():
@@ -101,7 +102,8 @@ def csv_text(doc: Mapping[str, Any]) -> str:
                     cell = (row.get("versus_baseline") or {}).get(column) or {}
                     values += [_num(cell.get(k)) for k in ("difference", "low", "high", "p_value", "p_adjusted")]
                     values.append("" if "significant" not in cell else str(cell["significant"]).lower())
-                writer.writerow(values)
+                chance = " ".join(map(str, row.get("at_chance") or []))
+                writer.writerow([*values, row.get("label") or row["method"], chance])
     return buffer.getvalue()
 
 

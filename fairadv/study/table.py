@@ -14,7 +14,10 @@ The document (format 2; format 1 had no statistics):
 - ``blocks[i].attacks[attack]``: ``rows``, ``images``, ``caption`` (the paired comparison's: pairing, test, α,
   Holm; or why nothing was tested), ``notes`` (why some differences have no p-value) and ``power``
   (`fairadv.statistics.power.plan`'s fields, fractions, and its ``sentence``; None without a finished baseline).
-- a row: ``method``, ``seeds``, ``images``, ``rho_nat``, ``rho_rob``, and for each of the four headline metrics and
+- ``labels``: each method's display name (``[methods.NAME] label``, else its name), used by every table and figure.
+- a row: ``method``, ``label``, ``seeds``, ``at_chance`` (the seeds whose model is at chance level: its
+  ``summary.json``'s ``at_chance``, clean accuracy within two standard errors of guessing), ``images``,
+  ``rho_nat``, ``rho_rob``, and for each of the four headline metrics and
   the robust fairness metrics (worst-k, class std, NSD: `fairadv.evaluation.metrics.FAIRNESS_METRICS`) a cell
   ``{mean, std, n, low, high, reason}``: mean ± sample std over seeds and the 95 % interval for the method's mean
   (`fairadv.statistics.seeds.over_seeds`, clipped to the metric's range; ``reason`` says why it leaves out a source
@@ -52,14 +55,15 @@ def cell_results(study_dir: Path, cell: Cell, attacks: Sequence[str]) -> dict[st
     summary = run.summary()
     check_result(summary, str(run.summary_file))
     if not attacks:
-        return {"final": summary}
+        return {"final": summary}  # its at_chance is the run's own
     evaluation = run.evaluation()
     if evaluation is None:
         return None
     found = check_evaluation(evaluation, str(run.eval_file))["attacks"]  # type: ignore[index]
     if not all(name in found for name in attacks):
         return None
-    return {name: {**found[name], "images": evaluation.get("images")} for name in attacks}
+    return {name: {**found[name], "images": evaluation.get("images"), "at_chance": bool(summary.get("at_chance"))}
+            for name in attacks}
 
 
 def table_attacks(study: Study) -> list[str]:
@@ -73,6 +77,7 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
     """The ``study.json`` document (no timing in it, so reruns of the same study give the same file)."""
     attacks = table_attacks(study)
     cells = study.cells()
+    labels = {m.name: m.display for m in study.methods}
     results = {cell.name: cell_results(study_dir, cell, attacks if study.evaluate else []) for cell in cells}
     outcomes = {name: evidence.cell_outcomes(study_dir, name, found, bool(study.evaluate))
                 for name, found in results.items() if found}
@@ -82,8 +87,8 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
         methods = list(dict.fromkeys(c.method for c in cells if c.block == block))
         entry: dict[str, Any] = {"axes": dict(block), "attacks": {}}
         for attack in attacks:
-            rows = [_row(m, [results[c.name][attack] for c in in_block if c.method == m],
-                         [c.seed for c in in_block if c.method == m]) for m in methods]
+            rows = [{**_row(m, [results[c.name][attack] for c in in_block if c.method == m],
+                            [c.seed for c in in_block if c.method == m]), "label": labels[m]} for m in methods]
             base = next((r for r in rows if r["method"] == study.baseline and r["seeds"]), None)
             for row in rows:
                 row.update(rho_scores(_means(row), _means(base)) if base and row["seeds"] else dict.fromkeys(RHO))
@@ -98,6 +103,7 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
         "study": study.name,
         "file": str(study.source),
         "baseline": study.baseline,
+        "labels": labels,
         "seeds": list(study.seeds),
         "evaluate": list(study.evaluate),
         "n": study.n,
@@ -116,7 +122,8 @@ def _means(row: Mapping[str, Any]) -> dict[Metric, float]:
 
 
 def _row(method: str, found: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
-    row: dict[str, Any] = {"method": method, "seeds": list(seeds)}
+    row: dict[str, Any] = {"method": method, "seeds": list(seeds),
+                           "at_chance": [s for s, r in zip(seeds, found) if r.get("at_chance")]}
     if not found:
         return {**row, **{m.column: None for m in METRICS}, "per_class": [], "images": None}
     for m in METRICS:

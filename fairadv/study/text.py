@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,9 +11,29 @@ from fairadv.evaluation.eval_file import WORST_CASE
 from fairadv.evaluation.metrics import RHO, Metric
 from fairadv.study.evidence import COLUMNS
 
-RHO_HEADERS = {"rho_nat": ("ρ_nat", "$\\rho_{nat}$"), "rho_rob": ("ρ_rob", "$\\rho_{rob}$")}
+RHO_HEADERS = {"rho_nat": ("ρ_nat", "$\\rho_{\\mathrm{nat}}$"), "rho_rob": ("ρ_rob", "$\\rho_{\\mathrm{rob}}$")}
 assert set(RHO_HEADERS) == set(RHO)
 DAGGER = "†"
+CHANCE = "‡"  # after a method some of whose cells are at chance level
+UNDEFINED = "–"  # a value the study has no number for (no finished cell, no baseline)
+ATTACK_NAMES = {"fgsm": "FGSM", "autoattack": "AutoAttack", "recipe": "the recipe's attack",
+                WORST_CASE: "worst case over the attacks", "final": "the run's final evaluation"}
+
+
+def attack_name(key: str) -> str:
+    """An attack as a paper names it: ``pgd20`` is PGD-20, ``cw20`` CW-20, ``autoattack`` AutoAttack."""
+    stepped = re.fullmatch(r"(pgd|cw)(\d+)", key)
+    return f"{stepped.group(1).upper()}-{stepped.group(2)}" if stepped else ATTACK_NAMES.get(key, key)
+
+
+def method_label(doc: Mapping[str, Any], method: str) -> str:
+    """A method's display name (its ``label`` in the study file, else its name)."""
+    return (doc.get("labels") or {}).get(method, method)
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """A row's display name, with ‡ when some of its cells are at chance level."""
+    return str(row.get("label") or row["method"]) + (f" {CHANCE}" if row.get("at_chance") else "")
 
 
 def digits(metric: Metric | None) -> tuple[int, int]:
@@ -21,9 +42,9 @@ def digits(metric: Metric | None) -> tuple[int, int]:
 
 
 def value_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tuple[str, str]:
-    """(``mean ± std``, ``[low, high]``) of a metric cell; '-' and '' when it has no value."""
+    """(``mean ± std``, ``[low, high]``) of a metric cell; `UNDEFINED` and '' when it has no value."""
     if not cell or cell.get("mean") is None:
-        return "-", ""
+        return UNDEFINED, ""
     d, e = digits(metric)
     text = f"{cell['mean']:.{d}f}" + ("" if cell.get("std") is None else f" ± {cell['std']:.{d}f}")
     interval = "" if cell.get("low") is None else f"[{cell['low']:.{e}f}, {cell['high']:.{e}f}]"
@@ -33,9 +54,9 @@ def value_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tuple[s
 def difference_text(cell: Mapping[str, Any] | None, metric: Metric | None) -> tuple[str, str, str]:
     """(difference, ``[low, high]``, ``p=…`` or why there is no test) of a ``versus_baseline`` cell."""
     if not cell:
-        return "-", "", ""
+        return UNDEFINED, "", ""
     d, e = digits(metric)
-    value = "-" if cell["difference"] is None else f"{cell['difference']:+.{d}f}"
+    value = UNDEFINED if cell["difference"] is None else f"{cell['difference']:+.{d}f}"
     interval = "" if cell["low"] is None else f"[{cell['low']:+.{e}f}, {cell['high']:+.{e}f}]"
     if cell["p_value"] is None:
         return value, interval, f"{short_reason(cell['reason'])}: no test"
@@ -60,7 +81,7 @@ def significant(row: Mapping[str, Any], column: str) -> bool:
 
 
 def rho_text(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}"
+    return UNDEFINED if value is None else f"{value:+.3f}"
 
 
 def heading(doc: Mapping[str, Any], block: Mapping[str, Any], attack: str) -> str:
@@ -68,9 +89,9 @@ def heading(doc: Mapping[str, Any], block: Mapping[str, Any], attack: str) -> st
     axes = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
     images = block["attacks"][attack]["images"]
     seeds = len(doc["seeds"])
-    name = "worst case over the attacks" if attack == WORST_CASE else attack
-    return (f"{axes + ', ' if axes else ''}{name}" + (f", {images} test images" if images else "")
-            + f", mean ± std over {seeds} seed{'s' if seeds != 1 else ''}, rho against {doc['baseline']}")
+    return (f"{axes + ', ' if axes else ''}{attack_name(attack)}" + (f", {images} test images" if images else "")
+            + f", mean ± std over {seeds} seed{'s' if seeds != 1 else ''}, ρ against "
+              f"{method_label(doc, doc['baseline'])}")
 
 
 def legend(doc: Mapping[str, Any], table: Mapping[str, Any]) -> str:
@@ -81,14 +102,24 @@ def legend(doc: Mapping[str, Any], table: Mapping[str, Any]) -> str:
     over = ("seeds and test images" if any(len(r["seeds"]) > 1 for r in table["rows"])
             else "test images alone (one seed)")
     text = f"[ ]: {stats['confidence']:.0%} interval for the mean over {over}."
+    baseline = method_label(doc, doc["baseline"])
     if tested:
-        text += (f" {DAGGER}: differs from {doc['baseline']} (two-sided paired t test, Holm-adjusted over the "
+        text += (f" {DAGGER}: differs from {baseline} (two-sided paired t test, Holm-adjusted over the "
                  f"methods, α = {stats['alpha']:g}).")
     else:
-        text += f" No difference from {doc['baseline']} is tested (see below)."
+        text += f" No difference from {baseline} is tested (see below)."
     reasons = sorted({c["reason"] for r in table["rows"] for m in COLUMNS if (c := r.get(m.column)) and
                       c.get("reason")})
-    return text + "".join(f" Note: {r}." for r in reasons)
+    return text + chance_note(table) + "".join(f" Note: {r}." for r in reasons)
+
+
+def chance_note(table: Mapping[str, Any]) -> str:
+    """Which rows hold cells at chance level (the model did not learn), so their numbers are not read as the
+    method's; empty when none does."""
+    found = [f"{r.get('label') or r['method']} (seed{'s' if len(r['at_chance']) > 1 else ''} "
+             f"{', '.join(map(str, r['at_chance']))})" for r in table["rows"] if r.get("at_chance")]
+    return (f" {CHANCE}: at chance level, clean accuracy within two standard errors of guessing (the model did not "
+            f"learn; check optimizer.lr and train.epochs): {'; '.join(found)}." if found else "")
 
 
 def preamble(doc: Mapping[str, Any]) -> str:
