@@ -170,7 +170,7 @@ def test_tradeoff_names_do_not_cover_each_other_when_methods_crowd():
     assert len(boxes) == 7 and all(disjoint(a, b) for a, b in itertools.combinations(boxes, 2))
 
 
-def test_study_figures_stay_within_0_and_100_show_labels_and_flag_cells_at_chance(tmp_path):
+def test_study_figures_stay_within_0_and_100_show_labels_and_flag_cells_at_chance():
     rows = study_rows(10)
     wide = {"mean": 96.0, "std": 3.0, "low": 85.0, "high": 104.0}  # an interval past 100 (unclipped, as a bug would)
     rows[1] = {**rows[1], "label": "+ DAFA", "at_chance": [1], "robust_avg": wide,
@@ -182,13 +182,16 @@ def test_study_figures_stay_within_0_and_100_show_labels_and_flag_cells_at_chanc
         fig.draw_without_rendering()
         ax = fig.axes[0]
         assert 0 <= ax.get_ylim()[0] and ax.get_ylim()[1] <= 100
-        fig.savefig(tmp_path / "figure.png")
+        assert_nothing_cut_off(fig)
     assert 0 <= trade.axes[0].get_xlim()[0] and trade.axes[0].get_xlim()[1] <= 100
     ends = [float(v) for coll in bars.axes[0].collections for seg in coll.get_segments() for v in seg[:, 1]]
     assert min(ends) >= 0 and max(ends) <= 100  # error bars clipped
     lines = [v for line in trade.axes[0].lines for v in (*line.get_xdata(), *line.get_ydata())]
     assert min(lines) >= 0 and max(lines) <= 100
     assert [t.get_text() for t in trade.axes[0].texts] == ["trades", "+ DAFA ‡ †"]
+    inside = trade.axes[0].get_window_extent()  # a name beside a point at the axis' end stays inside the axes
+    assert all(inside.x0 <= t.get_window_extent().x0 and t.get_window_extent().x1 <= inside.x1
+               for t in trade.axes[0].texts)
     assert any("at chance" in t.get_text() for t in trade.legends[0].get_texts())
     legend = [t.get_text() for t in bars.axes[0].get_legend().get_texts()]
     assert legend[1].startswith("+ DAFA ‡ (avg") and "at chance" in legend[2]

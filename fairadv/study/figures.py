@@ -162,21 +162,24 @@ OFFSETS = ((6, 5, "left"), (6, -12, "left"), (-6, 5, "right"), (-6, -12, "right"
 
 
 def _place_names(fig: Any, ax: Any, names: list[tuple[str, tuple[float, float], str]]) -> None:
-    """Each method's name beside its point, at the first of OFFSETS where it covers no name placed before and no
-    point (the first offset when every one does), on a half-transparent white box over the interval lines."""
+    """Each method's name beside its point, at the first of OFFSETS where it stays inside the axes and covers no
+    name placed before and no point (the first offset when every one fails), on a half-transparent white box over
+    the interval lines."""
     fig.draw_without_rendering()  # the constrained layout fixes the axes first
     renderer = fig.canvas.get_renderer()
     half = 4 * fig.dpi / 72  # about a marker's radius, in pixels
     points = [Bbox.from_bounds(px - half, py - half, 2 * half, 2 * half)
               for px, py in (ax.transData.transform(xy) for _, xy, _ in names)]
     placed: list[Bbox] = []
+    frame = ax.get_window_extent(renderer)
     for text, xy, color in names:
         for i, (dx, dy, align) in enumerate((*OFFSETS, OFFSETS[0])):
             label = ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), ha=align, fontsize="small",
                                 color=color, bbox={"boxstyle": "square,pad=0.1", "facecolor": "white",
                                                    "edgecolor": "none", "alpha": 0.7})
             box = label.get_window_extent(renderer)
-            if i == len(OFFSETS) or not any(box.overlaps(b) for b in (*placed, *points)):
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if i == len(OFFSETS) or inside and not any(box.overlaps(b) for b in (*placed, *points)):
                 break
             label.remove()
         placed.append(box)
