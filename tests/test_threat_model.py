@@ -4,6 +4,7 @@
   then named at start-up;
 - compare refuses figures measured under different threat models or attacks unless --allow-mixed, and then the
   table says what differs;
+- one PGD-K per radius: the recipe's evaluation attack and the preset of the same name are one attack.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from test_compare import write_run
 
 from fairadv.distributed import DistInfo
 from fairadv.errors import FairadvError
+from fairadv.build import build_component
 from fairadv.evaluation.compare import compare_runs
+from fairadv.evaluation.presets import make_preset
 from fairadv.recipe import Recipe
 from fairadv.train.components import build_components
 
@@ -92,3 +95,22 @@ def test_runs_under_one_definition_compare_as_before(tmp_path):
     a = write_run(tmp_path, "a", CLEAN, ROBUST)
     b = write_run(tmp_path, "b", CLEAN, ROBUST, lam=2.0)
     assert compare_runs([a, b], baseline=a)["mixed"] == {}
+
+
+def test_the_pgd20_preset_is_the_recipes_evaluation_attack():
+    recipe = Recipe.load(DIGITS)  # [eval.attack]: PGD-20, step 0.02 at eps 0.2
+    preset = make_preset("pgd20", 0.2, "linf", seed=0, recipe=recipe).attack
+    own = make_preset("recipe", 0.2, "linf", seed=0, recipe=recipe).attack
+    assert preset == own == build_component("eval.attack", recipe.eval.attack)
+    assert make_preset("pgd20", 0.1, "linf", seed=0, recipe=recipe).attack.step_size == pytest.approx(0.01)
+    assert make_preset("pgd20", 0.031, "linf", seed=0).attack.step_size == pytest.approx(0.003)  # no recipe: DAFA's
+
+
+def test_one_checkpoint_one_pgd_number(digits_run_copy):
+    steps = Recipe.load(digits_run_copy / "recipe.toml").eval.attack.params["steps"]
+    assert invoke("eval", digits_run_copy, "--attack", f"pgd{steps}", "--attack", "recipe", "--n", 50).exit_code == 0
+    attacks = json.loads((digits_run_copy / "eval.json").read_text())["evaluations"][-1]["attacks"]
+    preset, own = attacks[f"pgd{steps}"], attacks["recipe"]
+    assert preset["per_class"] == own["per_class"]
+    assert preset["robust_accuracy"] == own["robust_accuracy"]
+    assert preset["attack"]["step_size"] == own["attack"]["step_size"]  # and eval.json says they are one attack

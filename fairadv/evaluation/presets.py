@@ -1,8 +1,10 @@
 """The attack presets of ``fairadv eval`` (the radius comes from the recipe's ``[eval.attack]`` eps, 0.031 by
 default, or ``--eps``):
 
-- ``pgd<K>`` (``pgd20``, ``pgd50`` ...): K steps of PGD on CE, step ``eps * 0.003 / 0.031`` (DAFA's evaluation:
-  0.003 at eps 0.031), uniform random start; it stops on success under ``any_iterate`` counting only;
+- ``pgd<K>`` (``pgd20``, ``pgd50`` ...): K steps of PGD on CE, uniform random start, step ``eps * 0.003 / 0.031``
+  (DAFA's evaluation: 0.003 at eps 0.031), or the recipe's own step ratio when its ``[eval.attack]`` is this very
+  attack (`step_ratio`: ``pgd20`` of a digits run is its recipe's step 0.02 at eps 0.2, one attack under one name);
+  it stops on success under ``any_iterate`` counting only;
 - ``cw<K>``: the same on the Carlini-Wagner margin;
 - ``fgsm``: one step of size eps from the clean input;
 - ``autoattack``: the original AutoAttack (pyautoattack), standard version (needs the optional extra);
@@ -104,14 +106,28 @@ def make_preset(name: str, eps: float, norm: str, seed: int, recipe: Any = None,
     return Preset(preset.name, attack, {**preset.info, "stop_on_success": attack.stop_on_success})  # type: ignore
 
 
+def step_ratio(recipe: Any, steps: int, loss: str, norm: str) -> float:
+    """The step of ``pgd<K>`` / ``cw<K>`` as a share of the radius: the recipe's own ``[eval.attack]`` ratio when
+    that attack is this one (PGD, ``steps`` steps, the same loss, norm and uniform start), so the recipe's evaluation
+    and the preset of the same name are one attack and give one number on the same images and seed; otherwise
+    DAFA's 0.003 / 0.031."""
+    own = None if recipe is None else recipe.eval.attack
+    if own is None or own.name != "pgd":
+        return STEP_RATIO
+    params = own.params
+    same = (int(params.get("steps", 0)) == steps and params.get("loss", "ce") == loss
+            and params.get("norm", "linf") == norm and params.get("random_start") == "uniform")
+    return float(params["step_size"]) / float(params["eps"]) if same else STEP_RATIO
+
+
 def _preset(name: str, eps: float, norm: str, seed: int, recipe: Any) -> Preset:
     check_preset_name(name)
     key = preset_key(name)
     match = STEPPED.fullmatch(key)
     if match:
-        steps = int(match.group(2))
-        attack: Attack = PGD(eps=eps, step_size=eps * STEP_RATIO, steps=steps, norm=norm,
-                             loss="ce" if match.group(1) == "pgd" else "cw", random_start="uniform")
+        steps, loss = int(match.group(2)), "ce" if match.group(1) == "pgd" else "cw"
+        attack: Attack = PGD(eps=eps, step_size=eps * step_ratio(recipe, steps, loss, norm), steps=steps,
+                             norm=norm, loss=loss, random_start="uniform")
     elif key == "fgsm":
         attack = FGSM(eps=eps, norm=norm)
     elif key == "autoattack":
