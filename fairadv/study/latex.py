@@ -63,7 +63,7 @@ def _differences_tex(doc: Mapping[str, Any], block: Mapping[str, Any], attack: s
                                   *notes, *([f"power: {power}"] if power else [])]))
     clean = sum(m.kind == "clean" for m in COLUMNS)  # COLUMNS lists the clean metrics first
     headers = [SHORT[m.statistic] for m in COLUMNS] + [RHO_HEADERS[n][1] for n in RHO]
-    out = ["\\begin{table}[t]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{2pt}",
+    out = ["\\begin{table}[t]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{1pt}",
            f"\\caption{{{caption}}}", f"\\label{{{table_label(doc, block, attack, 'differences')}}}",
            "\\begin{tabular}{l" + "c" * len(headers) + "}", "\\toprule",
            f" & \\multicolumn{{{clean}}}{{c}}{{$\\Delta$ Clean}} & "
