@@ -48,10 +48,27 @@ def open_atomic(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
         raise
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` (text or bytes) to ``path`` atomically."""
-    with open_atomic(path, "wb" if isinstance(data, bytes) else "w") as handle:
+def write_atomic(path: str | Path, data: str | bytes, fsync: bool = False) -> None:
+    """Write ``data`` (text or bytes) to ``path`` atomically (``fsync``: on the disk before it replaces ``path``)."""
+    with open_atomic(path, "wb" if isinstance(data, bytes) else "w", fsync=fsync) as handle:
         handle.write(data)
+
+
+def append_durably(path: str | Path, line: str) -> None:
+    """Append ``line`` (and a newline) to ``path`` and fsync it, so that a file written after it (a checkpoint that
+    claims the epoch the line logs) never survives a power loss that the line does not."""
+    path = Path(path)
+    new = not path.exists()
+    with open(path, "a") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    if new:  # the folder's entry for the file, too
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

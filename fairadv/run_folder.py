@@ -7,10 +7,12 @@ final evaluation: a run with one is finished), ``eval.json`` (what ``fairadv eva
 name.
 
 Every file is written atomically (`fairadv.files.write_atomic`: a temporary file renamed into place), so a crash
-leaves either the old or the new version; the jsonl logs are appended to, a line at a time. Resuming removes the
-temporary files a kill left behind and cuts the logs back to the last checkpoint, so the replayed epochs are not
-logged twice. In a torchrun job only rank 0 writes (``is_main``). While a process runs a folder it holds a lock on
-it (`RunFolder.lock`), so a second ``fairadv run --resume`` of the same folder is refused.
+leaves either the old or the new version; the jsonl logs are appended to, a line at a time, each line fsynced
+before the checkpoint that claims its epoch is written (a resume refuses a checkpoint whose epoch the metrics log
+lacks, as an older run's power loss can leave it). Resuming removes the temporary files a kill left behind and
+cuts the logs back to the last checkpoint, so the replayed epochs are not logged twice. In a torchrun job only rank 0
+writes (``is_main``). While a process runs a folder it holds a lock on it (`RunFolder.lock`), so a second
+``fairadv run --resume`` of the same folder is refused.
 
 The logs are read by `fairadv.files.read_records`' one rule: a final line that does not parse is skipped (a crash
 mid-append leaves one), and a bad line anywhere else is a one-line `FairadvError` naming the file and the line.
@@ -34,7 +36,7 @@ except ImportError:  # not POSIX: no locking
 
 from fairadv.checkpoint import load_checkpoint, parse_stored_recipe, save_atomic
 from fairadv.errors import FairadvError, one_line
-from fairadv.files import lines_and_records, read_json, read_records, write_atomic
+from fairadv.files import append_durably, lines_and_records, read_json, read_records, write_atomic
 
 RECIPE, METRICS, POLICY = "recipe.toml", "metrics.jsonl", "policy.jsonl"
 SUMMARY, EVAL, TRACKERS = "summary.json", "eval.json", "trackers.json"
@@ -157,9 +159,8 @@ class RunFolder:
         self._append(self.policy_file, record)
 
     def _append(self, path: Path, record: dict[str, Any]) -> None:
-        if self.is_main:
-            with open(path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+        if self.is_main:  # on the disk before the checkpoint that claims its epoch is written
+            append_durably(path, json.dumps(record))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json``: from here on the run is finished."""
@@ -259,7 +260,19 @@ class RunFolder:
             return None
         state = load_checkpoint(self.checkpoint)
         check_same_recipe(parse_stored_recipe(state.get("recipe", ""), self.checkpoint), current, self.checkpoint)
+        self.check_logged(state.get("epoch"))
         return state
+
+    def check_logged(self, epoch: Any) -> None:
+        """Refuse to resume from a checkpoint of an epoch that ``metrics.jsonl`` has no line for: the log was torn
+        after the checkpoint was written (a power loss before fairadv fsynced its appends), and resuming would leave
+        that epoch out of metrics.jsonl and the trackers for good."""
+        if not isinstance(epoch, int) or epoch < 1:
+            return  # not a training checkpoint's epoch: the trainer's own check names it
+        if not any(record.get("epoch") == epoch for record in self.metrics()):
+            raise FairadvError(f"{self.metrics_file}: no line for epoch {epoch}, the epoch {self.checkpoint} holds "
+                               "(the log was cut short after the checkpoint was written); resuming would lose that "
+                               f"epoch's metrics: train the run again (delete {self.path} or use another run.name)")
 
     def truncate_logs(self, keep_through: int) -> None:
         """Drop log lines of epochs after ``keep_through`` (-1: all, the initial policy of epoch 0 too) and a final
@@ -269,7 +282,7 @@ class RunFolder:
                 continue
             kept = [line for line, record in lines_and_records(path)
                     if isinstance(record.get("epoch"), int) and record["epoch"] <= keep_through]
-            write_atomic(path, "".join(line + "\n" for line in kept))
+            write_atomic(path, "".join(line + "\n" for line in kept), fsync=True)
 
 
 def checkpoint_relpath(name: str = "last") -> str:
