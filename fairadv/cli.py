@@ -82,7 +82,8 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, 
     from fairadv.train.engine import Trainer
 
     loaded = Recipe.load(recipe, overrides)
-    Trainer(loaded, out=out, resume=resume, progress=not quiet, console=err_console, results=out_console).fit()
+    Trainer(loaded, out=out, resume=resume, progress=not quiet, console=err_console, results=out_console,
+            preemptible=True).fit()
     leave_process_group()
 
 

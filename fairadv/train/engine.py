@@ -46,6 +46,7 @@ from fairadv.train.display import epoch_line, policy_table, training_progress
 from fairadv.train.epoch_metrics import test_metrics, timing, training_metrics
 from fairadv.train.evaluator import SplitEvaluator
 from fairadv.train.policy_guard import NumericalError, checked_policy
+from fairadv.train.preemption import StopRequest
 from fairadv.train.results import write_results
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,15 @@ class Trainer:
 
     Everything that can be wrong with the input (data, components, run folder, checkpoint) is checked in the
     constructor, before any file is written.
+    With ``preemptible`` (``fairadv run``), SIGTERM and SIGUSR1 stop the run after the current epoch's checkpoint
+    (`fairadv.train.preemption`).
     """
 
     def __init__(self, recipe: Recipe, out: str | Path | None = None, resume: bool = False,
-                 progress: bool = True, console: Console | None = None, results: Console | None = None):
+                 progress: bool = True, console: Console | None = None, results: Console | None = None,
+                 preemptible: bool = False):
         self.recipe = recipe
+        self.stop = StopRequest(preemptible)  # SIGTERM, SIGUSR1: stop after an epoch's checkpoint
         self.console = console or Console(stderr=True)  # progress, epoch lines, policy tables
         self.results = results  # the final per-class table (the command line's stdout)
         self.dist = init_from_env(recipe.run.device)
@@ -93,13 +98,15 @@ class Trainer:
         log.info("training: %s", speed)
         if self.show_progress:
             self.console.print(f"fairadv: {speed}; run folder {self.run_dir}", highlight=False, soft_wrap=True)
-        with self.folder.held(), training_progress(self.console, self.show_progress) as progress:
+        with self.folder.held(), training_progress(self.console, self.show_progress) as progress, \
+                self.stop.installed():
             if self.start_epoch == 1:
                 self.folder.create(self.recipe.to_toml())
                 self.folder.log_policy({"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
             with self._open_trackers() as self.tracking:
                 for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
                     self._run_epoch(epoch, progress)
+                    self.stop.after_epoch(epoch, self.recipe.train.epochs, self.device, self.folder)
                 summary = self.final_evaluation()
                 if self.dist.is_main:  # summary.json (with best.pt's epoch, a chance-level warning) and the figures
                     write_results(self.folder, summary, self.class_names, self.stats.compute().prob_matrix,
