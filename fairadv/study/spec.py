@@ -54,9 +54,14 @@ def _names(key: str, names: Any) -> None:
             raise InvalidValue(key, name, NAME_EXPECTED)
 
 
+def is_override(item: str) -> bool:
+    """Whether ``item`` reads ``table.key=value``, as ``--set`` takes it."""
+    return "=" in item and "." in item.partition("=")[0]
+
+
 def _overrides(key: str, items: tuple[str, ...]) -> None:
     for i, item in enumerate(items):
-        if "=" not in item or "." not in item.partition("=")[0]:
+        if not is_override(item):
             raise InvalidValue(f"{key}[{i}]", item, "table.key=value, as with --set")
 
 
@@ -291,7 +296,7 @@ class Shape:
                      ) -> Shape:
         """From the options as typed: ``--methods a,b`` and ``--seeds 0,1`` are comma-separated lists."""
         for item in overrides:
-            if "=" not in item or "." not in item.partition("=")[0]:
+            if not is_override(item):
                 raise FairadvError(f"--set {item!r}: expected table.key=value, e.g. train.epochs=1")
         names = None if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
         if names is not None and not names:
