@@ -8,6 +8,7 @@ valid integer) and `describe` names a type the way an error message or the docs'
 from __future__ import annotations
 
 import math
+import re
 import typing
 from collections.abc import Mapping
 from types import NoneType, UnionType
@@ -15,6 +16,42 @@ from typing import Any, Literal
 
 _NAMES = {float: "a number", int: "an integer", bool: "true or false", str: "a string", NoneType: "nothing"}
 _PLURALS = {float: "numbers", int: "integers", bool: "true/false values", str: "strings"}
+
+
+FRACTION = re.compile(r"\s*([0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)\s*")
+
+
+class Fraction(float):
+    """A number written as a fraction, such as a radius of ``8/255``: a float that keeps its text, so the resolved
+    recipe, a start-up line or a table shows it as written (``str``), while arithmetic and JSON see the number."""
+
+    text: str
+
+    def __new__(cls, text: str) -> Fraction:
+        match = FRACTION.fullmatch(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not a fraction such as 8/255")
+        number = float(match.group(1)) / float(match.group(2))  # ValueError, ZeroDivisionError for the caller
+        self = super().__new__(cls, number)
+        self.text = f"{match.group(1)}/{match.group(2)}"
+        return self
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Fraction, (self.text,)
+
+
+def as_fraction(value: Any) -> Fraction | None:
+    """``value`` as a `Fraction` when it is text such as ``"8/255"`` with a finite value, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        fraction = Fraction(value)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return fraction if math.isfinite(fraction) else None
 
 
 def coerce(value: Any, hint: Any) -> Any:
@@ -68,9 +105,14 @@ def _coerce_sequence(value: Any, hint: Any, origin: Any, args: tuple[Any, ...]) 
 
 def _coerce_scalar(value: Any, hint: Any) -> Any:
     if hint is float:
+        if isinstance(value, Fraction):
+            return value
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise TypeError("a finite number")
+        fraction = as_fraction(value)  # a radius written as 8/255 (a TOML string), kept as written
+        if fraction is not None:
+            return fraction
+        raise TypeError("a finite number or a fraction such as 8/255")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

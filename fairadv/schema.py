@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from fairadv.coercion import coerce, describe
+from fairadv.coercion import Fraction, coerce, describe
 from fairadv.errors import FairadvError, closest
 from fairadv.registry import Param, Registry, signature_params
 from fairadv.validators import InvalidValue
@@ -58,6 +58,8 @@ def to_table(value: Any) -> Any:
         return {k: to_table(v) for k, v in value.items() if v is not None}
     if isinstance(value, (tuple, list)):
         return [to_table(v) for v in value]
+    if isinstance(value, Fraction):
+        return str(value)  # 8/255 stays as written (a TOML string that loads back as the same Fraction)
     return value
 
 

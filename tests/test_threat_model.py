@@ -114,3 +114,20 @@ def test_one_checkpoint_one_pgd_number(digits_run_copy):
     assert preset["per_class"] == own["per_class"]
     assert preset["robust_accuracy"] == own["robust_accuracy"]
     assert preset["attack"]["step_size"] == own["attack"]["step_size"]  # and eval.json says they are one attack
+
+
+def test_a_radius_written_as_a_fraction_is_accepted_and_kept_as_written(tmp_path):
+    text = DIGITS.read_text().replace("eps = 0.2", 'eps = "8/255"').replace("step_size = 0.05", 'step_size = "2/255"')
+    (tmp_path / "r.toml").write_text(text)
+    recipe = Recipe.load(tmp_path / "r.toml", overrides=("strategy.name=frl", "data.val_per_class=10",
+                                                         "strategy.val_eps=4/255"))
+    eps = recipe.attack.params["eps"]
+    assert eps == pytest.approx(8 / 255) and str(eps) == "8/255" and recipe.eval.attack.params["eps"] == eps
+    assert 'eps = "8/255"' in recipe.to_toml() and 'val_eps = "4/255"' in recipe.to_toml()
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    attack = build_component("attack", recipe.attack)
+    x = torch.rand(2, 1, 8, 8)
+    x_adv = attack.perturb(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), x, torch.tensor([0, 1]))
+    assert float((x_adv - x).abs().max()) <= 8 / 255 + 1e-6
+    with pytest.raises(FairadvError, match=re.escape("expected a finite number or a fraction such as 8/255")):
+        Recipe.load(DIGITS, overrides=("attack.eps=8/0",))

@@ -22,6 +22,7 @@ import attrs
 
 from fairadv.attacks import FGSM, PGD
 from fairadv.attacks.base import Attack
+from fairadv.coercion import as_fraction
 from fairadv.errors import FairadvError, closest
 
 DEFAULT_EPS = 0.031
@@ -42,14 +43,14 @@ def parse_eps(value: float | str) -> tuple[float, str]:
     """A radius and its text as written: ``"8/255"`` gives ``(0.0313..., "8/255")``, ``0.031`` gives
     ``(0.031, "0.031")``; anything else, or a radius that is not positive, is a one-line `FairadvError`."""
     text = str(value).strip()
-    match = re.fullmatch(r"([0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)", text)
+    fraction = as_fraction(text)
     try:
-        radius = float(match.group(1)) / float(match.group(2)) if match else float(text)
-    except (ValueError, ZeroDivisionError):
+        radius = float(text) if fraction is None else float(fraction)
+    except ValueError:
         raise FairadvError(f"--eps {text!r}: expected a number or a fraction such as 8/255") from None
     if not (radius > 0 and math.isfinite(radius)):
         raise FairadvError(f"--eps {text!r}: expected a radius > 0")
-    return radius, text if match else f"{radius:g}"
+    return radius, f"{radius:g}" if fraction is None else str(fraction)
 
 
 def preset_problem(name: str) -> str | None:
