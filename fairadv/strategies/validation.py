@@ -38,7 +38,9 @@ def follow_threat_model(strategy: Any, recipe: Any) -> str | None:
     """Have ``strategy``'s own attacks follow ``recipe``'s threat model, when it has any (`HoldOutStrategy`, or a
     plugin's ``follow_threat_model(eps, norm)``); returns the start-up note for a radius it sets on purpose."""
     follow = getattr(strategy, "follow_threat_model", None)
-    return follow(*threat_model(recipe)) if follow is not None else None
+    if follow is None or "eps" not in recipe.attack.params:  # a plugin attack without a radius states none
+        return None
+    return follow(*threat_model(recipe))
 
 
 def _optional_positive(instance: Any, attribute: Any, value: Any) -> None:
