@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 from helpers import RECIPES, invoke, stderr_lines
 
@@ -85,3 +86,33 @@ def test_a_finished_study_is_reused_until_its_file_changes(tmp_path):
     write_study(tmp_path / "exp1", quick=[*QUICK, "train.epochs=3"])
     for extra in ([], ["--report-only"]):
         assert_refused(invoke("study", study, "--out", out, *extra), "cell trades-s0", "train.epochs: 2 -> 3")
+
+
+def test_a_cell_keeps_the_thread_count_it_started_with(tmp_path, monkeypatch):
+    """A cell continued under another --jobs trains with its first count (the numbers depend on it)."""
+    import torch
+
+    from fairadv.study import cell as cell_module
+    from fairadv.train import engine
+
+    seen: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def trainer(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise Stop
+
+    monkeypatch.setattr(engine, "Trainer", trainer)
+    threads = torch.get_num_threads()
+    job = cell_module.CellJob(name="trades-s0", recipe=str(RECIPES / "trades_gaussian.toml"), overrides=(),
+                              study_dir=str(tmp_path), evaluate=(), n=0, threads=2)
+    try:
+        for count in (2, 1, 3):  # started under --jobs with 2 threads a cell, continued with 1, then 3
+            with pytest.raises(Stop):
+                cell_module.run_cell(attrs.evolve(job, threads=count))
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [2, 2, 2]
+    assert json.loads(job.threads_file.read_text()) == {"threads": 2}

@@ -8,6 +8,7 @@ again. Run folders live in ``<study>/runs/<cell>``, logs in ``<study>/logs``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -20,6 +21,7 @@ from typing import Any
 import attrs
 
 from fairadv.errors import FairadvError
+from fairadv.files import read_json, write_atomic
 from fairadv.run_folder import RunFolder
 
 EVAL_SEED = 0  # every cell is evaluated on the same subset with the same attack starts
@@ -46,6 +48,11 @@ class CellJob:
     @property
     def log_file(self) -> Path:
         return Path(self.study_dir) / "logs" / f"{self.name}.log"
+
+    @property
+    def threads_file(self) -> Path:
+        """``logs/<cell>.threads.json``: the CPU thread count the cell trains and evaluates with (`cell_threads`)."""
+        return Path(self.study_dir) / "logs" / f"{self.name}.threads.json"
 
 
 def is_done(run_dir: Path, evaluate: Sequence[str], n: int) -> bool:
@@ -86,11 +93,12 @@ def run_cell(job: CellJob) -> dict[str, Any]:
 
     for name in job.evaluate:  # in this worker's environment (a Slurm node's may lack an extra), before training
         check_preset_runs(name)
-    torch.set_num_threads(job.threads)
     job.log_file.parent.mkdir(parents=True, exist_ok=True)
+    threads = cell_threads(job)
+    torch.set_num_threads(threads)
     tic = time.perf_counter()
     with open(job.log_file, "a") as log, _logging_to(log):
-        log.write(f"cell {job.name}: {job.recipe} {' '.join(job.overrides)}\n")
+        log.write(f"cell {job.name}: {job.recipe} {' '.join(job.overrides)} ({threads} CPU threads)\n")
         log.flush()
         run = RunFolder(job.run_dir)
         if not run.finished:
@@ -105,6 +113,23 @@ def run_cell(job: CellJob) -> dict[str, Any]:
             run_eval(EvalOptions(str(job.run_dir), tuple(job.evaluate), n=job.n, seed=EVAL_SEED))
         log.write(f"cell {job.name}: done in {time.perf_counter() - tic:.1f}s\n")
     return {"seconds": round(time.perf_counter() - tic, 3), "train_seconds": round(trained - tic, 3)}
+
+
+def cell_threads(job: CellJob) -> int:
+    """The CPU threads the cell computes with: the count it first ran with, recorded in `CellJob.threads_file`.
+
+    Float sums, and so the trained weights, differ with the thread count in their last digits, so a cell
+    continued under another ``--jobs`` or ``--cpus-per-job`` keeps its first count and computes what it would have
+    computed uninterrupted; a cell without a record records ``job.threads``.
+    """
+    if job.threads_file.is_file():
+        threads = read_json(job.threads_file).get("threads")
+        if type(threads) is not int or threads < 1:
+            raise FairadvError(f"{job.threads_file}: threads: expected a positive integer, got {threads!r}; delete "
+                               "the file to record the current count")
+        return threads
+    write_atomic(job.threads_file, json.dumps({"threads": job.threads}) + "\n")
+    return job.threads
 
 
 def _torchrun(job: CellJob, resume: bool, log: Any) -> None:
