@@ -332,15 +332,16 @@ def check_same_recipe(saved: dict[str, Any], current: dict[str, Any], where: Pat
 
 def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """What differs between a stored resolved recipe and ``current`` (at most three keys), or "" when a run of
-    ``current`` may continue or reuse the stored one. ``run.out`` may differ (folders move), and so may ``[log]``:
-    trackers can be added or dropped for the rest of a run without changing what it computes. The one rule that
-    ``--resume`` and a study's finished cells (`fairadv.study.stale`) follow."""
+    ``current`` may continue or reuse the stored one. ``run.out`` and ``run.name`` may differ (they place the folder,
+    and folders move or are renamed), and so may ``[log]``: trackers can be added or dropped for the rest of a run
+    without changing what it computes. The one rule that ``--resume`` and a study's cells (`fairadv.study.stale`)
+    follow."""
     saved, current = dict(saved), dict(current)
     saved.pop("log", None)
     current.pop("log", None)
     for recipe_dict in (saved, current):
         if isinstance(recipe_dict.get("run"), dict):
-            recipe_dict["run"] = {k: v for k, v in recipe_dict["run"].items() if k != "out"}
+            recipe_dict["run"] = {k: v for k, v in recipe_dict["run"].items() if k not in ("out", "name")}
     if saved == current:
         return ""
     # A changed component name explains the rest of the differences: list it first.
