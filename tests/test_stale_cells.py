@@ -116,3 +116,17 @@ def test_a_cell_keeps_the_thread_count_it_started_with(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
     assert seen == [2, 2, 2]
     assert json.loads(job.threads_file.read_text()) == {"threads": 2}
+
+
+def test_a_moved_study_folder_keeps_its_fine_tuning_cells(tmp_path):
+    """Issue 30, item 10: a cell's ``model.init_from`` holds the absolute path of the cell it fine-tunes; after the
+    study folder moves, the same source cell under its new path is not a changed recipe."""
+    from fairadv.run_folder import recipe_changes, source_name
+
+    old, new = tmp_path / "old" / "digits" / "runs" / "trades-s0", tmp_path / "new" / "digits" / "runs" / "trades-s0"
+    recipe = Recipe.load(RECIPES / "trades_digits.toml", []).to_dict()
+    moved = {**recipe, "model": {**recipe["model"], "init_from": str(new)}}
+    assert recipe_changes({**recipe, "model": {**recipe["model"], "init_from": str(old)}}, moved) == ""
+    other = {**recipe, "model": {**recipe["model"], "init_from": str(old.parent / "frl-s0")}}
+    assert "model.init_from: 'frl-s0' -> 'trades-s0'" in recipe_changes(other, moved)  # another source is a change
+    assert source_name(str(old / "checkpoints" / "best.pt")) == "trades-s0/checkpoints/best.pt"
