@@ -24,8 +24,8 @@ from rich.console import Console
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation import compare_statistics as cs
-from fairadv.evaluation.attack_definition import DEFAULT_NORM, check_one_definition, definition
-from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
+from fairadv.evaluation.attack_definition import check_one_definition, definition
+from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, THREAT_KEYS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import METRICS, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.outcomes import of_counts, of_result
 from fairadv.evaluation.run_results import Run, load_run
@@ -140,7 +140,7 @@ def mixed_definitions(runs: Sequence[Run], allow_mixed: bool) -> dict[str, str]:
     attack definitions (`attack_definition.DEFINITION_KEYS`); a one-line `FairadvError` when something does and
     ``allow_mixed`` is off."""
     labels = [str(r.path.name) for r in runs]
-    final = [definition(r.summary.get("attack"), _final_threat(r)[cs.THREAT_KEYS.index("counting")]) for r in runs]
+    final = [definition(r.summary.get("attack"), r.summary_setup()["counting"]) for r in runs]
     mixed = {cs.FINAL: check_one_definition(f"final ({SUMMARY})", list(zip(labels, final)), allow_mixed)}
     for name in common_attacks(runs):
         results, entries = matched_results(runs, name)
@@ -164,7 +164,7 @@ def group_samples(runs: Sequence[Run]) -> dict[str, cs.Sample | str]:
     seeds = tuple(r.seed for r in runs)
     samples: dict[str, cs.Sample | str] = {}
     try:
-        threats = tuple(_final_threat(r) for r in runs)
+        threats = tuple(tuple(r.summary_setup()[k] for k in THREAT_KEYS) for r in runs)
         samples[cs.FINAL] = cs.Sample(tuple(of_counts(r.summary) for r in runs), seeds, threats)
     except FairadvError as error:
         samples[cs.FINAL] = f"{runs[0].path}: {error}"
@@ -175,17 +175,9 @@ def group_samples(runs: Sequence[Run]) -> dict[str, cs.Sample | str]:
         except FairadvError as error:
             samples[name] = f"{name}: {error}"
             continue
-        threats = tuple(tuple(e.get(k, DEFAULTS.get(k)) for k in cs.THREAT_KEYS) for e in entries)
+        threats = tuple(tuple(e.get(k, DEFAULTS.get(k)) for k in THREAT_KEYS) for e in entries)
         samples[name] = cs.Sample(outcomes, seeds, threats)
     return samples
-
-
-def _final_threat(run: Run) -> tuple[Any, ...]:
-    """The final evaluation's threat model: its attack's eps and norm, the recipe's counting convention."""
-    attack = run.summary.get("attack") or {}
-    counting = (run.recipe.get("eval") or {}).get("counting", DEFAULTS["counting"])
-    return tuple({"eps": attack.get("eps"), "norm": attack.get("norm") or DEFAULT_NORM, "counting": counting}[k]
-                 for k in cs.THREAT_KEYS)
 
 
 def _group_entry(runs: Sequence[Run]) -> dict[str, Any]:

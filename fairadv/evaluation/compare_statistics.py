@@ -24,13 +24,11 @@ from typing import Any
 
 import attrs
 
-from fairadv.evaluation.eval_file import COMPARABLE_KEYS
+from fairadv.evaluation.eval_file import THREAT_KEYS
 from fairadv.evaluation.metrics import FAIRNESS_METRICS, METRICS, RHO
 from fairadv.evaluation.outcomes import Outcomes, same_images
 from fairadv.run_folder import SUMMARY
 
-THREAT_KEYS = ("eps", "norm", "counting")  # of a setup's COMPARABLE_KEYS: the threat model; the rest pick images
-assert set(THREAT_KEYS) <= set(COMPARABLE_KEYS)
 KINDS = ("clean", "robust")
 # statistic -> Metric for each kind: the metrics with an interval and a difference (robust: with the fairness ones).
 KIND_METRICS = {kind: {m.statistic: m for m in (*METRICS, *FAIRNESS_METRICS) if m.kind == kind} for kind in KINDS}
@@ -134,7 +132,7 @@ def _by_seed(sample: Sample, seeds: Sequence[int]) -> list[Outcomes]:
 def differences(method: Sample, baseline: Sample, names: tuple[str, str], settings: Settings, num_classes: int,
                 seed: int) -> dict[str, Any]:
     """{metric key or ρ name: `paired.Difference`} of ``method`` against ``baseline`` on the seeds both have, paired
-    by test image where every run of the pair saw the same images; unadjusted p-values (`holm_over_groups`)."""
+    by test image where every run of the pair saw the same images; unadjusted p-values (`comparison` adjusts them)."""
     from fairadv.statistics import METRIC_FUNCTIONS
     from fairadv.statistics.paired import paired
     from fairadv.statistics.seeds import Runs
@@ -156,20 +154,6 @@ def differences(method: Sample, baseline: Sample, names: tuple[str, str], settin
     return {key: out[key] for key in [*(m.key for m in ORDER), *RHO]}
 
 
-def holm_over_groups(rows: dict[str, dict[str, Any]]) -> int:
-    """Replace each p-value's ``p_adjusted`` by Holm's over the groups, per metric; returns the most groups tested
-    for one metric (for the caption)."""
-    from fairadv.statistics.paired import holm
-
-    tested = 0
-    for key in dict.fromkeys(k for row in rows.values() for k in row):
-        found = [(g, row[key]) for g, row in rows.items() if row[key].p_value is not None]
-        tested = max(tested, len(found))
-        for (g, d), p in zip(found, holm([d.p_value for _, d in found])):
-            rows[g][key] = dataclasses.replace(d, p_adjusted=float(p))
-    return tested
-
-
 def comparison(samples: Mapping[str, Sample], baseline: str, settings: Settings, num_classes: int,
                counts_only: bool) -> dict[str, Any]:
     """Every group of ``samples`` (label -> `Sample` of one evaluation) against ``baseline``'s: the JSON of one
@@ -178,7 +162,7 @@ def comparison(samples: Mapping[str, Sample], baseline: str, settings: Settings,
     counts_only: the outcomes were rebuilt from per-class counts (the final evaluation), so nothing pairs by image;
     a note says so.
     """
-    from fairadv.statistics.paired import caption
+    from fairadv.statistics.paired import caption, holm_per_metric
 
     rows: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
@@ -191,7 +175,7 @@ def comparison(samples: Mapping[str, Sample], baseline: str, settings: Settings,
             continue
         rows[label] = differences(sample, samples[baseline], (label, baseline), settings, num_classes,
                                   settings.seed + i)
-    tested = holm_over_groups(rows)
+    tested = holm_per_metric(rows)
     notes = sorted({d.reason for row in rows.values() for d in row.values() if d.reason})
     pairs = {g: next(iter(row.values())).seeds for g, row in rows.items()}
     if len(set(pairs.values())) > 1:  # the caption names one count: say which group paired on how many

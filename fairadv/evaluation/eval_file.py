@@ -28,6 +28,9 @@ FORMAT_VERSION = 2
 SETUP_KEYS = ("checkpoint", "epoch", "model", "data", "split", "n", "images", "seed", "eps", "norm", "counting")
 # What must agree for results of two different runs to compare: the images, the threat model, the convention.
 COMPARABLE_KEYS = ("split", "n", "images", "seed", "eps", "norm", "counting")
+# Of those, the threat model: results that differ here never share a column or a pairing; the rest (n, images,
+# seed) pick the images and decide only whether two results pair image by image.
+THREAT_KEYS = ("split", "eps", "norm", "counting")
 WORST_CASE = "worst_case"
 # Before the counting option there was one convention: a file without the key used it.
 DEFAULTS = {"counting": "any_iterate"}

@@ -20,16 +20,13 @@ import numpy as np
 from rich.table import Table
 
 from fairadv.errors import FairadvError
-from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, attack_label, evaluations, setup_label
+from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, THREAT_KEYS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import RHO
 from fairadv.evaluation.outcomes import Outcomes, of_counts, of_result, same_images
 from fairadv.evaluation.run_results import Run
 from fairadv.evaluation.run_statistics import CONFIDENCE, RESAMPLES, SEED, estimate_dict
 from fairadv.run_folder import EVAL, SUMMARY
 
-# What must agree for two results to compare at all; the rest of COMPARABLE_KEYS (the subset: n, images, seed)
-# decides only whether they pair image by image.
-THREAT_KEYS = tuple(k for k in COMPARABLE_KEYS if k not in ("n", "images", "seed"))
 
 
 def _threat(setup: Mapping[str, Any]) -> dict[str, Any]:

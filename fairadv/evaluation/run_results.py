@@ -36,7 +36,7 @@ class Run:
         counting."""
         attack = self.summary.get("attack") or {}
         counting = (self.recipe.get("eval") or {}).get("counting", DEFAULTS["counting"])
-        return {"split": "test", "eps": attack.get("eps"), "norm": attack.get("norm", "linf"), "counting": counting}
+        return {"split": "test", "eps": attack.get("eps"), "norm": attack.get("norm") or "linf", "counting": counting}
 
 
 def load_run(path: str | Path) -> Run:

@@ -239,14 +239,21 @@ def compare(correct: Mapping[str, np.ndarray | Sequence[np.ndarray]],
         rows[m] = paired(r, runs[baseline], method_name=m, baseline_name=baseline, metrics=metrics,
                          with_rho=with_rho, confidence=confidence, resamples=resamples, seed=seed + i, draws=pair,
                          min_class_images=min_class_images)
+    tested = holm_per_metric(rows)
+    return Comparison(baseline, rows, caption(rows, baseline, tested, alpha, confidence), alpha, confidence, seed,
+                      resamples, sorted({d.reason for row in rows.values() for d in row.values() if d.reason}))
+
+
+def holm_per_metric(rows: dict[str, dict[str, Difference]]) -> int:
+    """Set each `Difference`'s ``p_adjusted`` (in place) to Holm's over the rows (methods or groups), one family per
+    metric; returns the most rows tested for one metric, for the caption. Rows without a p-value are left out."""
     tested = 0
     for metric in dict.fromkeys(k for row in rows.values() for k in row):
         found = [(m, row[metric]) for m, row in rows.items() if row[metric].p_value is not None]
         tested = max(tested, len(found))
         for (m, d), p in zip(found, holm([d.p_value for _, d in found])):
             rows[m][metric] = Difference(**{**asdict(d), "p_adjusted": float(p)})
-    return Comparison(baseline, rows, caption(rows, baseline, tested, alpha, confidence), alpha, confidence, seed,
-                      resamples, sorted({d.reason for row in rows.values() for d in row.values() if d.reason}))
+    return tested
 
 
 def caption(rows: Mapping[str, Mapping[str, Difference]], baseline: str, tested: int, alpha: float,

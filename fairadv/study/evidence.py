@@ -157,17 +157,12 @@ def _compare(runs: Mapping[str, Sequence[tuple[int, Outcomes]]], baseline: str, 
 
 def _merge(parts: list[Any], baseline: str, settings: Settings):
     """One `paired.Comparison` from comparisons on different seed sets, Holm-adjusted again over all methods."""
-    from fairadv.statistics.paired import caption, holm
+    from fairadv.statistics.paired import caption, holm_per_metric
 
     if len(parts) == 1:
         return parts[0]
     rows = {m: dict(row) for part in parts for m, row in part.rows.items()}
-    tested = 0
-    for metric in dict.fromkeys(k for row in rows.values() for k in row):
-        found = [m for m, row in rows.items() if row[metric].p_value is not None]
-        tested = max(tested, len(found))
-        for m, p in zip(found, holm([rows[m][metric].p_value for m in found])):
-            rows[m][metric] = dataclasses.replace(rows[m][metric], p_adjusted=float(p))
+    tested = holm_per_metric(rows)
     text = (caption(rows, baseline, tested, settings.alpha, settings.confidence)
             + "; methods with unfinished cells are paired with the baseline on the seeds both have")
     notes = sorted({n for part in parts for n in part.notes})
