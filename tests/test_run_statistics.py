@@ -90,7 +90,7 @@ def test_malformed_intervals_are_a_one_line_error():
 def test_worst_class_sentence_only_when_not_clear_cut():
     intervals = {"robust": {"worst_class_frequency": [0.62, 0.0, 0.3, 0.08]}}
     assert worst_class_sentence(intervals, ["a", "b", "c", "d"]) == "a in 62 % of resamples, c in 30 %, d in 8 %"
-    expected = "a in 62 % of resamples, c in 30 % and 1 more classes"
+    expected = "a in 62 % of resamples, c in 30 % and 1 more class"
     assert worst_class_sentence(intervals, list("abcd"), most=2) == expected
     assert worst_class_sentence({"robust": {"worst_class_frequency": [0.97, 0.03]}}, ["a", "b"]) is None
     assert worst_class_sentence({"robust": {"worst_class_frequency": [0.97, 0.03]}}, ["a", "b"],

@@ -101,6 +101,7 @@ def worst_class_sentence(intervals: Mapping[str, Any], names: Sequence[str], kin
     if freq.max() >= clear_cut:
         return None
     order = [int(i) for i in np.argsort(-freq, kind="stable") if freq[i] >= 0.01]
-    more = f" and {len(order) - most} more classes" if len(order) > most else ""
+    extra = len(order) - most
+    more = f" and {extra} more class{'es' if extra != 1 else ''}" if extra > 0 else ""
     return ", ".join(f"{names[i]} in {100 * freq[i]:.0f} %" + (" of resamples" if j == 0 else "")
                      for j, i in enumerate(order[:most])) + more
