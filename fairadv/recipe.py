@@ -8,7 +8,7 @@ was expected.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,9 @@ class Recipe:
         """The resolved recipe as TOML text (what `dump` writes)."""
         return tomli_w.dumps(self.to_dict())
 
-    def override(self, *overrides: str) -> Recipe:
-        """A copy with ``"table.key=value"`` overrides applied and validated again."""
+    def override(self, *overrides: str | Sequence[str]) -> Recipe:
+        """A copy with ``"table.key=value"`` overrides applied and validated again (strings, or lists of them)."""
+        overrides = tuple(o for item in overrides for o in ([item] if isinstance(item, str) else item))
         raw = self.to_dict()
         origins = {apply_override(raw, o): f"--set {o}" for o in overrides}
         return Recipe.from_dict(raw, source=self.source, origins=origins)

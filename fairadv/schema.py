@@ -180,14 +180,16 @@ class Loader:
             raise self.fail(key, f"{key} = {value!r}: expected a table [{key}]")
         return value
 
-    def reject_unknown(self, table: str, body: Mapping[str, Any], known: Iterable[str]) -> None:
+    def reject_unknown(self, table: str, body: Mapping[str, Any], known: Iterable[str], owner: str = "") -> None:
+        """Refuse a key not in ``known``; ``owner`` (e.g. "strategy 'uniform'") names who takes none at all."""
         known = list(known)
         for key in body:
             if key not in known:
                 dotted = _dotted(table, key)
                 what = "key" if table else "table"
-                raise self.fail(dotted, f"unknown {what} {dotted}{closest(key, known)}; expected one of: "
-                                        f"{', '.join(sorted(known))}")
+                expected = (f"expected one of: {', '.join(sorted(known))}" if known
+                            else f"{owner or _dotted('', table)} takes no keys besides name")
+                raise self.fail(dotted, f"unknown {what} {dotted}{closest(key, known)}; {expected}")
 
     def table(self, key: str, body: Any, cls: type) -> Any:
         """The table ``key`` (``""``: the whole file) as an instance of the attrs class ``cls``."""
@@ -260,7 +262,7 @@ class Loader:
             # do not apply. Keys given with --set are still checked.
             body = {k: v for k, v in body.items() if k in known or f"{table}.{k}" in self.origins}
         if not _takes_var_kwargs(target):
-            self.reject_unknown(table, body, known)
+            self.reject_unknown(table, body, known, owner=f"{registry.kind} {name!r}")
         resolved = self.params(table, name, body, params, _type_hints(target), registry)
         if attrs.has(target):  # run the component's own validators now, and keep it for `load`'s whole-file check
             self.components.append((table, self.guarded(table, target, **resolved)))

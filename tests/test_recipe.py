@@ -172,6 +172,19 @@ def test_bad_override_is_named(tmp_path):
         Recipe.load(path, ["train.epoch=3"])
 
 
+def test_an_unknown_key_of_a_component_without_keys_says_so(tmp_path):
+    recipe = Recipe.load(write(tmp_path, MINIMAL))
+    assert recipe.strategy.name == "uniform"
+    with pytest.raises(FairadvError, match=r"unknown key strategy.lamda; strategy 'uniform' takes no keys besides "
+                                           r"name$"):
+        recipe.override("strategy.lamda=1")
+
+
+def test_override_takes_strings_or_lists_of_them(tmp_path):
+    recipe = Recipe.load(write(tmp_path, MINIMAL)).override(["train.epochs=2"], "train.batch_size=8")
+    assert (recipe.train.epochs, recipe.train.batch_size) == (2, 8)
+
+
 def test_last_iterate_counting_rejects_stop_on_success(tmp_path):
     path = write(tmp_path, MINIMAL + '\n[eval]\ncounting = "last_iterate"\n\n[eval.attack]\nname = "pgd"\n'
                                      'stop_on_success = true\n')
