@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import DIGITS, QUICK, invoke, sets
+from helpers import DIGITS, QUICK, SESSION_RUN, invoke, sets
 from PIL import Image
 
 from fairadv.cli import main
@@ -67,6 +67,17 @@ def damaged_summary(edit: Callable[[dict], None], name: str = "summary.json") ->
         edit(doc)
         (run / name).write_text(json.dumps(doc))
     return FromRun(make)
+
+
+def trackers_file(logged_through: str) -> FromRun:
+    """The run with a ``trackers.json`` whose TensorBoard table says it logged through ``logged_through`` (JSON)."""
+    def make(tmp: Path, run: Path) -> None:
+        (run / "trackers.json").write_text(f'{{"tensorboard": {{"logged_through": {logged_through}}}}}')
+    return FromRun(make)
+
+
+RESUME_WITH_TENSORBOARD = ["run", DIGITS, *sets(*SESSION_RUN, "log.tensorboard=true"), "--out", "{tmp}/runs",
+                           "--resume", "--quiet"]
 
 
 def shrink(state: dict) -> None:
@@ -134,6 +145,10 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      "cannot write there"),
     ("eval into a missing folder", ["eval", "{tmp}/runs/trades_digits", "--out", "{tmp}/no/such/eval.json"],
      FromRun(), "its folder does not exist"),
+    # run-folder files of the trackers, read on --resume
+    *[(f"trackers.json logged_through {value}", RESUME_WITH_TENSORBOARD, trackers_file(value),
+       f"tensorboard.logged_through = {shown}: expected a whole number of epochs")
+      for value, shown in (('"x"', "'x'"), ("null", "None"), ("1e400", "inf"), ("[1]", "[1]"))],
     # study files
     ("study with a bad seed list", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
      lambda t: (t / "s.toml").write_text(f'[study]\nseeds = [0, 0]\n[methods.a]\nrecipe = "{DIGITS}"\n'),

@@ -28,6 +28,17 @@ from fairadv.tracking.series import epoch_scalars, policy_in_effect, policy_scal
 log = logging.getLogger(__name__)
 
 
+def logged_through(saved: Mapping[str, Any], key: str, path: Path) -> int:
+    """The last epoch ``trackers.json`` says tracker ``key`` received (0: none); anything but a whole number of
+    epochs is a one-line `FairadvError` naming the file, rather than a traceback at the resume."""
+    value = saved.get("logged_through", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FairadvError(f"{path}: {key}.logged_through = {value!r}: expected a whole number of epochs (0 or "
+                           "more); the file was damaged after it was written; delete it to give the trackers new "
+                           "runs")
+    return value
+
+
 class TrackingSession:
     """Sends each finished epoch, and the final summary, to every chosen tracker."""
 
@@ -57,7 +68,7 @@ class TrackingSession:
         try:
             for key in chosen:
                 saved = state.get(key) or {}
-                recorded = min(int(saved.get("logged_through", 0)), resumed_through)
+                recorded = min(logged_through(saved, key, session.run.trackers_file), resumed_through)
                 module, name = TRACKERS[key].implementation.split(":")
                 tracker_cls = getattr(importlib.import_module(module), name)
                 try:
