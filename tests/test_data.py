@@ -161,9 +161,13 @@ def test_download_only_when_asked_and_failure_is_a_fairadv_error(tmp_path, monke
     with pytest.raises(FairadvError, match="not found"):
         DATASETS.create("cifar10", root=str(tmp_path))
     assert not calls
-    with pytest.raises(FairadvError, match="could not be downloaded.*network unreachable"):
+    with pytest.raises(FairadvError, match="could not be downloaded.*network unreachable") as failed:
         DATASETS.create("cifar10", root=str(tmp_path), download=True)
     assert calls
+    assert "set download = true" not in str(failed.value)  # it is set already
+    with pytest.raises(FairadvError, match="could not be downloaded"):
+        DATASETS.create("cifar10", root=str(tmp_path / "new"), download=True)
+    assert not (tmp_path / "new").exists()  # nothing half-written
     # Data present and intact: download=True does not fetch again.
     calls.clear()
     write_cifar(tmp_path, datasets.CIFAR10, {**{f"data_batch_{i}": 2 for i in range(1, 6)}, "test_batch": 2}, 10)

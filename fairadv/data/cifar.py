@@ -7,6 +7,7 @@ DAFA, FRL and CFA: random crop 32 with padding 4, then a horizontal flip.
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import numpy as np
@@ -30,16 +31,22 @@ def open_torchvision(cls: type, title: str, root: str, folder: str, files: list[
         if missing:
             raise FairadvError(f"{title} under {path!r} is incomplete: missing {', '.join(missing)}; "
                                "delete that folder and set download = true in [data]")
+    created = not os.path.exists(root)
     try:
         return cls(root, download=download, **kwargs)
     except Exception as exc:  # noqa: BLE001 - md5 mismatch, bad pickle, truncated file, network: all the user's to fix
-        what = "could not be downloaded" if download else "is corrupt"
+        if created:  # a failed download leaves nothing half-written behind
+            shutil.rmtree(root, ignore_errors=True)
         # torchvision raises RuntimeError only for a failed md5 check; its own text suggests a Python argument.
         reason = "md5 checksum mismatch" if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+        if download and not isinstance(exc, RuntimeError):  # no network: download = true is already set
+            raise FairadvError(f"{title} could not be downloaded into {path!r} ({reason}); run once on a machine "
+                               f"with internet, or copy the data set there in torchvision's layout") from exc
         bad = None if download else _unreadable_pickle(path, files)
         where = f"{path!r} (file {bad})" if bad else repr(path)
-        raise FairadvError(f"{title} under {where} {what} ({reason}); "
-                           "delete that folder and set download = true in [data]") from exc
+        fix = "delete that folder and run again" if download else "delete that folder and set download = true in [data]"
+        raise FairadvError(f"{title} under {where} {'failed to download' if download else 'is corrupt'} ({reason}); "
+                           f"{fix}") from exc
 
 
 def _unreadable_pickle(path: str, files: list[str]) -> str | None:
