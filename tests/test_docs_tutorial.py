@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 import fairadv
 from fairadv.cli import main
+from fairadv.recipe import Recipe
 from helpers import QUICK, ROOT
 from test_plugins import FakeEntryPoint, plugin_state  # noqa: F401 - plugin_state is a fixture
 
@@ -97,6 +98,17 @@ def test_the_documented_validation_error_is_what_fairadv_prints(tutorial):
     result = CliRunner().invoke(main, command[1:], catch_exceptions=False)
     assert result.exit_code == 2
     assert " ".join(result.stderr.split()) == documented
+
+
+def test_the_tutorial_recipe_is_trades_digits_but_for_its_strategy(tutorial):
+    """The page says the two runs compare directly: the same threat model, data, model and schedule."""
+    ours = Recipe.load(tutorial / "fairadv-hardclass" / "recipes" / "hard_class_digits.toml").to_dict()
+    shipped = Recipe.load(ROOT / "recipes" / "trades_digits.toml").to_dict()
+    assert ours.pop("strategy")["name"] == "hard_class"
+    shipped.pop("strategy")
+    assert ours["run"].pop("name") == "hard_class_digits"  # named after its file
+    shipped["run"].pop("name")
+    assert ours == shipped
 
 
 @pytest.mark.slow
