@@ -1,6 +1,6 @@
 """`ClassPolicy`: what a fairness strategy decides for each class.
 
-One type expresses every method fairadv ships (see METHODS.md):
+One type expresses every method fairadv ships (docs/strategies/ gives each method's rule):
 
 - DAFA scales the cross-entropy term and the attack radius of class y by W_y (reduction ``"batch"``);
 - FRL weights the cross-entropy and the KL term with separate normalised weights (reduction ``"weights"``) and

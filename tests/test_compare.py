@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from helpers import invoke
+from helpers import ROOT, invoke
 
 from fairadv.evaluation.compare import compare_runs, group_key, mean_std
 from fairadv.evaluation.metrics import (CLEAN_AVG, CLEAN_WORST, FAIRNESS_METRICS, METRICS, ROBUST_AVG, ROBUST_WORST,
@@ -59,15 +59,30 @@ def eval_doc(**attacks: tuple[float, float, list[float]]) -> dict:
 
 # --- rho: the paper's table ---------------------------------------------------------------------------------------
 
-# (baseline avg, baseline worst, method avg, method worst, rho as printed in METHODS.md) - CIFAR-10, TRADES baseline.
-PAPER = [
-    ("DAFA robust", 49.80, 21.31, 49.05, 30.53, 0.42),
-    ("DAFA clean", 82.04, 65.70, 81.63, 67.90, 0.03),
-    ("CFA robust", 49.80, 21.31, 50.78, 27.62, 0.32),
-    ("BAT robust", 49.80, 21.31, 45.89, 17.82, -0.24),
-    ("FRL clean", 82.04, 65.70, 82.97, 71.94, 0.11),
-    ("DAFA CIFAR-100 robust", 25.60, 1.33, 25.08, 2.33, 0.73),
-]
+def paper_rows() -> list[tuple[str, float, float, float, float, float]]:
+    """(label, baseline avg, baseline worst, method avg, method worst, printed rho) for every rho in docs/papers.md:
+    each data set's table, clean and robust, against its TRADES row."""
+    rows, table, baseline = [], None, None
+    for line in (ROOT / "docs" / "papers.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 7 or cells[0].startswith("---"):
+            continue
+        if cells[1] == "clean avg":
+            table = cells[0]
+            continue
+        value = [float(c.split("±")[0].replace("−", "-")) for c in cells[1:]]
+        baseline = value if cells[0] == "TRADES" else baseline
+        for kind, at in (("clean", 0), ("robust", 3)):
+            rows.append((f"{table} {cells[0]} {kind}", baseline[at], baseline[at + 1], value[at], value[at + 1],
+                         value[at + 2]))
+    return rows
+
+
+PAPER = paper_rows()
+
+
+def test_the_papers_page_has_every_table():
+    assert len(PAPER) == 3 * 6 * 2
 
 
 @pytest.mark.parametrize("row", PAPER, ids=[p[0] for p in PAPER])

@@ -2,7 +2,7 @@
 
 A factory (``@DATASETS.register("cifar10")``) takes its recipe keys as keyword arguments and returns a
 `DataSource`. Images reach models as float tensors in [0, 1], shape (C, H, W), with no mean/std normalisation
-(METHODS.md: attacks work in pixel space).
+(attacks work in pixel space, as in every paper fairadv reproduces).
 """
 
 from __future__ import annotations

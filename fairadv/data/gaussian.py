@@ -1,4 +1,4 @@
-"""A synthetic Gaussian mixture for DAFA's theory (Lee et al., ICLR 2024; METHODS.md section 2): classes in R^d
+"""A synthetic Gaussian mixture for DAFA's theory (Lee et al., ICLR 2024; docs/papers.md): classes in R^d
 with one shared isotropic variance, where chosen pairs of classes are close and every other pair is far.
 
 DAFA's analysis says a class is hard, clean and under attack, because it sits near another class; this set lets a

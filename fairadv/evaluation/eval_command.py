@@ -1,6 +1,6 @@
 """``fairadv eval``: per-class clean and robust accuracy of a run or a checkpoint under named attacks.
 
-Conventions (METHODS.md, section 6): the model is evaluated in fp32 and eval mode whatever precision training used;
+Conventions (docs/evaluation.md): the model is evaluated in fp32 and eval mode whatever precision training used;
 inputs are [0, 1] images; a sample is robust under the ``counting`` convention of `fairadv.evaluation.classwise`
 (the recipe's ``eval.counting`` unless ``--counting`` says otherwise). Results go to ``eval.json`` beside the run,
 with a worst case over the attacks run on the same images.

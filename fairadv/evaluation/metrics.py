@@ -3,7 +3,7 @@
 A result (``summary.json``, one attack of ``eval.json``) reports the class-averaged and the worst class's clean and
 robust accuracy. Each `Metric` holds every spelling of one of them: its key in a result, its column in ``study.json``
 and ``table.csv``, its row in ``fairadv compare`` and its header in the study's table, so no other module spells
-them. ρ pairs an average with its worst class (METHODS.md, section 2):
+them. ρ pairs an average with its worst class (Lee et al., ICLR 2024; docs/papers.md):
 
     rho = (worst - worst_B) / worst_B - (avg_B - avg) / avg_B
 
@@ -52,7 +52,7 @@ ROBUST_WORST = Metric("worst_class_robust_accuracy", "robust_worst", "robust wor
                       "worst_class")
 METRICS = (CLEAN_AVG, CLEAN_WORST, ROBUST_AVG, ROBUST_WORST)  # the order of every table and document
 
-# The further fairness metrics of robust accuracy (METHODS.md, section 8), each with its interval where shown: the
+# The further fairness metrics of robust accuracy (docs/statistics.md), each with its interval where shown: the
 # mean of the k worst classes (k = `fairadv.statistics.default_k`), the std over classes and ABSLD's NSD.
 ROBUST_WORST_K = Metric("worst_k_robust_accuracy", "robust_worst_k", "robust worst-k avg", "Robust worst-k",
                         "robust", "worst_k")

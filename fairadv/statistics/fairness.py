@@ -7,7 +7,7 @@ code that loops over the metrics (intervals, paired tests, tables); ρ compares 
 
 References: worst-class accuracy and ρ (DAFA, Lee et al., ICLR 2024); NSD, the normalised standard deviation of
 class-wise accuracy (ABSLD, Zhao et al., 2024); the worst-k average generalises the worst class to the k hardest
-classes. METHODS.md, section 8.
+classes. docs/statistics.md explains each.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def rho(avg, worst, base_avg, base_worst) -> np.ndarray:
     """The DAFA paper's fairness score against a baseline B, elementwise (broadcasts over its four arguments).
 
     rho = (worst - worst_B) / worst_B - (avg_B - avg) / avg_B: the relative gain of the worst class minus the
-    relative drop of the average (Lee et al., ICLR 2024; METHODS.md, section 2). From clean accuracies it is ρ_nat,
+    relative drop of the average (Lee et al., ICLR 2024; docs/papers.md). From clean accuracies it is ρ_nat,
     from robust ones ρ_rob. NaN where the baseline's average or worst class is 0, where it is undefined.
     """
     avg, worst, base_avg, base_worst = np.broadcast_arrays(*(np.asarray(v, dtype=float)

@@ -1,7 +1,7 @@
 """Confidence intervals from counts: each class's accuracy (a binomial proportion) and the class-averaged accuracy.
 
 A class's accuracy over its n test images is k / n with k ~ Binomial(n, p), the images being independent draws, so
-its interval is a binomial one (METHODS.md, section 8: at p = 0.21, about ± 2.5 points at n = 1,000 and ± 8 at
+its interval is a binomial one (at p = 0.21, about ± 2.5 points at n = 1,000 and ± 8 at
 n = 100). Two are offered, both the same as ``scipy.stats.binomtest(k, n).proportion_ci(confidence, method)``:
 
 - ``"wilson"`` (the default): the Wilson score interval (Wilson, JASA 1927). Its coverage stays close to nominal

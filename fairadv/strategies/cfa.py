@@ -1,7 +1,7 @@
 """CFA — Class-wise Calibrated Fair Adversarial training (Wei et al., "CFA: Class-wise Calibrated Fair Adversarial
 Training", CVPR 2023, https://arxiv.org/abs/2303.14460; official code https://github.com/PKU-ML/CFA).
 
-Three switchable parts, from ../shared/METHODS.md section 4 and the official code (``train.py``, ``attack.py``,
+Three switchable parts, from the paper (Wei et al., CVPR 2023) and the official code (``train.py``, ``attack.py``,
 ``utils.py``); docs/strategies/cfa.md gives the equations and where fairadv deviates:
 
 - CCM (class-wise calibrated margin): class k's radius is (lambda1 + t_k) * eps, with t_k its robust accuracy on the

@@ -3,7 +3,7 @@ official code https://github.com/rucy74/DAFA).
 
 Under attack a hard class loses mostly to *similar* classes. After a warm-up of tau epochs, DAFA moves loss weight
 and attack margin from each easy class to the harder classes it is confused with, in proportion to the confusion,
-and keeps those class weights W for the rest of training (METHODS.md, section 2):
+and keeps those class weights W for the rest of training (Lee et al., ICLR 2024; docs/strategies/dafa.md):
 
     W_i = 1 + lam * sum_{j: p_i(i) < p_j(j)} p_i(j) p_j(j)  -  lam * sum_{j: p_i(i) > p_j(j)} p_j(i) p_i(i)
 

@@ -4,7 +4,7 @@ ICML 2021, https://arxiv.org/abs/2010.06121; official code https://github.com/ha
 Each epoch, before training, FRL measures every class's natural error and boundary error on a validation hold-out
 (PGD-20), compares them with the all-class averages plus a tolerance tau, and moves one Lagrange multiplier per class
 and constraint. The multipliers become class weights of TRADES' two terms (reweight) and, for the boundary
-constraint, per-class attack radii (remargin). The rule follows ../shared/METHODS.md section 3 and the official code
+constraint, per-class attack radii (remargin). The rule follows the paper (Xu et al., ICML 2021) and the official code
 (``utils_frl2.py``, the reweight + remargin version); docs/strategies/frl.md gives the equations and where fairadv
 deviates.
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["reweight", "remargin", "reweight_remargin"]
 MODES = ("reweight", "remargin", "reweight_remargin")
 
-# The paper's / official code's settings per variant (METHODS.md section 3). RM's tau is the code's default bound.
+# The paper's / official code's settings per variant (docs/strategies/frl.md). RM's tau is the code's default bound.
 PAPER_TAU = {"reweight": 0.1, "remargin": 0.1, "reweight_remargin": 0.07}
 PAPER_ALPHA2 = {"reweight": 0.0, "remargin": 0.1, "reweight_remargin": 0.2}
 PAPER_LIM = {"reweight": 0.5, "remargin": 0.3, "reweight_remargin": 0.5}
