@@ -69,6 +69,19 @@ def damaged_summary(edit: Callable[[dict], None], name: str = "summary.json") ->
     return FromRun(make)
 
 
+def damaged_eval(edit: Callable[[dict], None]) -> FromRun:
+    """The run evaluated under FGSM, then ``edit`` applied to the attacks of ``eval.json``'s format-2 entry."""
+    def make(tmp: Path, run: Path) -> None:
+        assert invoke("eval", run, "--n", "20", "--attack", "fgsm", catch_exceptions=True).exit_code == 0
+        doc = json.loads((run / "eval.json").read_text())
+        edit(doc["evaluations"][-1]["attacks"])
+        (run / "eval.json").write_text(json.dumps(doc))
+    return FromRun(make)
+
+
+EVAL_AGAIN = ["eval", "{tmp}/runs/trades_digits", "--n", "20", "--attack", "pgd2"]  # keeps fgsm
+
+
 def trackers_file(logged_through: str) -> FromRun:
     """The run with a ``trackers.json`` whose TensorBoard table says it logged through ``logged_through`` (JSON)."""
     def make(tmp: Path, run: Path) -> None:
@@ -145,6 +158,13 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      "cannot write there"),
     ("eval into a missing folder", ["eval", "{tmp}/runs/trades_digits", "--out", "{tmp}/no/such/eval.json"],
      FromRun(), "its folder does not exist"),
+    # a damaged eval.json that eval would merge into: refused before any attack runs
+    ("eval.json: attack result not an object", EVAL_AGAIN, damaged_eval(lambda d: d.update(fgsm=3)),
+     "(evaluations[0], attack fgsm): expected a JSON object of results, got int"),
+    ("eval.json: odd-length predictions", EVAL_AGAIN, damaged_eval(lambda d: d["fgsm"].update(predictions="AA==")),
+     "evaluations[0].attacks.fgsm.predictions = 'AA==': expected base64 of int16"),
+    ("eval.json: no per_class", EVAL_AGAIN, damaged_eval(lambda d: d["fgsm"].pop("per_class")),
+     "per_class = None: expected a non-empty list"),
     # run-folder files of the trackers, read on --resume
     *[(f"trackers.json logged_through {value}", RESUME_WITH_TENSORBOARD, trackers_file(value),
        f"tensorboard.logged_through = {shown}: expected a whole number of epochs")

@@ -27,7 +27,8 @@ from rich.table import Table
 
 from fairadv.build import build_dataset, build_model, build_source, select_device
 from fairadv.errors import FairadvError
-from fairadv.evaluation.eval_file import FORMAT_VERSION, WORST_CASE, attack_label, merge_previous, setup_label
+from fairadv.evaluation.eval_file import (FORMAT_VERSION, WORST_CASE, attack_label, check_previous, merge_previous,
+                                          setup_label)
 from fairadv.evaluation.eval_options import EvalOptions
 from fairadv.evaluation.metrics import CLEAN_AVG, CLEAN_WORST, ROBUST_AVG, ROBUST_STD, ROBUST_WORST
 from fairadv.evaluation.presets import DEFAULT_EPS, Preset, make_preset, parse_eps
@@ -272,6 +273,7 @@ def run_eval(options: EvalOptions, console: Console | None = None, progress: Con
     target = attrs.evolve(target, robustbench={**(target.robustbench or {}), "eps": eps_text},
                           out=Path(options.out) if options.out else target.out)
     check_writable(target.out)
+    check_previous(target.out)
     doc = evaluate_target(target, presets, n=options.n, batch_size=options.batch_size, seed=options.seed,
                           device=device, console=progress, counting=counting)
     doc = merge_previous(doc, target.out)

@@ -15,6 +15,7 @@ more: a sample is robust only if every attack run on it failed. ``robustbench`` 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from fairadv.errors import FairadvError
+from fairadv.files import read_json
 
 FORMAT_VERSION = 2
 # What must agree for two evaluations to be one setup (merged attack by attack).
@@ -88,6 +92,37 @@ def merge_previous(doc: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 ENTRY_EXTRAS = ("precision", "labels", "clean_predictions")
+DAMAGED = "the file was damaged after it was written; move it away or choose another --out"
+
+
+def check_previous(out: Path) -> None:
+    """What ``out`` already holds, checked before any attack runs (`merge_previous` keeps it): a readable
+    ``eval.json`` whose every attack is a result and whose per-sample fields decode. A damaged file is a one-line
+    `FairadvError`, rather than a traceback after every attack has run."""
+    from fairadv.evaluation.summary import check_evaluation
+
+    if not out.exists():
+        return
+    doc = read_json(out)
+    try:
+        check_evaluation(doc, str(out))
+    except FairadvError as exc:
+        raise FairadvError(f"{exc}; {DAMAGED}") from None
+    for i, entry in enumerate(evaluations(doc)):
+        fields = [(key, entry.get(key)) for key in ENTRY_EXTRAS[1:]]
+        fields += [(f"attacks.{name}.predictions", result.get("predictions"))
+                   for name, result in entry["attacks"].items()]
+        for key, text in fields:
+            if text is not None and not _decodes(text):
+                raise FairadvError(f"{out}: evaluations[{i}].{key} = {text!r:.40}: expected base64 of int16 class "
+                                   f"indices (an even number of bytes); {DAMAGED}")
+
+
+def _decodes(text: Any) -> bool:
+    try:
+        return isinstance(text, str) and len(base64.b64decode(text, validate=True)) % 2 == 0
+    except (binascii.Error, ValueError):
+        return False
 
 
 def encode(values: torch.Tensor) -> str:
