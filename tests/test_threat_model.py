@@ -4,7 +4,9 @@
   then named at start-up;
 - compare refuses figures measured under different threat models or attacks unless --allow-mixed, and then the
   table says what differs;
-- one PGD-K per radius: the recipe's evaluation attack and the preset of the same name are one attack.
+- one PGD-K per radius: the recipe's evaluation attack and the preset of the same name are one attack;
+- report --baseline (and eval --baseline) refuses a baseline measured by another attack (steps, step size), by
+  compare's rule.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 
 import pytest
 import torch
-from helpers import RECIPES, invoke
+from helpers import RECIPES, invoke, stderr_lines
 from test_compare import write_run
 
 from fairadv.distributed import DistInfo
@@ -131,3 +133,39 @@ def test_a_radius_written_as_a_fraction_is_accepted_and_kept_as_written(tmp_path
     assert float((x_adv - x).abs().max()) <= 8 / 255 + 1e-6
     with pytest.raises(FairadvError, match=re.escape("expected a finite number or a fraction such as 8/255")):
         Recipe.load(DIGITS, overrides=("attack.eps=8/0",))
+
+
+def _edit_json(path, edit):
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("key,value", [("steps", 10), ("step_size", 0.0194)])
+def test_report_refuses_a_baseline_whose_final_attack_differs_in_steps_or_step(tmp_path, key, value):
+    from test_run_statistics import synthetic_runs
+
+    run, base = synthetic_runs(tmp_path)  # PGD-20, step 0.01 at eps 0.1 (test_plots.summary)
+    _edit_json(base / "summary.json", lambda doc: doc["attack"].update({key: value}))
+    result = invoke("report", run, "--baseline", base)
+    lines = stderr_lines(result)
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert f"--baseline {base}: the final evaluation (summary.json) figures" in lines[0]
+    assert f"{key} " in lines[0] and "rho compares results of one attack only" in lines[0]
+    assert not (run / "report.md").exists()
+
+
+def test_report_refuses_a_baseline_whose_eval_attack_differs_in_step(tmp_path):
+    from test_plots import make_run
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run, base = make_run(tmp_path / "a"), make_run(tmp_path / "b")
+    for folder, step in ((run, 0.01), (base, 0.0097)):  # eval.json's pgd20 at two step sizes, eps 0.1 both
+        _edit_json(folder / "eval.json", lambda doc, step=step: doc["attacks"]["pgd20"].update(
+            attack={"name": "pgd", "eps": 0.1, "steps": 20, "step_size": step}))
+    result = invoke("report", run, "--baseline", base)
+    lines = stderr_lines(result)
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "the pgd20 (eval.json) figures" in lines[0] and "step_size 0.01 (" in lines[0] and "0.0097 (" in lines[0]
+    _edit_json(base / "eval.json", lambda doc: doc["attacks"]["pgd20"]["attack"].update(step_size=0.01))
+    assert invoke("report", run, "--baseline", base).exit_code == 0  # the same attack: set side by side

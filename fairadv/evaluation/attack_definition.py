@@ -1,6 +1,7 @@
 """What makes two robust accuracies the same figure: the threat model (eps, norm) and the attack that measured it
-(steps, step size) under one counting convention. ``compare`` refuses to put figures whose definitions differ in one
-column unless told to (``--allow-mixed``), and then says what differs.
+(steps, step size) under one counting convention. ``compare`` and the study tables refuse to put figures whose
+definitions differ in one column unless told to (``--allow-mixed``), and then say what differs and mark the figures
+with `MIXED`; ``report --baseline`` and ``eval --baseline`` always refuse (ρ across attacks is not a comparison).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fairadv.errors import FairadvError
+from fairadv.evaluation.eval_file import DEFAULTS
 
+MIXED = "≠"  # marks figures measured under different threat models or attacks (--allow-mixed)
 DEFINITION_KEYS = ("eps", "norm", "steps", "step_size", "counting")
 DEFAULT_NORM = "linf"  # an attack that names no norm is L-inf (every built-in's default)
 
@@ -23,6 +26,17 @@ def definition(attack: Mapping[str, Any] | None, counting: Any) -> dict[str, Any
     values["norm"] = values["norm"] or DEFAULT_NORM
     values["counting"] = counting
     return values
+
+
+def entry_definition(entry: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition of one ``eval.json`` attack ``result`` of ``entry``: the setup's eps, norm and counting under
+    the attack's own recorded settings."""
+    return definition({**entry, **(result.get("attack") or {})}, entry.get("counting", DEFAULTS["counting"]))
+
+
+def same_definition(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two definitions are one figure's (`differences` finds nothing between them)."""
+    return differences([("a", a), ("b", b)]) is None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -52,13 +66,17 @@ def differences(definitions: Sequence[tuple[str, Mapping[str, Any]]]) -> str | N
     return "; ".join(parts) or None
 
 
+RE_EVALUATE = ("Re-evaluate the runs alike (fairadv eval --eps ... --attack ...) or pass --allow-mixed to show them "
+               "side by side, marked")
+
+
 def check_one_definition(column: str, definitions: Sequence[tuple[str, Mapping[str, Any]]],
-                         allow_mixed: bool) -> str | None:
-    """Refuse (a one-line `FairadvError`) figures of ``column`` measured under different definitions, unless
-    ``allow_mixed``; then return what differs (None when nothing does), for the table to say."""
+                         allow_mixed: bool, where: str = "compare", fix: str = RE_EVALUATE) -> str | None:
+    """Refuse (a one-line `FairadvError` naming ``where``, the figures and what differs, then ``fix``) figures of
+    ``column`` measured under different definitions, unless ``allow_mixed``; then return what differs (None when
+    nothing does), for the table to say."""
     what = differences(definitions)
     if what is not None and not allow_mixed:
-        raise FairadvError(f"compare: the {column} figures were measured under different threat models or attacks "
-                           f"({what}); they do not share a column. Re-evaluate the runs alike (fairadv eval --eps "
-                           "... --attack ...) or pass --allow-mixed to show them side by side, marked")
+        raise FairadvError(f"{where}: the {column} figures were measured under different threat models or attacks "
+                           f"({what}); they do not share a column. {fix}")
     return what

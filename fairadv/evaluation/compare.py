@@ -24,7 +24,7 @@ from rich.console import Console
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation import compare_statistics as cs
-from fairadv.evaluation.attack_definition import check_one_definition, definition
+from fairadv.evaluation.attack_definition import check_one_definition, definition, entry_definition
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, THREAT_KEYS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import METRICS, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.outcomes import of_counts, of_result
@@ -144,8 +144,7 @@ def mixed_definitions(runs: Sequence[Run], allow_mixed: bool) -> dict[str, str]:
     mixed = {cs.FINAL: check_one_definition(f"final ({SUMMARY})", list(zip(labels, final)), allow_mixed)}
     for name in common_attacks(runs):
         results, entries = matched_results(runs, name)
-        defs = [definition({**e, **(res.get("attack") or {})}, e.get("counting", DEFAULTS["counting"]))
-                for res, e in zip(results, entries)]
+        defs = [entry_definition(e, res) for res, e in zip(results, entries)]
         mixed[name] = check_one_definition(f"{name} ({EVAL})", list(zip(labels, defs)), allow_mixed)
     return {name: what for name, what in mixed.items() if what is not None}
 

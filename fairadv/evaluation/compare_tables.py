@@ -12,13 +12,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fairadv.evaluation.attack_definition import MIXED
 from fairadv.evaluation.compare_statistics import FINAL, ORDER
 from fairadv.evaluation.eval_file import WORST_CASE
 from fairadv.evaluation.metrics import FAIRNESS_METRICS, METRICS, RHO, ROBUST_AVG, ROBUST_WORST, Metric
 from fairadv.run_folder import EVAL, SUMMARY
 
 ONE_RUN = "*"  # marks an interval over test images only (a group of one run)
-MIXED = "≠"  # marks figures measured under different threat models or attacks (compare --allow-mixed)
 SIGNIFICANT = "†"  # marks a difference whose Holm-adjusted p-value is below α
 ATTACK_METRICS = (ROBUST_AVG, ROBUST_WORST, *FAIRNESS_METRICS)  # an attack's rows (its clean figures are the same)
 

@@ -6,8 +6,10 @@ matching setup. Paired by image where both were scored on the same images (`outc
 and always for ``summary.json``, which stores no per-image predictions, from the two runs' per-class counts
 resampled independently (`rho_against`). The report says which for every row.
 
-Results that differ in their threat model (split, eps, norm, counting) are never set side by side: the report is
-refused with a one-line error before anything is written. So are runs whose classes differ.
+Results that differ in their threat model (split, eps, norm, counting) or in the attack that measured them (steps,
+step size: `fairadv.evaluation.attack_definition`'s rule, as for ``compare``) are never set side by side: the report
+is refused with a one-line error before anything is written. So are runs whose classes differ. There is no
+``--allow-mixed`` here: ρ of one attack against another is not a fairness score.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from rich.table import Table
 
 from fairadv.errors import FairadvError
+from fairadv.evaluation.attack_definition import check_one_definition, definition, entry_definition
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, THREAT_KEYS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import RHO
 from fairadv.evaluation.outcomes import Outcomes, of_counts, of_result, same_images
@@ -39,6 +42,14 @@ def _refuse_unless_same(where: Path, base: Run, ours: Mapping[str, Any], theirs:
     if diff:
         raise FairadvError(f"--baseline {base.path}: {what} differs from {where}'s in {', '.join(diff)}; rho "
                            "compares results under one threat model only")
+
+
+def _check_attacks(column: str, where: Path, base: Run, ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> None:
+    """Refuse a result whose attack definition (`attack_definition.DEFINITION_KEYS`) differs from the baseline's."""
+    check_one_definition(column, [(str(where), ours), (str(base.path), theirs)], allow_mixed=False,
+                         where=f"--baseline {base.path}",
+                         fix="rho compares results of one attack only: evaluate both runs alike (fairadv eval "
+                             "--attack ...)")
 
 
 def check_classes(names: list[str], where: Path, base: Run) -> None:
@@ -67,6 +78,10 @@ def baseline_rows(run: Run, base: Run) -> list[dict[str, Any]]:
     check_classes(run.class_names, run.path, base)
     _refuse_unless_same(run.path, base, run.summary_setup(), base.summary_setup(),
                         f"its final evaluation ({SUMMARY})")
+    counting = run.summary_setup()["counting"]
+    _check_attacks(f"final evaluation ({SUMMARY})", run.path, base,
+                   definition(run.summary.get("attack"), counting),
+                   definition(base.summary.get("attack"), base.summary_setup()["counting"]))
     attack = run.summary.get("attack") or {}
     rows = [{"result": f"final evaluation ({attack.get('name', '?')}, {SUMMARY})",
              **rho_against(of_counts(run.summary), of_counts(base.summary)),
@@ -85,6 +100,8 @@ def evaluation_rows(entry: Mapping[str, Any], where: Path, base: Run) -> list[di
     for name, result in entry["attacks"].items():
         if name not in theirs["attacks"]:
             continue
+        _check_attacks(f"{attack_label(name, result)} ({EVAL})", where, base, entry_definition(entry, result),
+                       entry_definition(theirs, theirs["attacks"][name]))
         ours_o = of_result(entry, name, result)
         theirs_o = of_result(theirs, name, theirs["attacks"][name])
         found = rho_against(ours_o, theirs_o)
