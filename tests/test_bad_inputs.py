@@ -93,6 +93,25 @@ RESUME_WITH_TENSORBOARD = ["run", DIGITS, *sets(*SESSION_RUN, "log.tensorboard=t
                            "--resume", "--quiet"]
 
 
+def mlflow_study(parents: str, lost_run: bool = False) -> Callable[[Path], None]:
+    """A one-cell study ``s.toml`` logging to the MLflow file store ``<tmp>/mlruns``, whose study folder already
+    holds ``mlflow_parent.json`` with ``parents`` (``{store}`` stands for the store's key); ``lost_run``: the store
+    exists, without the parent run the file names."""
+    def make(tmp: Path) -> None:
+        store = (tmp / "mlruns").as_uri()
+        overrides = [*SESSION_RUN, f"log.mlflow.tracking_uri={json.dumps(store)}"]
+        (tmp / "s.toml").write_text(f'[study]\nseeds = [0]\nset = {json.dumps(overrides)}\n[methods.a]\n'
+                                    f'recipe = "{DIGITS}"\n')
+        (tmp / "o" / "s").mkdir(parents=True)
+        (tmp / "o" / "s" / "mlflow_parent.json").write_text(parents.replace("{store}", f"{store}#fairadv"))
+        if lost_run:
+            from mlflow.tracking import MlflowClient
+
+            from fairadv.tracking.mlflow_tracker import resolved_uri  # allows MLflow's file store, as fairadv does
+            MlflowClient(tracking_uri=resolved_uri(store)).create_experiment("fairadv")
+    return make
+
+
 def shrink(state: dict) -> None:
     state["model"] = {k: v[:1] if v.ndim else v for k, v in state["model"].items()}
 
@@ -165,6 +184,14 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      "evaluations[0].attacks.fgsm.predictions = 'AA==': expected base64 of int16"),
     ("eval.json: no per_class", EVAL_AGAIN, damaged_eval(lambda d: d["fgsm"].pop("per_class")),
      "per_class = None: expected a non-empty list"),
+    # a study's MLflow parent run, checked before any cell runs
+    ("mlflow_parent.json not JSON", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"], mlflow_study('{"x'),
+     "mlflow_parent.json: not readable JSON"),
+    ("mlflow_parent.json run id a number", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
+     mlflow_study('{"{store}": 3}'), "= 3: expected '<store>#<experiment>' = '<run id>'"),
+    ("mlflow store lost the parent run", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
+     mlflow_study('{"{store}": "0123456789abcdef0123456789abcdef"}', lost_run=True),
+     "the study's MLflow run 0123456789abcdef0123456789abcdef is not in"),
     # run-folder files of the trackers, read on --resume
     *[(f"trackers.json logged_through {value}", RESUME_WITH_TENSORBOARD, trackers_file(value),
        f"tensorboard.logged_through = {shown}: expected a whole number of epochs")

@@ -26,7 +26,7 @@ from fairadv.study.stale import check_not_stale, record_origin
 from fairadv.study.spec import Shape, Study, load_study
 from fairadv.study.render import write_tables
 from fairadv.study.table import aggregate
-from fairadv.study.tracking import finish_parents, grouped
+from fairadv.study.tracking import check_parents, finish_parents, grouped
 from fairadv.study.view import StudyView
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     jobs_todo = [job for job in every_job if not is_done(job.run_dir, job.evaluate, job.n)]
     if jobs_todo and not report_only:  # data, init_from runs, models, presets' extras: before anything is written
         check_cells(study, recipes, {job.name for job in jobs_todo})
+        check_parents(study_dir)
     for method in study.skipped_methods:
         console.print(f"study {study.name}: method {method.name} left out (module {method.requires!r} is not "
                       "installed)", highlight=False)

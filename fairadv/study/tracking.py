@@ -35,13 +35,50 @@ def grouped(jobs: list[CellJob], recipes: Mapping[str, Recipe], study_name: str,
     return out
 
 
+def read_parents(study_dir: Path) -> dict[str, str]:
+    """``<study>/mlflow_parent.json``: the study's MLflow run id for each ``<store>#<experiment>`` (empty when
+    missing); anything else is a one-line `FairadvError` naming the file."""
+    from fairadv.files import read_json
+
+    path = study_dir / PARENTS_FILE
+    if not path.is_file():
+        return {}
+    parents = read_json(path)
+    for where, run_id in parents.items():
+        if "#" not in where or not isinstance(run_id, str) or not run_id:
+            raise FairadvError(f"{path}: {where!r:.60} = {run_id!r:.40}: expected '<store>#<experiment>' = "
+                               f"'<run id>'; {NEW_PARENT}")
+    return parents
+
+
+NEW_PARENT = f"delete {PARENTS_FILE} to give the study a new MLflow parent run"
+
+
+def check_parents(study_dir: Path) -> None:
+    """Before any cell runs: ``mlflow_parent.json`` is readable and every parent run it names is still in its
+    store (the study gives each its tables at the end, which would fail only after every cell had run)."""
+    parents = read_parents(study_dir)
+    if not parents:
+        return
+    from mlflow.tracking import MlflowClient
+
+    from fairadv.tracking.mlflow_tracker import resolved_uri
+
+    for where, run_id in parents.items():
+        try:
+            MlflowClient(tracking_uri=resolved_uri(where.rsplit("#", 1)[0])).get_run(run_id)
+        except Exception as exc:  # noqa: BLE001 - MLflow's own error, as one line
+            raise FairadvError(f"{study_dir / PARENTS_FILE}: the study's MLflow run {run_id} is not in "
+                               f"{where.rsplit('#', 1)[0]} ({one_line(exc)}); {NEW_PARENT}") from None
+
+
 def parent_run(config: MlflowConfig, study_name: str, study_dir: Path) -> str:
     """The study's MLflow run in ``config``'s store and experiment, kept in ``<study>/mlflow_parent.json``."""
     from fairadv.files import write_atomic
     from fairadv.tracking.mlflow_tracker import client_and_experiment, resolved_uri
 
     path = study_dir / PARENTS_FILE
-    parents = json.loads(path.read_text()) if path.is_file() else {}
+    parents = read_parents(study_dir)
     where = f"{resolved_uri(config.tracking_uri)}#{config.experiment}"
     if where not in parents:
         try:
@@ -57,12 +94,12 @@ def parent_run(config: MlflowConfig, study_name: str, study_dir: Path) -> str:
 
 def finish_parents(study_dir: Path, failed: bool) -> None:
     """Give each parent run the study's tables and figures, and mark it finished (or failed)."""
-    path = study_dir / PARENTS_FILE
-    if not path.is_file():
+    parents = read_parents(study_dir)
+    if not parents:
         return
     from mlflow.tracking import MlflowClient
 
-    for where, run_id in json.loads(path.read_text()).items():
+    for where, run_id in parents.items():
         client = MlflowClient(tracking_uri=where.rsplit("#", 1)[0])
         for name in ("table.md", "table.csv", "study.json"):
             if (study_dir / name).is_file():
