@@ -18,6 +18,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from fairadv.attacks import PGD
 from fairadv.attacks.base import eval_mode
 from fairadv.evaluation.classwise import ClasswiseResult, evaluate
+from fairadv.evaluation.presets import make_preset
 
 EPS_FALLBACK = 0.031
 
@@ -65,8 +67,9 @@ def all_steps_reference(model: torch.nn.Module, loader, attack: PGD, num_classes
 
 
 def load_or_train(run: str | None, device: torch.device) -> tuple[torch.nn.Module, torch.utils.data.TensorDataset,
-                                                                   float, int, str]:
-    """(model, test set, eps, batch size, description) from a run folder, or from a TRADES digits run trained now."""
+                                                                   Any, int, str]:
+    """(model, test set, recipe, batch size, description) from a run folder, or from a TRADES digits run trained
+    now."""
     from fairadv.api import load_model
     from fairadv.build import build_dataset
     from fairadv.checkpoint import parse_stored_recipe
@@ -84,8 +87,7 @@ def load_or_train(run: str | None, device: torch.device) -> tuple[torch.nn.Modul
     recipe_path = Path(run) / "recipe.toml"
     recipe = Recipe.from_dict(parse_stored_recipe(recipe_path.read_text(), recipe_path), source=str(recipe_path))
     model = load_model(run).to(device).float().eval()
-    eps = float(recipe.eval.attack.params.get("eps", EPS_FALLBACK))
-    return model, build_dataset(recipe, "test"), eps, recipe.eval.batch_size, f"{recipe.model.name} from {run}"
+    return model, build_dataset(recipe, "test"), recipe, recipe.eval.batch_size, f"{recipe.model.name} from {run}"
 
 
 def timed(fn, repeats: int) -> tuple[float, ClasswiseResult]:
@@ -107,14 +109,15 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=None, help="radius (default: the recipe's eval.attack eps)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    model, test_set, eps, batch_size, what = load_or_train(args.run, device)
+    model, test_set, recipe, batch_size, what = load_or_train(args.run, device)
     batch_size = args.batch_size or batch_size
-    eps = args.eps or eps
+    eps = args.eps or float(recipe.eval.attack.params.get("eps", EPS_FALLBACK))
     x, y = (t.to(device) for t in test_set.tensors[:2])
     batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
     c = int(y.max()) + 1
-    attack = PGD(eps=eps, step_size=eps * 0.003 / 0.031, steps=20, random_start="uniform", loss="ce",
-                 stop_on_success=True)
+    # fairadv's one PGD-20: the pgd20 preset, which takes the run recipe's own step ratio (0.02 at eps 0.2 on digits)
+    attack = make_preset("pgd20", eps, "linf", seed=0, recipe=recipe).attack
+    assert isinstance(attack, PGD) and attack.stop_on_success
 
     t_stop, stop = timed(lambda: evaluate(model, batches, attack, c, device), args.repeats)
     t_all, ref = timed(lambda: all_steps_reference(model, batches, attack, c, device), args.repeats)

@@ -174,5 +174,34 @@ def test_every_page_in_the_nav_is_linked_and_every_page_is_in_the_nav():
     assert mine <= listed, sorted(mine - listed)
 
 
+def api_directives() -> list[tuple[str, str, list[str] | None]]:
+    """(page, module, members or None) for every ``::: module`` on the API pages."""
+    found = []
+    for page in sorted((ROOT / "docs" / "api").glob("*.md")):
+        for match in re.finditer(r"^::: ([\w.]+)\n((?:    .*\n)*)", page.read_text(), re.MULTILINE):
+            options = " ".join(match.group(2).split())
+            members = re.search(r"members: \[([^\]]*)\]", options)
+            listed = [m.strip() for m in members.group(1).split(",")] if members else None
+            found.append((page.name, match.group(1), [] if "members: false" in options else listed))
+    return found
+
+
+def test_no_object_is_documented_twice_in_the_api_reference():
+    """mkdocstrings shows a module's ``__all__`` re-exports too (fairadv.api's Recipe was documented twice)."""
+    pytest.importorskip("fairadv_wat", reason="the API pages document the WAT plugin")
+    seen: dict[int, str] = {}
+    for page, module_name, members in api_directives():
+        module = importlib.import_module(module_name)
+        names = members if members is not None else getattr(module, "__all__", None) or [
+            n for n, v in vars(module).items() if not n.startswith("_") and getattr(v, "__module__", None) == module_name]
+        for name in names:
+            obj = getattr(module, name)
+            if not callable(obj) or not hasattr(obj, "__module__"):
+                continue
+            where = f"{page}: {module_name}.{name}"
+            assert id(obj) not in seen, f"{where} is also documented as {seen[id(obj)]}"
+            seen[id(obj)] = where
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

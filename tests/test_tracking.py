@@ -161,7 +161,8 @@ def test_every_tracker_holds_the_per_class_curves_policy_and_summary(tmp_path):
         summary["worst_class_robust_accuracy"]))]
 
     # the figures as images, the final table as text
-    figures = {"figures/class_accuracy", "figures/confusion_under_attack", "figures/class_similarity"}
+    figures = {"figures/class_accuracy", "figures/confusion_under_attack", "figures/class_similarity",
+               "figures/training_curves"}
     tags = tensorboard_tags(run_dir / "tensorboard")
     assert set(tags["images"]) == figures and "final/summary/text_summary" in tags["tensors"]
     assert {k.rsplit("/", 1)[0] for k in wandb_rows[EPOCHS] if k.endswith("/_type")} >= figures | {"final/per_class"}

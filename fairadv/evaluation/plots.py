@@ -94,7 +94,7 @@ def class_accuracy_figure(summary: Mapping[str, Any], title: str | None = None) 
     ax.set_ylabel("accuracy (%)")
     ax.grid(axis="y", linewidth=0.3, alpha=0.6)
     ax.set_axisbelow(True)
-    set_title(fig, title or f"Per-class accuracy ({_attack_label(summary.get('attack'))})")
+    set_title(fig, title or f"Per-class accuracy ({summary_attack_label(summary.get('attack'))})")
     # Above the axes, below the title: a legend inside would hide bars.
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncols=5 if c > 30 else 3,
               fontsize="small", frameon=False)
@@ -242,7 +242,8 @@ def _heatmap(values: np.ndarray, names: Sequence[str], title: str, fmt: str, xla
     return fig
 
 
-def _attack_label(attack: Mapping[str, Any] | None) -> str:
+def summary_attack_label(attack: Mapping[str, Any] | None) -> str:
+    """A summary's ``attack`` as a title names it: ``pgd-20, eps 0.2``."""
     if not attack:
         return "attack"
     name = str(attack.get("preset") or attack.get("name", "attack"))

@@ -88,6 +88,9 @@ def render(name: str, recipe: Mapping[str, Any], summary: Mapping[str, Any], eva
                   f"![class similarity]({plots['similarity']})", ""]
     lines += _policy_section(policies, summary)
     return "\n".join(lines).rstrip() + "\n"
+    if "training_curves" in plots:
+        lines += ["## Training curves", "",
+                  f"![per-class robust accuracy over epochs]({plots['training_curves']})", ""]
 
 
 # --- sections -------------------------------------------------------------------------------------------------------
@@ -298,8 +301,12 @@ def _write_plots(run: Path, summary: Mapping[str, Any], evaluation: Mapping[str,
 
 
 def _pct(value: Any) -> str:
+    from fairadv.evaluation.curves import write_training_curves
     return "-" if value is None else f"{100 * float(value):.2f}"
 
 
 def _num(value: Any, fmt: str) -> str:
     return "-" if value is None else format(float(value), fmt)
+    curves = write_training_curves(RunFolder(run), summary, names, folder)
+    if curves is not None:  # a log with per-class series (every run since they were logged)
+        plots["training_curves"] = curves

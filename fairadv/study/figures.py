@@ -1,6 +1,7 @@
 """The study's figures, as vector PDF and 200-dpi PNG: per-class robust accuracy of every method with each class's
-95 % interval over seeds, and the trade-off between the average and the worst class with intervals on both axes and
-the methods that differ significantly from the baseline marked.
+95 % interval over seeds, the trade-off between the average and the worst class with intervals on both axes and
+the methods that differ significantly from the baseline marked, and the training curves (the mean and the worst
+class over epochs, per method, with the policy changes marked; `fairadv.evaluation.curves`).
 
 Both are drawn for each block of the study and for its first evaluation attack (the table has them all). The
 intervals and the test are ``study.json``'s (`fairadv.study.evidence`); each figure's title says which they are.
@@ -16,8 +17,10 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox
 
+from fairadv.evaluation.curves import FIGURE as CURVES, Curves, read_curves, study_curves_figure
 from fairadv.evaluation.metrics import ROBUST_AVG, ROBUST_WORST
 from fairadv.evaluation.plots import DPI, class_ticks, new_figure, save_pdf_png, set_title
+from fairadv.run_folder import RunFolder
 from fairadv.study.evidence import Settings
 from fairadv.study.text import CHANCE, attack_name, row_label
 
@@ -26,7 +29,8 @@ COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da
 
 
 def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
-    """``per_class_robust[-<block>].pdf/.png`` and ``tradeoff[-<block>].pdf/.png``; returns the paths written."""
+    """``per_class_robust[-<block>].pdf/.png``, ``tradeoff[-<block>].pdf/.png`` and
+    ``training_curves[-<block>].pdf/.png``; returns the paths written."""
     paths: list[Path] = []
     for block in doc["blocks"]:
         attack = next(iter(block["attacks"]))
@@ -40,7 +44,29 @@ def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
             fig = draw(rows, title, len(doc["seeds"]), doc["baseline"], doc.get("statistics"))
             png = save_pdf_png(fig, study_dir / f"{name}{suffix}.png")
             paths += [png.with_suffix(".pdf"), png]
+        methods = block_curves(doc, study_dir, block, rows)
+        if methods:
+            png = save_pdf_png(study_curves_figure(methods, label or doc["study"]), study_dir / f"{CURVES}{suffix}.png")
+            paths += [png.with_suffix(".pdf"), png]
     return paths
+
+
+def block_curves(doc: Mapping[str, Any], study_dir: Path, block: Mapping[str, Any], rows: list[Mapping[str, Any]]
+                 ) -> list[tuple[str, str, list[Curves]]]:
+    """(label, colour, the curves of each seed) of every method in ``rows`` whose runs logged curves, coloured as in
+    the other figures. The test split's curves when every run has them, else all the training batches'."""
+    found = []
+    for k, row in enumerate(rows):
+        cells = [c for c in doc["cells"] if c["method"] == row["method"] and c["axes"] == block["axes"]
+                 and c["seed"] in row["seeds"]]
+        folders = [RunFolder(study_dir / "runs" / c["name"]) for c in cells]
+        found.append((row_label(row), COLORS[k % len(COLORS)],
+                      [(f, f.summary() if f.finished else None) for f in folders]))
+    curves = [[read_curves(f, s) for f, s in runs] for *_, runs in found]
+    if len({c.split for runs in curves for c in runs if c is not None}) > 1:
+        curves = [[read_curves(f, s, "train") for f, s in runs] for *_, runs in found]
+    return [(label, color, [c for c in runs if c is not None])
+            for (label, color, _), runs in zip(found, curves) if any(c is not None for c in runs)]
 
 
 def interval_words(rows: list[Mapping[str, Any]], statistics: Mapping[str, Any] | None,

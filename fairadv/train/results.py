@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from fairadv.evaluation.curves import write_training_curves
 from fairadv.evaluation.plots import write_run_plots
 from fairadv.evaluation.summary import chance_warning
 from fairadv.run_folder import RunFolder
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 def write_results(folder: RunFolder, summary: dict[str, Any], names: Sequence[str], last_similarity: torch.Tensor,
                   epochs: int, best: BestEpoch | None = None) -> None:
     """``summary.json`` (with ``best_checkpoint`` when ``best.pt`` was kept), then the figures (``class_accuracy``,
-    ``confusion_under_attack``, ``class_similarity``); a run at chance level is logged as a warning."""
+    ``confusion_under_attack``, ``class_similarity``, ``training_curves``); a run at chance level is logged as a
+    warning."""
     if best is not None:
         summary["best_checkpoint"] = best.record()
     if summary.get("at_chance"):
@@ -34,6 +36,7 @@ def write_results(folder: RunFolder, summary: dict[str, Any], names: Sequence[st
     if similarity is None:
         similarity, title = last_similarity, f"Class similarity p_i(j), last epoch ({epochs})"
     write_run_plots(folder.path, summary, similarity, list(names), similarity_title=title)
+    write_training_curves(folder, summary, list(names))
 
 
 def recorded_similarity(folder: RunFolder) -> tuple[Any, str | None]:
