@@ -112,6 +112,14 @@ def mlflow_study(parents: str, lost_run: bool = False) -> Callable[[Path], None]
     return make
 
 
+def study_file(seeds: str = "[0]") -> Callable[[Path], None]:
+    """A one-cell study ``<tmp>/s.toml`` of the digits recipe with ``seeds``."""
+    def make(tmp: Path) -> None:
+        (tmp / "s.toml").write_text(f'[study]\nseeds = {seeds}\nset = {json.dumps(SESSION_RUN)}\n[methods.a]\n'
+                                    f'recipe = "{DIGITS}"\n')
+    return make
+
+
 def shrink(state: dict) -> None:
     state["model"] = {k: v[:1] if v.ndim else v for k, v in state["model"].items()}
 
@@ -132,6 +140,18 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
     ("eval attack not a table", ["validate", DIGITS, *sets("eval.attack=0")], None, "expected a table"),
     ("unknown table", ["validate", DIGITS, *sets("trian.epochs=3")], None, "unknown table trian"),
     ("string for int", ["validate", DIGITS, *sets("train.epochs=ten")], None, "expected an integer"),
+    # recipes that extend another
+    ("extends a missing recipe", ["validate", "{tmp}/a.toml"],
+     lambda t: (t / "a.toml").write_text('extends = "nope.toml"\n'), "a.toml: extends = 'nope.toml':"),
+    ("extends a number", ["run", "{tmp}/a.toml", "--out", "{tmp}/o"],
+     lambda t: (t / "a.toml").write_text("extends = 2\n"), "a.toml: extends = 2: expected a string"),
+    ("extends cycle", ["run", "{tmp}/a.toml", "--out", "{tmp}/o"],
+     lambda t: [(t / n).write_text(f'extends = "{p}"\n') for n, p in (("a.toml", "b.toml"), ("b.toml", "a.toml"))],
+     "b.toml: extends = 'a.toml': a cycle"),
+    ("unknown key in a parent", ["validate", "{tmp}/a.toml"],
+     lambda t: [(t / n).write_text(x) for n, x in (("a.toml", 'extends = "b.toml"\n'),
+                                                   ("b.toml", f'extends = "{DIGITS}"\n[train]\nepohcs = 2\n'))],
+     "b.toml): unknown key train.epohcs"),
     # module paths
     ("os:system as strategy", ["validate", DIGITS, *sets("strategy.name=os:system", "strategy.command=touch X")],
      None, "not a class"),
@@ -192,6 +212,15 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
     ("mlflow store lost the parent run", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
      mlflow_study('{"{store}": "0123456789abcdef0123456789abcdef"}', lost_run=True),
      "the study's MLflow run 0123456789abcdef0123456789abcdef is not in"),
+    # numbers past what the machinery holds (a process pool's semaphore, NumPy's seed)
+    ("--jobs 3000000000", ["study", "{tmp}/s.toml", "--out", "{tmp}/o", "--jobs", "3000000000"], study_file(),
+     "--jobs 3000000000: expected 1 to 1024"),
+    ("eval --seed 1e20", ["eval", "{tmp}/runs/trades_digits", "--seed", "99999999999999999999"], FromRun(),
+     "--seed 99999999999999999999: expected an integer from 0 to 4294967295"),
+    ("run.seed 1e20", ["validate", DIGITS, *sets("run.seed=99999999999999999999")], None,
+     "run.seed = 99999999999999999999"),
+    ("study seed 2**32", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"], study_file("[0, 4294967296]"),
+     "study.seeds = [0, 4294967296]: expected a non-empty list of distinct integers from 0 to 4294967295"),
     # run-folder files of the trackers, read on --resume
     *[(f"trackers.json logged_through {value}", RESUME_WITH_TENSORBOARD, trackers_file(value),
        f"tensorboard.logged_through = {shown}: expected a whole number of epochs")

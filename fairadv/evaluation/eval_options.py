@@ -16,6 +16,7 @@ import attrs
 from fairadv.errors import FairadvError
 from fairadv.evaluation.classwise import COUNTINGS
 from fairadv.evaluation.presets import check_preset_name, parse_eps, preset_key
+from fairadv.recipe_tables import MAX_SEED
 from fairadv.run_folder import CHECKPOINT_NAMES
 
 ZOO_PREFIX = "robustbench:"
@@ -75,7 +76,7 @@ class EvalOptions:
                self.batch_size is None or self.batch_size >= 1)
         if self.eps is not None:
             parse_eps(self.eps)
-        _check(f"--seed {self.seed}: expected a non-negative integer", self.seed >= 0)
+        _check(f"--seed {self.seed}: expected an integer from 0 to {MAX_SEED}", 0 <= self.seed <= MAX_SEED)
         _check(f"--device {self.device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'",
                DEVICE.fullmatch(self.device) is not None)
         _check(f"--checkpoint {self.checkpoint!r}: expected {' or '.join(map(repr, CHECKPOINT_NAMES))}",

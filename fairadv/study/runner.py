@@ -30,6 +30,7 @@ from fairadv.study.tracking import check_parents, finish_parents, grouped
 from fairadv.study.view import StudyView
 
 log = logging.getLogger(__name__)
+MAX_JOBS = 1024  # cells at once on one machine: far beyond any machine's cores, and what a process pool can hold
 
 
 class StudyFailed(FairadvError):
@@ -58,8 +59,8 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     `FairadvError` (exit 2) raised before anything runs or is written.
     """
     console = console or Console(stderr=True)
-    if jobs < 1:
-        raise FairadvError(f"--jobs {jobs}: expected at least 1")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise FairadvError(f"--jobs {jobs}: expected 1 to {MAX_JOBS} cells at once")
     if launcher not in ("local", "slurm"):
         raise FairadvError(f"--launcher {launcher!r}: expected 'local' or 'slurm'")
     study = load_study(path, shape)

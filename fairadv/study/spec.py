@@ -38,6 +38,7 @@ import attrs
 from fairadv.errors import FairadvError, closest
 from fairadv.evaluation.presets import preset_key, preset_problem
 from fairadv.recipe import Recipe
+from fairadv.recipe_tables import MAX_SEED
 from fairadv.schema import Loader, read_toml
 from fairadv.validators import InvalidValue, ge
 
@@ -75,8 +76,8 @@ def _check_overrides(instance: Any, attribute: attrs.Attribute, value: tuple[str
 
 
 def _check_seeds(instance: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
-    if not value or len(set(value)) != len(value) or min(value) < 0:
-        raise InvalidValue(attribute.name, value, "a non-empty list of distinct integers >= 0")
+    if not value or len(set(value)) != len(value) or min(value) < 0 or max(value) > MAX_SEED:
+        raise InvalidValue(attribute.name, value, f"a non-empty list of distinct integers from 0 to {MAX_SEED}")
 
 
 def _check_presets(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
