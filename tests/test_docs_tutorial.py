@@ -166,6 +166,22 @@ def test_getting_started_shows_the_readme_commands():
     assert "<!-- fairadv:readme-quickstart -->" in (ROOT / "docs" / "getting-started.md").read_text()
 
 
+def test_the_generated_pages_are_complete_when_read_raw():
+    """getting-started.md and the reference pages hold their generated text, current with the code, so they are not
+    empty placeholders on a code host (the site build regenerates them too)."""
+    from importlib.metadata import entry_points
+
+    plugins = {e.name for e in entry_points(group="fairadv.plugins")}
+    if plugins != {"wat"}:
+        pytest.skip(f"the recipe reference is written with the WAT plugin alone installed; here: {sorted(plugins)}")
+    hook = load_hook()
+    for page in ("getting-started.md", "reference/cli.md", "reference/recipe.md"):
+        text = (ROOT / "docs" / page).read_text()
+        assert hook.end_marker(next(m for m in hook.GENERATORS if m in text)) in text, page
+    stale = [str(p.relative_to(ROOT)) for p in hook.write_pages(check=True)]
+    assert not stale, f"{stale}: run python docs/hooks/reference.py"
+
+
 def test_every_page_in_the_nav_is_linked_and_every_page_is_in_the_nav():
     nav = re.findall(r":\s*([\w/-]+\.md)\s*$|^\s*-\s*([\w/-]+\.md)\s*$",
                      (ROOT / "mkdocs.yml").read_text(), re.MULTILINE)

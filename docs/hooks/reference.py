@@ -9,6 +9,11 @@ A page asks for a generated section with a marker line:
 - ``<!-- fairadv:readme-quickstart -->``: the body of the README's "two commands" section, so the getting-started
   page shows exactly the commands the README (and CI) use.
 
+The generated text is also written into the pages themselves, between the marker and its end marker
+(``<!-- end fairadv:... -->``), so that a page read raw on a code host is complete: ``python docs/hooks/reference.py``
+rewrites them (``--check`` only says whether they are current; tests/test_docs_tutorial.py checks it), and the build
+regenerates them, so the site always matches the installed code.
+
 `recipe_reference()` and `cli_reference()` are plain functions; the tests call them too (tests/test_docs_tutorial.py).
 """
 
@@ -46,14 +51,39 @@ def on_config(config: Any, **kwargs: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs: Any) -> str:
-    """Replace the markers on a page with the generated references."""
-    if RECIPE_MARKER in markdown:
-        markdown = markdown.replace(RECIPE_MARKER, recipe_reference())
-    if CLI_MARKER in markdown:
-        markdown = markdown.replace(CLI_MARKER, cli_reference())
-    if QUICKSTART_MARKER in markdown:
-        markdown = markdown.replace(QUICKSTART_MARKER, readme_quickstart())
+    """Regenerate the marked sections of a page."""
+    return fill(markdown)
+
+
+def end_marker(marker: str) -> str:
+    """``<!-- end fairadv:x -->`` for ``<!-- fairadv:x -->``."""
+    return marker.replace("<!-- ", "<!-- end ", 1)
+
+
+def fill(markdown: str) -> str:
+    """``markdown`` with the section after each marker (up to its end marker, or nothing) generated anew."""
+    for marker, generate in GENERATORS.items():
+        start = markdown.find(marker)
+        if start < 0:
+            continue
+        end = markdown.find(end_marker(marker), start)
+        stop = end + len(end_marker(marker)) if end >= 0 else start + len(marker)
+        body = generate().strip("\n")
+        markdown = f"{markdown[:start]}{marker}\n\n{body}\n\n{end_marker(marker)}{markdown[stop:]}"
     return markdown
+
+
+def write_pages(check: bool = False) -> list[Path]:
+    """Regenerate the marked sections of every page under docs/ in place (only report them with ``check``); returns
+    the pages that were (or would be) changed."""
+    changed = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = page.read_text()
+        if any(marker in text for marker in GENERATORS) and fill(text) != text:
+            changed.append(page)
+            if not check:
+                page.write_text(fill(text))
+    return changed
 
 
 def readme_quickstart(readme: Path = ROOT / "README.md") -> str:
@@ -303,3 +333,14 @@ def cli_reference() -> str:
         ctx = click.Context(command, info_name=name, parent=root, terminal_width=width, max_content_width=width)
         out += [f"## `fairadv {name}`", "", "```text", command.get_help(ctx), "```", ""]
     return "\n".join(out)
+
+
+GENERATORS = {RECIPE_MARKER: lambda: recipe_reference(), CLI_MARKER: lambda: cli_reference(),
+              QUICKSTART_MARKER: lambda: readme_quickstart()}
+
+
+if __name__ == "__main__":
+    stale = write_pages(check="--check" in sys.argv[1:])
+    for path in stale:
+        print(f"{'stale' if '--check' in sys.argv[1:] else 'rewrote'}: {path.relative_to(ROOT)}")
+    sys.exit(1 if stale and "--check" in sys.argv[1:] else 0)
