@@ -234,6 +234,8 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
 @click.option("--methods", default=None, metavar="A,B", help="Run and report only these methods of the study.")
 @click.option("--seeds", default=None, metavar="0,1", help="Run and report only these of the study's seeds.")
 @click.option("--report-only", is_flag=True, help="Run nothing: rebuild the tables and figures from finished cells.")
+@click.option("--allow-mixed", is_flag=True, help="Write tables whose columns hold cells measured under different "
+              "threat models or attacks, each such table saying what differs (refused otherwise).")
 @click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="Where cells run: a local process pool, or one Slurm job each (needs fairadv[slurm]).")
 @click.option("--partition", default=None, help="Slurm partition (--launcher slurm).")
@@ -250,7 +252,8 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
 @_user_errors
 def study(study_file: str, jobs: int, out: str | None, report_only: bool, launcher: str, partition: str | None,
           gpus_per_job: int, cpus_per_job: int, time_limit: str, plan_seeds: float | None,
-          plan_sd: float | None, overrides: tuple[str, ...], methods: str | None, seeds: str | None) -> None:
+          plan_sd: float | None, overrides: tuple[str, ...], methods: str | None, seeds: str | None,
+          allow_mixed: bool) -> None:
     """Run every cell of STUDY.toml (methods x axes x seeds), then write table.md/.tex/.csv, study.json and figures.
 
     Finished cells are skipped and interrupted ones resume, so running a study again continues it.
@@ -269,7 +272,7 @@ def study(study_file: str, jobs: int, out: str | None, report_only: bool, launch
 
     doc = run_study(study_file, out=out, jobs=jobs, launcher=launcher, report_only=report_only,
                     slurm=SlurmOptions(partition=partition, gpus=gpus_per_job, time=time_limit, cpus=cpus_per_job),
-                    console=err_console, shape=shape)
+                    console=err_console, shape=shape, allow_mixed=allow_mixed)
     from fairadv.study.render import markdown
 
     click.echo(markdown(doc))

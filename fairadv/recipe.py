@@ -15,10 +15,11 @@ from typing import Any
 import attrs
 import tomli_w
 
+from fairadv.recipe_extends import resolve_extends
 from fairadv.recipe_tables import (AttackConfig, DataConfig, EvalConfig, LogConfig, ModelConfig, ObjectiveConfig,
                                    OptimizerConfig, RunConfig, ScheduleConfig, StrategyConfig, TrainConfig)
 from fairadv.registry import Registry
-from fairadv.schema import NOT_A_KEY, ComponentConfig, Loader, apply_override, read_toml, to_table
+from fairadv.schema import NOT_A_KEY, ComponentConfig, Loader, apply_override, to_table
 
 
 @attrs.frozen
@@ -40,25 +41,27 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
-        """Read, override (``"table.key=value"`` strings, values in TOML syntax) and validate a recipe file."""
+        """Read (with the recipes it ``extends``: `fairadv.recipe_extends`), override (``"table.key=value"`` strings,
+        values in TOML syntax) and validate a recipe file."""
         path = Path(path)
-        raw = read_toml(path, "recipe")
+        raw, inherited = resolve_extends(path, component_registries())
         origins = {apply_override(raw, override): f"--set {override}" for override in overrides}
         if "run" not in raw or "name" not in raw.get("run", {}):
             raw.setdefault("run", {})
             if isinstance(raw["run"], dict):
                 raw["run"]["name"] = path.stem
-        recipe = cls.from_dict(raw, source=str(path), origins=origins)
+        recipe = cls.from_dict(raw, source=str(path), origins=origins, inherited=inherited)
         missing = recipe.log.missing_tracker()
         if missing:  # checked when a recipe is read to run, not when a finished run's stored recipe is re-read
-            raise Loader(str(path), origins).fail(f"log.{missing}", recipe.log.missing_package() or "")
+            raise Loader(str(path), origins, inherited).fail(f"log.{missing}", recipe.log.missing_package() or "")
         return recipe
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<recipe>",
-                  origins: Mapping[str, str] | None = None) -> Recipe:
-        """Validate a nested dict (the parsed TOML) into a Recipe. ``origins`` maps ``table.key`` to what set it."""
-        recipe = Loader(source, origins).load(raw, cls)
+                  origins: Mapping[str, str] | None = None, inherited: Mapping[str, str] | None = None) -> Recipe:
+        """Validate a nested dict (the parsed TOML) into a Recipe. ``origins`` maps ``table.key`` to what set it;
+        ``inherited`` to the parent recipe that set it, for a recipe that extends another."""
+        recipe = Loader(source, origins, inherited).load(raw, cls)
         return attrs.evolve(recipe, source=source)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +84,12 @@ class Recipe:
         return Recipe.from_dict(raw, source=self.source, origins=origins)
 
 
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe file's tables as written, with the recipes it ``extends`` merged in; not validated, defaults not
+    filled in (what `Recipe.load` validates)."""
+    return resolve_extends(Path(path), component_registries())[0]
+
+
 def component_registries() -> dict[str, Registry]:
     """Which registry each component table draws from (each imports its built-in components on first use)."""
     tables = typing.get_type_hints(Recipe)
@@ -89,4 +98,4 @@ def component_registries() -> dict[str, Registry]:
     return {**registries, "eval.attack": AttackConfig.registry}
 
 
-__all__ = ["Recipe", "component_registries"]
+__all__ = ["Recipe", "component_registries", "read_recipe"]

@@ -99,6 +99,15 @@ def _dotted(table: str, key: str) -> str:
     return f"{table}.{key}" if table else key
 
 
+def nearest(mapping: Mapping[str, Any], key: str) -> Any:
+    """``mapping``'s value for the dotted ``key`` or else for the nearest table holding it (None when neither)."""
+    while key:
+        if key in mapping:
+            return mapping[key]
+        key = key[:max(key.rfind("."), key.rfind("["), 0)]
+    return None
+
+
 def _table_class(hint: Any) -> type | None:
     """The attrs class a field holds (``X`` or ``X | None``), or None for a plain value."""
     if typing.get_origin(hint) in (UnionType, typing.Union):
@@ -141,9 +150,11 @@ class Loader:
             a key under it is at fault.
     """
 
-    def __init__(self, source: str, origins: Mapping[str, str] | None = None):
+    def __init__(self, source: str, origins: Mapping[str, str] | None = None,
+                 inherited: Mapping[str, str] | None = None):
         self.source = source
         self.origins = origins or {}
+        self.inherited = inherited or {}  # table.key -> where a recipe's parent set it (`fairadv.recipe_extends`)
         self.components: list[tuple[str, Any]] = []  # (table, component built to run its validators)
 
     def load(self, raw: Mapping[str, Any], cls: type) -> Any:
@@ -159,9 +170,11 @@ class Loader:
         return whole
 
     def fail(self, key: str, message: str) -> FairadvError:
-        """``message`` as one line naming the file and, when a ``--set`` gave ``key``, that override."""
+        """``message`` as one line naming the file and, when a ``--set`` gave ``key``, that override (else, when a
+        parent recipe set it, that file)."""
         where = self.origins.get(key) or next(
-            (o for k, o in self.origins.items() if key.startswith((k + ".", k + "["))), None)
+            (o for k, o in self.origins.items() if key.startswith((k + ".", k + "["))), None) or nearest(
+            self.inherited, key)
         prefix = f"{self.source} ({where})" if where else self.source
         return FairadvError(f"{prefix}: {message}")
 

@@ -60,7 +60,7 @@ from fairadv import registry
 from fairadv.cli import main
 from fairadv.distances import DISTANCES
 from fairadv.errors import FairadvError
-from fairadv.recipe import Recipe, component_registries
+from fairadv.recipe import Recipe, component_registries, read_recipe
 from fairadv.study.spec import load_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,7 +318,7 @@ TOML_BLOCKS = [b for b in BLOCKS if b.lang == "toml" and b.excerpt_of is None]
 
 
 def _is_recipe(raw: dict) -> bool:
-    return bool(raw) and set(raw) <= set(RECIPE_TABLES)
+    return bool(raw) and set(raw) - {"extends"} <= set(RECIPE_TABLES)  # a recipe may extend another
 
 
 def _shipped_recipes() -> list[Path]:
@@ -344,7 +344,7 @@ def _shared_names(base: dict, fragment: dict) -> int:
 
 def check_recipe_fragment(fragment: dict, where: str) -> None:
     """A fragment is valid when it loads merged onto some shipped recipe (those naming its components first)."""
-    bases = [(path, tomllib.loads(path.read_text())) for path in _shipped_recipes()]
+    bases = [(path, read_recipe(path)) for path in _shipped_recipes()]  # with what each extends merged in
     bases.sort(key=lambda pb: -_shared_names(pb[1], fragment))  # stable: file order among equals
     first_error = None
     for path, base in bases:

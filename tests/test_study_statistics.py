@@ -52,6 +52,8 @@ def write_cell(run_dir: Path, labels: np.ndarray, clean: np.ndarray, attacked: d
                          "predictions": encode(torch.as_tensor(pred))}
     (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in next(iter(results.values())).items()
                                                       if k != "predictions"}))
+    if not with_eval:  # the final evaluation's counting is the cell's recipe's (a cell with eval.json records it)
+        (run_dir / "recipe.toml").write_text('[eval]\ncounting = "any_iterate"\n')
     if with_eval:
         doc = {"format": 2, "checkpoint": "checkpoints/last.pt", "epoch": 1, "model": "m", "data": {"name": "d"},
                "split": "test", "n": 0, "images": len(labels), "seed": eval_seed, "eps": 0.1, "norm": "linf",

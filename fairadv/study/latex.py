@@ -11,7 +11,7 @@ from typing import Any
 from fairadv.evaluation.metrics import METRICS, RHO
 from fairadv.study.evidence import COLUMNS
 from fairadv.study.text import (DAGGER, RHO_HEADERS, attack_name, compared, difference_text, heading, legend,
-                                method_label, rho_text, row_label, sentences, significant, value_text)
+                                method_label, mixed_note, rho_text, row_label, sentences, significant, value_text)
 
 
 def latex(doc: Mapping[str, Any]) -> str:
@@ -60,7 +60,7 @@ def _differences_tex(doc: Mapping[str, Any], block: Mapping[str, Any], attack: s
     caption = tex_text(sentences([head,
                                   f"bold with {DAGGER}: significant after Holm's correction; p is Holm-adjusted, "
                                   "the intervals are not",
-                                  *notes, *([f"power: {power}"] if power else [])]))
+                                  *notes, *([f"power: {power}"] if power else []), mixed_note(table).strip()]))
     clean = sum(m.kind == "clean" for m in COLUMNS)  # COLUMNS lists the clean metrics first
     headers = [SHORT[m.statistic] for m in COLUMNS] + [RHO_HEADERS[n][1] for n in RHO]
     out = ["\\begin{table}[t]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{1pt}",
@@ -96,10 +96,11 @@ def tex_escape(text: str) -> str:
 
 
 def tex_text(text: str) -> str:
-    """`tex_escape`, then the Unicode the tables use (±, α, ρ, †, ‡, Δ, σ, ≥, ≤, –), < > (which text fonts without
-    T1 encoding print as other glyphs) and the sign of a negative number (a hyphen in text) in math mode."""
+    """`tex_escape`, then the Unicode the tables use (±, α, ρ, †, ‡, Δ, σ, ≥, ≤, ≠, –), < > (which text fonts
+    without T1 encoding print as other glyphs) and the sign of a negative number (a hyphen in text) in math mode."""
     math = {"±": "$\\pm$", "α": "$\\alpha$", "ρ": "$\\rho$", "†": "$^\\dagger$", "‡": "$^\\ddagger$", "–": "--",
-            "Δ": "$\\Delta$", "σ": "$\\sigma$", "≥": "$\\geq$", "≤": "$\\leq$", "−": "-", "<": "$<$", ">": "$>$"}
+            "Δ": "$\\Delta$", "σ": "$\\sigma$", "≥": "$\\geq$", "≤": "$\\leq$", "≠": "$\\neq$", "−": "-",
+            "<": "$<$", ">": "$>$"}
     out = tex_escape(text)
     for char, tex in math.items():
         out = out.replace(char, tex)

@@ -51,9 +51,10 @@ class SlurmOptions:
 
 def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, launcher: str = "local",
               report_only: bool = False, slurm: SlurmOptions | None = None,
-              console: Console | None = None, shape: Shape = Shape()) -> dict[str, Any]:
+              console: Console | None = None, shape: Shape = Shape(), allow_mixed: bool = False) -> dict[str, Any]:
     """Run (unless ``report_only``) and report the study in ``path``, shaped by ``shape`` (``--set``, ``--methods``,
-    ``--seeds``); returns the ``study.json`` document.
+    ``--seeds``); returns the ``study.json`` document. A table whose cells were measured under different threat
+    models or attacks is refused, with the cells kept, unless ``allow_mixed`` (`fairadv.study.mixed`).
 
     Raises `StudyFailed` (exit status 1) after writing the report when a cell failed; every input problem is a
     `FairadvError` (exit 2) raised before anything runs or is written.
@@ -100,7 +101,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
         cells_wall = time.perf_counter() - tic
     elif not report_only:
         console.print(f"study {study.name}: all {len(study.cells())} cells are done", highlight=False)
-    doc = report(study, study_dir, states)
+    doc = report(study, study_dir, states, allow_mixed)
     seconds = time.perf_counter() - tic
     if states:  # this invocation's timing, kept apart from study.json (which reruns must reproduce exactly)
         timing = {"launcher": launcher, "jobs": jobs, "wall_seconds": round(seconds, 3),
@@ -152,9 +153,10 @@ def run_in_order(jobs_todo: list[CellJob], view: StudyView, run: Callable[[list[
     return states
 
 
-def report(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+def report(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, Any]] | None = None,
+           allow_mixed: bool = False) -> dict[str, Any]:
     """Write ``table.md``, ``table.tex``, ``table.csv``, ``study.json`` and the figures from the finished cells."""
-    doc = aggregate(study, study_dir, states)
+    doc = aggregate(study, study_dir, states, allow_mixed=allow_mixed)
     if not any(c["state"] == "done" for c in doc["cells"]):
         if not study_dir.is_dir():
             raise FairadvError(f"{study_dir}: no study folder yet; run the study first (without --report-only)")

@@ -28,6 +28,9 @@ The document (format 2; format 1 had no statistics):
   `fairadv.statistics.paired.compare`: the difference from the baseline (percent points; NSD and ρ as they are)
   with its interval, the paired test's p-value and its Holm adjustment over the methods (None, with ``reason``,
   where the design cannot test), whether the adjusted p is below α, and the seeds paired.
+- only under ``--allow-mixed``, where a table's cells were measured under different threat models or attacks
+  (`fairadv.study.mixed`): the table's ``mixed`` (what differs, naming the cells) and ``mixed: true`` on each row
+  whose cells differ from the baseline's.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from fairadv.evaluation.metrics import METRICS, RHO, Metric, rho_scores
 from fairadv.evaluation.summary import check_evaluation, check_result
 from fairadv.run_folder import RunFolder
 from fairadv.study import evidence
+from fairadv.study.mixed import cell_definitions, column_name, mark_mixed
 from fairadv.study.spec import Cell, Study
 
 FORMAT_VERSION = 2
@@ -73,14 +77,20 @@ def table_attacks(study: Study) -> list[str]:
 
 
 def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, Any]] | None = None,
-              settings: evidence.Settings = evidence.Settings()) -> dict[str, Any]:
-    """The ``study.json`` document (no timing in it, so reruns of the same study give the same file)."""
+              settings: evidence.Settings = evidence.Settings(), allow_mixed: bool = False) -> dict[str, Any]:
+    """The ``study.json`` document (no timing in it, so reruns of the same study give the same file).
+
+    A table whose cells were measured under different threat models or attacks is refused (`mixed.mark_mixed`)
+    unless ``allow_mixed``; then it holds ``mixed`` (what differs) and its differing rows ``mixed: true``.
+    """
     attacks = table_attacks(study)
     cells = study.cells()
     labels = {m.name: m.display for m in study.methods}
     results = {cell.name: cell_results(study_dir, cell, attacks if study.evaluate else []) for cell in cells}
     outcomes = {name: evidence.cell_outcomes(study_dir, name, found, bool(study.evaluate))
                 for name, found in results.items() if found}
+    definitions = {name: cell_definitions(study_dir / "runs" / name, found, bool(study.evaluate))
+                   for name, found in results.items() if found}
     blocks = []
     for block in dict.fromkeys(cell.block for cell in cells):
         in_block = [c for c in cells if c.block == block and results[c.name]]
@@ -92,10 +102,13 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
             base = next((r for r in rows if r["method"] == study.baseline and r["seeds"]), None)
             for row in rows:
                 row.update(rho_scores(_means(row), _means(base)) if base and row["seeds"] else dict.fromkeys(RHO))
+            mixed = mark_mixed(rows, f"study {study.name}", column_name(attack, dict(block)),
+                               [(c.name, c.method, definitions[c.name][attack]) for c in in_block], study.baseline,
+                               allow_mixed)
             runs = {m: [(c.seed, outcomes[c.name][attack]) for c in in_block if c.method == m] for m in methods}
             extras = evidence.annotate(rows, runs, study.baseline, len(study.seeds), settings)
             entry["attacks"][attack] = {"rows": rows, "images": next(
-                (r["images"] for r in rows if r.get("images") is not None), None), **extras}
+                (r["images"] for r in rows if r.get("images") is not None), None), **extras, **mixed}
         blocks.append(entry)
     states = states or {}
     return {

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from fairadv.evaluation.attack_definition import MIXED
 from fairadv.evaluation.eval_file import WORST_CASE
 from fairadv.evaluation.metrics import RHO, Metric
 from fairadv.study.evidence import COLUMNS
@@ -32,8 +33,10 @@ def method_label(doc: Mapping[str, Any], method: str) -> str:
 
 
 def row_label(row: Mapping[str, Any]) -> str:
-    """A row's display name, with ‡ when some of its cells are at chance level."""
-    return str(row.get("label") or row["method"]) + (f" {CHANCE}" if row.get("at_chance") else "")
+    """A row's display name, with ‡ when some of its cells are at chance level and ≠ when they were measured under
+    another threat model or attack than the baseline's (``--allow-mixed``)."""
+    return (str(row.get("label") or row["method"]) + (f" {CHANCE}" if row.get("at_chance") else "")
+            + (f" {MIXED}" if row.get("mixed") else ""))
 
 
 def digits(metric: Metric | None) -> tuple[int, int]:
@@ -110,7 +113,13 @@ def legend(doc: Mapping[str, Any], table: Mapping[str, Any]) -> str:
         text += f" No difference from {baseline} is tested (see below)."
     reasons = sorted({c["reason"] for r in table["rows"] for m in COLUMNS if (c := r.get(m.column)) and
                       c.get("reason")})
-    return text + chance_note(table) + "".join(f" Note: {r}." for r in reasons)
+    return text + chance_note(table) + mixed_note(table) + "".join(f" Note: {r}." for r in reasons)
+
+
+def mixed_note(table: Mapping[str, Any]) -> str:
+    """Under ``--allow-mixed``, what differs between the table's cells (`fairadv.study.mixed`); empty otherwise."""
+    return (f" {MIXED} MIXED, not comparable: the figures in a column were measured under different threat models "
+            f"or attacks: {table['mixed']}." if table.get("mixed") else "")
 
 
 def chance_note(table: Mapping[str, Any]) -> str:
