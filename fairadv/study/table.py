@@ -16,7 +16,7 @@ The document (format 2; format 1 had no statistics):
   (`fairadv.statistics.power.plan`'s fields, fractions, and its ``sentence``; None without a finished baseline).
 - ``labels``: each method's display name (``[methods.NAME] label``, else its name), used by every table and figure.
 - a row: ``method``, ``label``, ``seeds``, ``at_chance`` (the seeds whose model is at chance level: its
-  ``summary.json``'s ``at_chance``, clean accuracy within two standard errors of guessing), ``images``,
+  ``summary.json``'s ``at_chance``, `fairadv.evaluation.summary.CHANCE_RULE`), ``images``,
   ``rho_nat``, ``rho_rob``, and for each of the four headline metrics and
   the robust fairness metrics (worst-k, class std, NSD: `fairadv.evaluation.metrics.FAIRNESS_METRICS`) a cell
   ``{mean, std, n, low, high, reason}``: mean ± sample std over seeds and the 95 % interval for the method's mean

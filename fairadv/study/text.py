@@ -10,6 +10,7 @@ from typing import Any
 from fairadv.evaluation.attack_definition import MIXED
 from fairadv.evaluation.eval_file import WORST_CASE
 from fairadv.evaluation.metrics import RHO, Metric
+from fairadv.evaluation.summary import CHANCE_RULE
 from fairadv.study.evidence import COLUMNS
 
 RHO_HEADERS = {"rho_nat": ("ρ_nat", "$\\rho_{\\mathrm{nat}}$"), "rho_rob": ("ρ_rob", "$\\rho_{\\mathrm{rob}}$")}
@@ -127,7 +128,7 @@ def chance_note(table: Mapping[str, Any]) -> str:
     method's; empty when none does."""
     found = [f"{r.get('label') or r['method']} (seed{'s' if len(r['at_chance']) > 1 else ''} "
              f"{', '.join(map(str, r['at_chance']))})" for r in table["rows"] if r.get("at_chance")]
-    return (f" {CHANCE}: at chance level, clean accuracy within two standard errors of guessing (the model did not "
+    return (f" {CHANCE}: at chance level, {CHANCE_RULE} (the model did not "
             f"learn; check optimizer.lr and train.epochs): {'; '.join(found)}." if found else "")
 
 

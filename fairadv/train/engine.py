@@ -45,7 +45,7 @@ from fairadv.train.components import build_components, training_device
 from fairadv.train.display import epoch_line, policy_table, training_progress
 from fairadv.train.epoch_metrics import test_metrics, timing, training_metrics
 from fairadv.train.evaluator import SplitEvaluator
-from fairadv.train.policy_guard import NumericalError, checked_policy
+from fairadv.train.policy_guard import ChanceWatch, NumericalError, checked_policy
 from fairadv.train.preemption import StopRequest
 from fairadv.train.results import write_results
 
@@ -83,6 +83,7 @@ class Trainer:
         has_val = parts.data.val is not None and recipe.train.best_by != "none"
         self.best = BestEpoch(recipe.train.best_by) if has_val else None
         self.policy = self._checked_policy(lambda: parts.strategy.on_fit_start(self.num_classes), epoch=0)
+        self.chance = ChanceWatch(recipe.strategy.name, self.num_classes)  # a policy from a model at chance: warn
         self.start_epoch = 1
         self.folder = RunFolder(Path(out if out is not None else recipe.run.out) / str(recipe.run.name),
                                 is_main=self.dist.is_main)
@@ -128,7 +129,7 @@ class Trainer:
         ctx = EpochContext(epoch=epoch, num_epochs=recipe.train.epochs, num_classes=self.num_classes,
                            policy=self.policy, model=self.model, evaluate=self.evaluate_validation,
                            measure=self.measure_train_stats, batches=self.evaluator.batches)
-        started = self._checked_policy(lambda: self.strategy.on_epoch_start(ctx), epoch)
+        started = self._checked_policy(lambda: self.strategy.on_epoch_start(self.chance.watched(ctx)), epoch)
         if started is not None:
             self._set_policy(started, epoch, applies_from=epoch)
         trained_with = self.policy
@@ -138,8 +139,8 @@ class Trainer:
         seconds = time.perf_counter() - tic
         all_reduce_sum(*self.stats.sums())  # every rank's strategy sees the whole epoch
         stats = self.stats.compute()
-        ended = self._checked_policy(
-            lambda: self.strategy.on_epoch_end(attrs.evolve(ctx, stats=stats, policy=self.policy)), epoch)
+        end_ctx = self.chance.watched(attrs.evolve(ctx, stats=stats, policy=self.policy))  # notes what it is based on
+        ended = self._checked_policy(lambda: self.strategy.on_epoch_end(end_ctx), epoch)
 
         metrics = training_metrics(epoch, parts.optimizer.param_groups[0]["lr"], loss, stats)
         every = recipe.train.eval_every
@@ -252,7 +253,7 @@ class Trainer:
 
     def _set_policy(self, policy: ClassPolicy, epoch: int, applies_from: int) -> None:
         self.policy = policy
-        basis = self.strategy.policy_basis()  # e.g. DAFA's similarity matrix, for the figure and for readers
+        basis = {**self.strategy.policy_basis(), **self.chance.note(epoch)}  # e.g. DAFA's similarity; chance warning
         self.folder.log_policy({"epoch": epoch, "applies_from": applies_from, **policy.to_dict(), **basis})
         log.info("new class policy from epoch %d: %s", applies_from, policy.to_dict())
         if self.show_progress:
