@@ -243,6 +243,12 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
               help="GPUs per Slurm job; more than one trains the cell under torchrun.")
 @click.option("--cpus-per-job", type=int, default=2, show_default=True, help="CPUs per Slurm job.")
 @click.option("--time", "time_limit", default="12:00:00", show_default=True, help="Slurm time limit per job.")
+@click.option("--account", default=None, help="Slurm account to charge (--launcher slurm).")
+@click.option("--qos", default=None, help="Slurm quality of service (--launcher slurm).")
+@click.option("--mem", default=None, metavar="SIZE", help="Slurm memory per job's node, e.g. 32G (--launcher slurm).")
+@click.option("--constraint", default=None, help="Slurm node features, e.g. a100 (--launcher slurm).")
+@click.option("--setup", multiple=True, metavar="COMMAND",
+              help="A shell command each Slurm job runs first, e.g. 'module load cuda'; repeatable.")
 @click.option("--plan-seeds", type=float, default=None, metavar="POINTS",
               help="Run nothing: the seeds needed to detect POINTS of worst-class accuracy at 80% power, and the "
                    "smallest difference the study's seeds detect (from its finished baseline cells).")
@@ -252,8 +258,9 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
 @_user_errors
 def study(study_file: str, jobs: int, out: str | None, report_only: bool, launcher: str, partition: str | None,
           gpus_per_job: int, cpus_per_job: int, time_limit: str, plan_seeds: float | None,
-          plan_sd: float | None, overrides: tuple[str, ...], methods: str | None, seeds: str | None,
-          allow_mixed: bool) -> None:
+          plan_sd: float | None, overrides: tuple[str, ...], methods: str | None, seeds: str | None, allow_mixed: bool,
+          account: str | None, qos: str | None, mem: str | None, constraint: str | None,
+          setup: tuple[str, ...]) -> None:
     """Run every cell of STUDY.toml (methods x axes x seeds), then write table.md/.tex/.csv, study.json and figures.
 
     Finished cells are skipped and interrupted ones resume, so running a study again continues it.
@@ -271,7 +278,8 @@ def study(study_file: str, jobs: int, out: str | None, report_only: bool, launch
     from fairadv.study.runner import SlurmOptions, run_study
 
     doc = run_study(study_file, out=out, jobs=jobs, launcher=launcher, report_only=report_only,
-                    slurm=SlurmOptions(partition=partition, gpus=gpus_per_job, time=time_limit, cpus=cpus_per_job),
+                    slurm=SlurmOptions(partition=partition, gpus=gpus_per_job, time=time_limit, cpus=cpus_per_job,
+                                       account=account, qos=qos, mem=mem, constraint=constraint, setup=setup),
                     console=err_console, shape=shape, allow_mixed=allow_mixed)
     from fairadv.study.render import markdown
 

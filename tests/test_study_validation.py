@@ -191,3 +191,16 @@ def test_study_refuses_before_any_cell_runs(tmp_path, monkeypatch, case):
     assert len(lines) == 1 and fragment in lines[0], lines
     assert not (tmp_path / "out").exists()
     assert invoke("study", path, "--out", tmp_path / "out", "--report-only").exit_code == 2  # no study folder yet
+
+
+def test_the_slurm_launcher_without_slurm_s_commands_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    """``--launcher slurm`` where ``sbatch`` and ``srun`` are not on PATH (it was a submitit traceback and an empty
+    study folder)."""
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    path = study_file(tmp_path, ["pgd20"])
+    result = invoke("study", path, "--out", tmp_path / "out", "--launcher", "slurm")
+    assert result.exit_code == 2, result.output
+    assert stderr_lines(result) == [("error: --launcher slurm: sbatch and srun not found on PATH; run the study where "
+                                     "Slurm's commands are (a login node), or with --launcher local")]
+    assert not (tmp_path / "out").exists()

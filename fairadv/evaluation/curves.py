@@ -188,17 +188,17 @@ def _epoch_axis(ax: Any, epochs: np.ndarray, values: np.ndarray) -> None:
     ax.set_axisbelow(True)
 
 
-def study_curves_figure(methods: Sequence[tuple[str, str, Sequence[Curves]]], title: str) -> Figure:
+def study_curves_figure(methods: Sequence[tuple[str, str, Sequence[Curves]]], title: str = "") -> Figure:
     """Two panels, the mean over classes and the worst class at each epoch: per method (``(label, colour, one Curves
-    per seed)``) the mean over its seeds as a line and their range (min–max) as a band, over the
-    epochs every seed logged. A row of ▼ at the top of each panel, one row per method in its colour, marks the epochs
-    its policy changed from (in any seed)."""
+    per seed)``) the mean over its seeds as a line and their range (min–max) as a band, over the epochs every seed
+    logged. At the top of each panel, a row of ▼ in its colour for each method whose policy changed (in any seed)
+    marks where, between the epochs it separates. ``title``: what the figure shows, e.g. ``data = digits``."""
     fig = new_figure(width=9.0, height=4.4)
     axes = fig.subplots(1, 2, sharey=True)
-    highest = 10.0
-    for k, (label, color, runs) in enumerate(methods):
+    highest, rows = 10.0, 0
+    for label, color, runs in methods:
         epochs = np.array(sorted(set.intersection(*(set(r.epochs.tolist()) for r in runs))))
-        changes = sorted({e for r in runs for e in r.changes})
+        changes = np.array(sorted({e for r in runs for e in r.changes})) - 0.5
         for ax, measure in zip(axes, ("mean", "worst")):
             values = np.array([getattr(r, measure)[np.searchsorted(r.epochs, epochs)] for r in runs])
             highest = max(highest, float(values.max()))
@@ -207,21 +207,25 @@ def study_curves_figure(methods: Sequence[tuple[str, str, Sequence[Curves]]], ti
             if len(runs) > 1:
                 ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=color, alpha=0.18,
                                 linewidth=0)
-            ax.plot(np.array(changes) - 0.5, [0.97 - 0.045 * k] * len(changes), linestyle="none", marker="v",
-                    markersize=4, color=color, transform=ax.get_xaxis_transform())
-    split, attack = methods[0][2][0].split, methods[0][2][0].attack
+            if len(changes):  # x in data, y in axes coordinates: the row stays at the top whatever the data
+                ax.plot(changes, [0.97 - 0.045 * rows] * len(changes), linestyle="none", marker="v", markersize=4,
+                        color=color, transform=ax.get_xaxis_transform())
+        rows += bool(len(changes))
+    first = methods[0][2][0]
     for ax, name in zip(axes, ("mean over classes", "worst class at each epoch")):
         _epoch_axis(ax, np.unique(np.concatenate([r.epochs for *_, runs in methods for r in runs])),
                     np.array([highest]))
-        ax.set_ylim(0, min(100.0, highest * 1.08 + 2 + 4.5 * len(methods)))  # headroom for the rows of ▼
+        ax.set_ylim(0, min(100.0, highest * 1.08 + 2 + 4.5 * rows))  # headroom for the rows of ▼
         ax.set_title(name, fontsize=9)
-    axes[0].set_ylabel(axis_label(split))
-    seeds = max(len(runs) for *_, runs in methods)
-    set_title(fig, f"Robust accuracy over training ({title}), {split_words(split, attack)}\n"
-                   f"lines: mean over {seeds} seed{'s' if seeds != 1 else ''}"
-                   f"{'; bands: min–max over seeds' if seeds > 1 else ''}")
+    axes[0].set_ylabel(axis_label(first.split))
+    seeds = sorted({len(runs) for *_, runs in methods})
+    counted = f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    band = (f"lines: mean over {counted} seeds; bands: min–max over seeds" if seeds[-1] > 1
+            else "lines: one seed per method")
+    set_title(fig, f"Robust accuracy over training{f' ({title})' if title else ''}, "
+                   f"{split_words(first.split, first.attack)}\n{band}")
     handles, _ = axes[0].get_legend_handles_labels()
-    if any(r.changes for *_, runs in methods for r in runs):
+    if rows:
         handles.append(Line2D([], [], linestyle="none", marker="v", markersize=4, color=CHANGE_COLOR,
                               label="policy changed (in the method's colour, any seed)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize="small",

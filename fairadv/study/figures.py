@@ -46,7 +46,7 @@ def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
             paths += [png.with_suffix(".pdf"), png]
         methods = block_curves(doc, study_dir, block, rows)
         if methods:
-            png = save_pdf_png(study_curves_figure(methods, label or doc["study"]), study_dir / f"{CURVES}{suffix}.png")
+            png = save_pdf_png(study_curves_figure(methods, label), study_dir / f"{CURVES}{suffix}.png")
             paths += [png.with_suffix(".pdf"), png]
     return paths
 

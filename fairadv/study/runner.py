@@ -41,12 +41,20 @@ class StudyFailed(FairadvError):
 
 @attrs.frozen
 class SlurmOptions:
-    """Where ``--launcher slurm`` submits: ``partition``, ``gpus`` per job, ``time`` limit ``HH:MM:SS``, ``cpus``."""
+    """Where ``--launcher slurm`` submits: ``partition``, ``gpus`` per job, ``time`` limit ``HH:MM:SS``, ``cpus``,
+    and what a cluster may require: ``account``, ``qos``, ``mem`` (per node, e.g. ``"32G"``), ``constraint`` and
+    ``setup`` commands run before each job (``"module load cuda"``); `fairadv.study.slurm.slurm_parameters` checks
+    them."""
 
     partition: str | None = None
     gpus: int = 0
     time: str = "12:00:00"
     cpus: int = 2
+    account: str | None = None
+    qos: str | None = None
+    mem: str | None = None
+    constraint: str | None = None
+    setup: tuple[str, ...] = ()
 
 
 def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, launcher: str = "local",
@@ -70,6 +78,10 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     every_job = cell_jobs(study, study_dir)
     check_not_stale(every_job, study.source, study_dir)  # before anything runs, under --report-only too
     jobs_todo = [job for job in every_job if not is_done(job.run_dir, job.evaluate, job.n)]
+    if launcher == "slurm":  # bad --mem or --time, no sbatch or srun on PATH: before anything is written
+        from fairadv.study.slurm import check_launcher
+
+        check_launcher(slurm or SlurmOptions(), submitting=bool(jobs_todo) and not report_only)
     if jobs_todo and not report_only:  # data, init_from runs, models, presets' extras: before anything is written
         check_cells(study, recipes, {job.name for job in jobs_todo})
         check_parents(study_dir)

@@ -9,6 +9,7 @@ jobs that finish after an interruption: finished cells are never submitted twice
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,59 @@ def timeout_minutes(limit: str) -> int:
     return max(1, days * 1440 + hours * 60 + minutes + (1 if seconds else 0))
 
 
+def slurm_parameters(options: Any, name: str = "fairadv") -> dict[str, Any]:
+    """submitit's `AutoExecutor` parameters for ``options`` (`fairadv.study.runner.SlurmOptions`); a bad value is a
+    `FairadvError` naming its option. Each name is submitit's own, which writes it into the job's sbatch script:
+    ``slurm_account`` as ``#SBATCH --account=...``, ``slurm_setup`` as lines run before the job's ``srun``."""
+    if options.cpus < 1:
+        raise FairadvError(f"--cpus-per-job {options.cpus}: expected at least 1")
+    if options.gpus < 0:
+        raise FairadvError(f"--gpus-per-job {options.gpus}: expected 0 or more")
+    parameters: dict[str, Any] = {"timeout_min": timeout_minutes(options.time), "cpus_per_task": options.cpus,
+                                  "tasks_per_node": 1, "nodes": 1, "name": name}
+    if options.gpus:
+        parameters["gpus_per_node"] = options.gpus
+    for key in ("partition", "account", "qos", "constraint"):
+        value = getattr(options, key)
+        if value is not None:
+            if not re.fullmatch(r"[^\s'\"\\]+", value):
+                raise FairadvError(f"--{key} {value!r}: expected a Slurm name or expression, without spaces or quotes")
+            parameters[f"slurm_{key}"] = value
+    if options.mem is not None:
+        if not re.fullmatch(r"\d+[KMGT]?", options.mem.strip(), flags=re.IGNORECASE):
+            raise FairadvError(f"--mem {options.mem!r}: expected Slurm's memory per node, a whole number with an "
+                               "optional unit K, M, G or T (e.g. 32G; no unit: megabytes; 0: all of the node's)")
+        parameters["slurm_mem"] = options.mem.strip().upper()
+    for command in options.setup:
+        if not command.strip() or "\n" in command or "\r" in command or "\0" in command:
+            raise FairadvError(f"--setup {command!r}: expected one shell command on one line, e.g. "
+                               "'module load cuda'")
+    if options.setup:
+        parameters["slurm_setup"] = list(options.setup)
+    return parameters
+
+
+def check_launcher(options: Any, submitting: bool) -> None:
+    """Before a study writes anything: the Slurm options' values and, when cells are about to be submitted,
+    submitit and Slurm's ``sbatch`` and ``srun`` on PATH (without them submitit fails with a traceback)."""
+    slurm_parameters(options)
+    if not submitting:
+        return
+    import_submitit()
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    if missing:
+        raise FairadvError(f"--launcher slurm: {' and '.join(missing)} not found on PATH; run the study where Slurm's "
+                           "commands are (a login node), or with --launcher local")
+
+
+def make_executor(study_dir: Path, options: Any) -> Any:
+    """submitit's executor for the study's jobs, logging under ``study_dir/slurm/<job id>/``."""
+    submitit = import_submitit()
+    executor = submitit.AutoExecutor(folder=study_dir / "slurm" / "%j", cluster="slurm")
+    executor.update_parameters(**slurm_parameters(options, name=f"fairadv-{study_dir.name}"))
+    return executor
+
+
 def checkpointable_cell() -> Any:
     """`run_cell` as a submitit Checkpointable: on preemption or timeout it is resubmitted with the same job, which
     then resumes the run folder."""
@@ -55,15 +109,7 @@ def checkpointable_cell() -> Any:
 
 def run_slurm(cells: list[CellJob], study_dir: Path, options: Any, view: StudyView) -> dict[str, dict[str, Any]]:
     """Submit every cell, wait for all of them; returns the same states as `fairadv.study.local.run_local`."""
-    submitit = import_submitit()
-    executor = submitit.AutoExecutor(folder=study_dir / "slurm" / "%j", cluster="slurm")
-    parameters: dict[str, Any] = {"timeout_min": timeout_minutes(options.time), "cpus_per_task": options.cpus,
-                                  "tasks_per_node": 1, "nodes": 1, "name": f"fairadv-{study_dir.name}"}
-    if options.partition:
-        parameters["slurm_partition"] = options.partition
-    if options.gpus:
-        parameters["gpus_per_node"] = options.gpus
-    executor.update_parameters(**parameters)
+    executor = make_executor(study_dir, options)
     function = checkpointable_cell()
     jobs = {}
     for cell in cells:
