@@ -12,7 +12,7 @@ from matplotlib.collections import PolyCollection
 from fairadv.evaluation.curves import Curves, read_curves, run_curves_figure, study_curves_figure
 from fairadv.evaluation.report import write_report
 from fairadv.run_folder import RunFolder
-from fairadv.study.figures import block_curves
+from fairadv.study.figures import block_curves, write_figures
 
 
 def fake_run(path: Path, c: int = 10, epochs: int = 12, changes: tuple[int, ...] = (), test_every: int = 0,
@@ -139,10 +139,12 @@ def study_doc(study_dir: Path) -> tuple[dict, dict, list[dict]]:
             name = f"{method}-s{seed}"
             fake_run(study_dir / "runs" / name, epochs=8, changes=changes[seed], test_every=2, seed=seed)
             cells.append({"name": name, "method": method, "axes": {"data": "digits"}, "seed": seed, "state": "done"})
-    block = {"axes": {"data": "digits"}}
-    rows = [{"method": "trades", "label": "TRADES", "seeds": [0, 1]},
-            {"method": "dafa", "label": "+ DAFA", "seeds": [0, 1]}]
-    return {"study": "tiny", "cells": cells, "blocks": [block]}, block, rows
+    stat = {"mean": 40.0, "std": 1.0, "low": 38.0, "high": 42.0}
+    rows = [{"method": m, "label": label, "seeds": [0, 1], "robust_avg": stat, "robust_worst": stat,
+             "per_class": [{"name": n, "robust": stat} for n in names(10)], "versus_baseline": None}
+            for m, label in (("trades", "TRADES"), ("dafa", "+ DAFA"))]
+    block = {"axes": {"data": "digits"}, "attacks": {"final": {"rows": rows}}}
+    return {"study": "tiny", "cells": cells, "blocks": [block], "seeds": [0, 1], "baseline": "trades"}, block, rows
 
 
 def test_study_curves_show_each_method_over_seeds_with_its_policy_changes(tmp_path):
@@ -165,6 +167,13 @@ def test_study_curves_show_each_method_over_seeds_with_its_policy_changes(tmp_pa
     assert "mean over 2 seeds; bands: min–max over seeds" in fig.get_suptitle()
     assert "+ DAFA" in legend_texts(fig) and any("policy changed" in t for t in legend_texts(fig))
     assert_nothing_cut_off(fig)
+
+
+def test_a_study_writes_a_training_curves_figure_per_block(tmp_path):
+    doc, _, _ = study_doc(tmp_path)
+    written = {p.name for p in write_figures(doc, tmp_path)}
+    assert {"training_curves-digits.png", "training_curves-digits.pdf"} <= written
+    assert (tmp_path / "training_curves-digits.png").stat().st_size > 1000
 
 
 def test_study_curves_fall_back_to_training_batches_when_a_run_lacks_test_curves(tmp_path):
