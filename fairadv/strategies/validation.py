@@ -8,12 +8,15 @@ order of the resolved keys are those of the strategy; only the number of steps d
 One rule for the radius (issue 29): an attack that does not set its own radius follows the run's threat model, the
 training attack's ``attack.eps`` and ``attack.norm`` (`threat_model`). ``val_eps`` left unset therefore attacks the
 hold-out at the radius the run trains at, with the papers' step ratio (2/255 at 8/255: a quarter of the radius); a
-``val_eps`` set on purpose is kept and named at start-up (`HoldOutStrategy.follow_threat_model`).
+``val_eps`` set on purpose is kept and named at start-up (`HoldOutStrategy.follow_threat_model`, `own_radius_note`).
+A plugin follows the same rule through its own ``follow_threat_model(eps, norm, training)`` (WAT's validation attack
+is the training attack: it takes ``training``, the training attack's settings, for its step and steps).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -36,11 +39,21 @@ def threat_model(recipe: Any) -> tuple[float, str]:
 
 def follow_threat_model(strategy: Any, recipe: Any) -> str | None:
     """Have ``strategy``'s own attacks follow ``recipe``'s threat model, when it has any (`HoldOutStrategy`, or a
-    plugin's ``follow_threat_model(eps, norm)``); returns the start-up note for a radius it sets on purpose."""
+    plugin's ``follow_threat_model(eps, norm, training)``, ``training`` the training attack's settings); returns the
+    start-up note for a radius it sets on purpose."""
     follow = getattr(strategy, "follow_threat_model", None)
     if follow is None or "eps" not in recipe.attack.params:  # a plugin attack without a radius states none
         return None
-    return follow(*threat_model(recipe))
+    return follow(*threat_model(recipe), dict(recipe.attack.params))
+
+
+def own_radius_note(key: str, value: float | None, eps: float, norm: str) -> str | None:
+    """The start-up note for a strategy's attack whose radius ``key`` = ``value`` was set on purpose and differs
+    from the run's threat model; None when it is unset (it follows) or the same."""
+    if value is None or math.isclose(value, eps, rel_tol=1e-6):
+        return None
+    return (f"{key} = {value:.4g}: the validation attack runs at its own radius, not the run's threat model "
+            f"(attack.eps = {eps:.4g}, {norm})")
 
 
 def _optional_positive(instance: Any, attribute: Any, value: Any) -> None:
@@ -76,14 +89,12 @@ class HoldOutStrategy(FairnessStrategy):
     val_steps: int
     threat: tuple[float, str] | None
 
-    def follow_threat_model(self, eps: float, norm: str) -> str | None:
+    def follow_threat_model(self, eps: float, norm: str, training: Mapping[str, Any] | None = None) -> str | None:
         """Attack the hold-out in the run's threat model unless ``val_eps`` says otherwise; returns the start-up
-        note naming a radius set on purpose that differs from the run's (None when it follows)."""
+        note naming a radius set on purpose that differs from the run's (None when it follows). The training
+        attack's other settings do not matter here: the step follows the radius, the steps are the method's."""
         self.threat = (float(eps), norm)
-        if self.val_eps is None or math.isclose(self.val_eps, eps, rel_tol=1e-6):
-            return None
-        return (f"strategy.val_eps = {self.val_eps:.4g}: the validation attack runs at its own radius, not the "
-                f"run's threat model (attack.eps = {eps:.4g}, {norm})")
+        return own_radius_note("strategy.val_eps", self.val_eps, eps, norm)
 
     def validation_attack(self) -> PGD:
         """PGD with CE and a uniform random start; a sample counts as robust only if correct at every iterate."""

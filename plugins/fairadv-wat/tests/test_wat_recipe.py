@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -14,10 +15,12 @@ from click.testing import CliRunner
 import fairadv
 from fairadv.cli import main
 from fairadv.checkpoint import load_checkpoint
+from fairadv.distributed import DistInfo
 from fairadv.errors import FairadvError
+from fairadv.train.components import build_components
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "wat_digits.toml"
-FAST = ("train.epochs=2", "attack.steps=1", "strategy.steps=1", "eval.attack.steps=2", "eval.n=50", "model.width=8")
+FAST = ("train.epochs=2", "attack.steps=1", "eval.attack.steps=2", "eval.n=50", "model.width=8")
 
 
 def test_fairadv_list_shows_the_plugin_and_its_distribution():
@@ -28,25 +31,47 @@ def test_fairadv_list_shows_the_plugin_and_its_distribution():
     assert "bhattacharyya" in result.output
 
 
+def _validation_attack(*overrides: str):
+    recipe = fairadv.Recipe.load(RECIPE, overrides=overrides)
+    return recipe, build_components(recipe, torch.device("cpu"), DistInfo()).strategy.attack
+
+
 def test_the_recipe_measures_validation_losses_with_the_training_attack():
-    recipe = fairadv.Recipe.load(RECIPE)
+    recipe, validation = _validation_attack()
     attack, strategy = recipe.attack.params, recipe.strategy.params
     assert recipe.strategy.name == "wat" and recipe.objective.name == "trades"
-    assert (strategy["eps"], strategy["step_size"], strategy["steps"]) == (
+    assert (strategy["eps"], strategy["step_size"], strategy["steps"]) == (None, None, None)  # stated once, in [attack]
+    assert (validation.eps, validation.step_size, validation.steps) == (
         attack["eps"], attack["step_size"], attack["steps"])
     assert strategy["beta"] == recipe.objective.params["beta"]
     assert attack["random_start"] == "normal" and attack.get("loss", "ce") in ("ce", "kl")
     assert recipe.data.val_per_class > 0
 
 
+def test_the_validation_attack_follows_the_run_s_threat_model(caplog):
+    """As FRL's and CFA's do (issue 29): another training radius moves the validation attack with it."""
+    with caplog.at_level(logging.WARNING):
+        _, validation = _validation_attack("attack.eps=0.2", "attack.step_size=0.05", "attack.steps=7")
+    assert (validation.eps, validation.step_size, validation.steps) == (0.2, 0.05, 7)
+    assert "strategy." not in caplog.text
+
+
+def test_a_validation_radius_set_on_purpose_is_kept_and_named_at_start_up(caplog):
+    with caplog.at_level(logging.WARNING):
+        _, validation = _validation_attack("attack.eps=0.2", "strategy.eps=0.1", "strategy.steps=5")
+    assert (validation.eps, validation.step_size, validation.steps) == (0.1, 0.025, 5)
+    assert "strategy.eps = 0.1: the validation attack runs at its own radius, not the run's threat model " \
+           "(attack.eps = 0.2, linf)" in caplog.text
+    assert "strategy.steps = 5: the validation attack's own, not the training attack's (attack.steps = 10)" \
+           in caplog.text
+
+
 @pytest.mark.parametrize("override,fragment", [
-    ("attack.eps=0.2", "strategy.eps = 0.1: expected attack.eps = 0.2"),
-    ("strategy.steps=5", "strategy.steps = 5: expected attack.steps = 10"),
     ("objective.beta=1.0", "strategy.beta = 6.0: expected objective.beta = 1.0"),
     ("data.val_per_class=0", "set data.val_per_class"),
     ("attack.norm='l2'", "expected 'pgd', norm 'linf'"),
 ])
-def test_a_recipe_whose_validation_attack_differs_from_training_is_rejected(override, fragment):
+def test_a_recipe_wat_cannot_run_as_the_paper_does_is_rejected(override, fragment):
     with pytest.raises(FairadvError, match=re.escape(fragment)):
         fairadv.Recipe.load(RECIPE, overrides=(override,))
 

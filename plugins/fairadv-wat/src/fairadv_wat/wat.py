@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -47,12 +47,14 @@ from fairadv.distributed import all_reduce_sum
 from fairadv.errors import FairadvError
 from fairadv.policy import ClassPolicy
 from fairadv.strategies import STRATEGIES, EpochContext, FairnessStrategy
+from fairadv.strategies.validation import own_radius_note
 from fairadv.validators import InvalidValue, ge, gt
 
 log = logging.getLogger(__name__)
 
 
 _finite_positive = gt(0, noun="a finite number")
+PAPER = (0.031, 0.007, 10)  # the paper's CIFAR-10 training attack (eps, step, steps): used only outside a run
 
 
 # --- the rule (pure functions) -------------------------------------------------------------------------------------
@@ -151,26 +153,30 @@ class WAT(FairnessStrategy):
     TRADES loss is added to its cumulative loss. The next epoch uses `wat_policy` of `hedge_weights`. Needs
     ``data.val_per_class`` > 0 (the paper holds out 300 images per class of CIFAR-10) and the ``trades`` objective.
 
-    WAT measures the validation loss "with the training attack", which a strategy cannot reach from its hooks, so
-    ``eps``, ``step_size``, ``steps`` and ``beta`` repeat ``attack.eps``, ``attack.step_size``, ``attack.steps`` and
-    ``objective.beta``; `check_recipe` rejects a recipe where they differ, when it loads.
+    WAT measures the validation loss "with the training attack". As for FRL's and CFA's validation attacks
+    (`fairadv.strategies.validation`), ``eps``, ``step_size`` and ``steps`` left unset follow the run: the training
+    attack's ``attack.eps``, ``attack.step_size`` and ``attack.steps`` (`follow_threat_model`, called when the run
+    starts). One set on purpose is kept and, where it differs from the training attack, named in a start-up warning.
+    ``beta`` repeats ``objective.beta``; `check_recipe` rejects a recipe where they differ, when it loads.
 
     Args:
         eta: Hedge learning rate, finite and > 0 (the paper: 0.1).
         beta: TRADES beta of the validation loss CE + beta * KL; set it to ``objective.beta`` (the paper: 6).
-        eps: L-inf radius of the validation attack; set it to ``attack.eps`` (the paper: 0.031).
-        step_size: step of the validation attack; set it to ``attack.step_size`` (the paper: 0.007).
-        steps: steps of the validation attack; set it to ``attack.steps`` (the paper: 10).
+        eps: L-inf radius of the validation attack; None (default): ``attack.eps`` (the paper: 0.031).
+        step_size: step of the validation attack; None (default): ``attack.step_size`` (the paper: 0.007).
+        steps: steps of the validation attack; None (default): ``attack.steps`` (the paper: 10).
 
     Example:
-        >>> strategy = STRATEGIES.create("wat", eta=0.1, beta=6.0, eps=0.031, step_size=0.007, steps=10)
+        >>> strategy = STRATEGIES.create("wat", eta=0.1, beta=6.0)  # the validation attack: the training attack
     """
 
     eta: float = attrs.field(default=0.1, validator=_finite_positive)
     beta: float = attrs.field(default=6.0, validator=ge(0))
-    eps: float = attrs.field(default=0.031, validator=gt(0))
-    step_size: float = attrs.field(default=0.007, validator=gt(0))
-    steps: int = attrs.field(default=10, validator=gt(0))
+    eps: float | None = attrs.field(default=None, validator=attrs.validators.optional(gt(0)))
+    step_size: float | None = attrs.field(default=None, validator=attrs.validators.optional(gt(0)))
+    steps: int | None = attrs.field(default=None, validator=attrs.validators.optional(gt(0)))
+    # The training attack's (eps, step_size, steps), set by `follow_threat_model`; not a recipe key.
+    training: tuple[float, float, int] | None = attrs.field(default=None, init=False, eq=False, repr=False)
     # State (not hyperparameters): cumulative validation losses [C + 1], current expert weights [C + 1], and how many
     # validation rounds have been played.
     cumulative: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -179,7 +185,7 @@ class WAT(FairnessStrategy):
 
     def check_recipe(self, recipe: Any) -> None:
         """Reject a recipe WAT cannot run as the paper does: no validation hold-out, an objective other than TRADES,
-        or a validation attack / beta that differ from the training ones (``[attack]``, ``objective.beta``)."""
+        a training attack other than L-inf PGD, or a validation beta other than ``objective.beta``."""
         if recipe.data.val_per_class <= 0:
             raise ValueError("strategy 'wat' plays Hedge on per-class validation losses; set data.val_per_class "
                              "(the paper holds out 300 images per class of CIFAR-10)")
@@ -195,16 +201,28 @@ class WAT(FairnessStrategy):
             raise ValueError(f"strategy 'wat' measures validation losses with an L-inf PGD attack like the training "
                              f"one; attack = {attack.name!r} ({attack.params.get('norm', '-')}): expected 'pgd', "
                              "norm 'linf'")
-        for key in ("eps", "step_size", "steps"):
-            value = attack.params.get(key)
-            if value is not None and not math.isclose(float(value), float(getattr(self, key))):
-                raise InvalidValue(key, getattr(self, key), f"attack.{key} = {value}: the validation losses use the "
-                                                            "training attack")
+
+    def follow_threat_model(self, eps: float, norm: str, training: Mapping[str, Any] | None = None) -> str | None:
+        """Take the training attack's radius, step and steps for those left unset (fairadv calls this when the run
+        starts, `fairadv.strategies.validation.follow_threat_model`); returns the start-up note naming those set on
+        purpose that differ from it (None when the validation attack is the training attack)."""
+        training = training or {}
+        self.training = (float(eps), float(training.get("step_size", PAPER[1])), int(training.get("steps", PAPER[2])))
+        notes = [own_radius_note("strategy.eps", self.eps, eps, norm)]
+        for key, value, theirs in (("step_size", self.step_size, self.training[1]),
+                                   ("steps", self.steps, self.training[2])):
+            if value is not None and not math.isclose(float(value), theirs):
+                notes.append(f"strategy.{key} = {value:.4g}: the validation attack's own, not the training attack's "
+                             f"(attack.{key} = {theirs:.4g})")
+        return "; ".join(n for n in notes if n) or None
 
     @property
     def attack(self) -> PGD:
-        """The validation attack: TRADES' inner maximisation with this strategy's radius, step and steps."""
-        return PGD(eps=self.eps, step_size=self.step_size, steps=self.steps, loss="kl", random_start="normal")
+        """The validation attack: TRADES' inner maximisation with this strategy's radius, step and steps, each
+        the training attack's when unset (the paper's 0.031, 0.007 and 10 outside a run)."""
+        eps, step_size, steps = (own if own is not None else run for own, run in
+                                 zip((self.eps, self.step_size, self.steps), self.training or PAPER))
+        return PGD(eps=eps, step_size=step_size, steps=steps, loss="kl", random_start="normal")
 
     def on_fit_start(self, num_classes: int) -> ClassPolicy:
         """Every expert at weight 1, as in the official code (a resumed run restores its weights instead)."""
