@@ -5,7 +5,8 @@ With ``--jobs N`` on a machine of C cores, each worker trains with C // N thread
 cores once, not N times over. A worker stays alive for many cells, so torch is imported once per worker, not per
 cell. Each worker runs at most one cell at a time and the pool is fed one cell per free worker, so a cell shown as
 running is running. One job needs no pool: its cells run here one after another, with the thread count a worker
-would set and the caller's threads, random generators and log output given back after each cell.
+would set and the caller's threads, random generators and log output given back after each cell. Workers exit
+when the study's process is gone, even when it was killed with SIGKILL, so no orphan finishes a cell unseen.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 import multiprocessing
 import os
 import random
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -26,6 +29,9 @@ import torch
 from fairadv.errors import one_line
 from fairadv.study.cell import CellJob, run_cell
 from fairadv.study.view import StudyView
+
+
+EXIT_ORPHANED = 70  # a worker's exit status when the study that started it is gone
 
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
@@ -51,7 +57,8 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
                 _record(results, view, cell, timing=timing)
         return results
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         running: dict[Future, CellJob] = {}
         try:
             while todo or running:
@@ -71,6 +78,23 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
                 process.terminate()
             raise
     return results
+
+
+def _exit_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
+    """In a worker: exit as soon as the study's process is gone.
+
+    A study killed with SIGKILL (the OOM killer, a batch system) cannot stop its workers, and an orphaned worker
+    would finish its cell unseen, holding the cell's lock, while a rerun races it. A worker whose parent died is
+    re-parented, so it watches its parent id and leaves at once; the cell's run folder resumes from its last
+    checkpoint next time, as after any kill. (Linux's PR_SET_PDEATHSIG would fire when the thread that spawned the
+    worker ends, which for a process pool is not the study's end.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="fairadv-exit-with-parent", daemon=True).start()
 
 
 def _record(results: dict[str, dict[str, Any]], view: StudyView, cell: CellJob,
