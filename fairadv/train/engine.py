@@ -293,8 +293,3 @@ class Trainer:
         self.policy = policy
         self.start_epoch = epoch + 1
         self.folder.truncate_logs(keep_through=epoch)
-
-
-def run(recipe: Recipe, out: str | Path | None = None, resume: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Train and evaluate ``recipe``; return the summary (also written to ``summary.json`` in the run folder)."""
-    return Trainer(recipe, out=out, resume=resume, progress=progress, results=Console() if progress else None).fit()
