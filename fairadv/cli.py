@@ -187,11 +187,13 @@ def eval_command(target: str, attacks: tuple[str, ...], n: int, batch_size: int 
               "intervals (paired by image where both runs were evaluated on the same images).")
 @_user_errors
 def report(run_dir: str, baseline: str | None) -> None:
-    """Write RUN_DIR/report.md: recipe, per-class table with 95 % intervals, plots, eval.json results, policy
-    changes."""
-    from fairadv.evaluation.report import write_report
+    """Write RUN_DIR/report.md: recipe, how the run was made, per-class table with 95 % intervals, plots, eval.json
+    results, policy changes; print how the run was made."""
+    from fairadv.evaluation.report import provenance_block, write_report
 
     path = write_report(run_dir, baseline)
+    for line in provenance_block(run_dir):
+        click.echo(line)
     click.echo(f"wrote {path}", err=True)
 
 

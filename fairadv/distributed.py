@@ -12,6 +12,7 @@ that brings in no training machinery.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import attrs
 import torch
@@ -43,17 +44,44 @@ _joined = False  # whether init_from_env created the process group (so fairadv s
 
 def init_from_env(device_spec: str = "auto") -> DistInfo:
     """Join the process group torchrun describes in the environment; a plain single process is rank 0 of 1."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    info = dist_info_from_env(os.environ)
+    if not info.enabled:
+        return info
     use_cuda = torch.cuda.is_available() and device_spec != "cpu"
     if not dist.is_initialized():
         if use_cuda:
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         global _joined
         _joined = True
+    return info
+
+
+def dist_info_from_env(env: Mapping[str, str]) -> DistInfo:
+    """This process's place from torchrun's variables, checked: whole numbers in range, and the rendezvous address
+    when there is more than one process. A stale ``WORLD_SIZE`` or ``RANK`` (left in a shell or a batch script by an
+    earlier job) is a one-line `FairadvError` rather than torch's traceback."""
+    stale = "set by torchrun; unset it (left over from another job?) or start the run with torchrun"
+
+    def number(name: str, default: str, low: int, high: int | None = None) -> int:
+        text = env.get(name, default)
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"of {low} or more"
+            raise FairadvError(f"environment variable {name}={text!r}: expected a whole number {bounds}, {stale}")
+        return value
+
+    world_size = number("WORLD_SIZE", "1", 1)
+    if world_size == 1:
+        return DistInfo()
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if not env.get(name):
+            raise FairadvError(f"environment variable WORLD_SIZE={world_size} without {name}: WORLD_SIZE is {stale}")
+    rank = number("RANK", "", 0, world_size - 1)
+    local_rank = number("LOCAL_RANK", "0", 0)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 

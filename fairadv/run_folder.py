@@ -2,9 +2,9 @@
 
 ``<out>/<run.name>/`` holds ``recipe.toml`` (the resolved recipe, first), ``metrics.jsonl`` (one line an epoch),
 ``policy.jsonl`` (each policy change), ``checkpoints/last.pt`` and ``checkpoints/best.pt``, ``summary.json`` (the
-final evaluation: a run with one is finished), ``eval.json`` (what ``fairadv eval`` measured) and ``trackers.json``
-(the experiment trackers' run ids). Every other module asks `RunFolder` for a path or a reader instead of spelling a
-name.
+final evaluation: a run with one is finished), ``eval.json`` (what ``fairadv eval`` measured), ``trackers.json``
+(the experiment trackers' run ids) and ``provenance.json`` (how the run was made: `fairadv.provenance`). Every
+other module asks `RunFolder` for a path or a reader instead of spelling a name.
 
 Every file is written atomically (`fairadv.files.write_atomic`: a temporary file renamed into place), so a crash
 leaves either the old or the new version; the jsonl logs are appended to, a line at a time, each line fsynced
@@ -37,9 +37,11 @@ except ImportError:  # not POSIX: no locking
 from fairadv.checkpoint import load_checkpoint, parse_stored_recipe, save_atomic
 from fairadv.errors import FairadvError, one_line
 from fairadv.files import append_durably, lines_and_records, read_json, read_records, write_atomic
+from fairadv.provenance import checked
 
 RECIPE, METRICS, POLICY = "recipe.toml", "metrics.jsonl", "policy.jsonl"
 SUMMARY, EVAL, TRACKERS = "summary.json", "eval.json", "trackers.json"
+PROVENANCE = "provenance.json"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAMES = ("last", "best")  # checkpoints/last.pt after every epoch; best.pt with a validation split
 NOT_FINISHED = "the run has not finished its final evaluation"
@@ -58,6 +60,7 @@ class RunFolder:
         self.summary_file = self.path / SUMMARY
         self.eval_file = self.path / EVAL
         self.trackers_file = self.path / TRACKERS
+        self.provenance_file = self.path / PROVENANCE
 
     def checkpoint_file(self, name: str = "last") -> Path:
         """``checkpoints/<name>.pt`` (``name`` is ``"last"`` or ``"best"``)."""
@@ -171,6 +174,11 @@ class RunFolder:
         """Write ``trackers.json`` (each tracker's identity and how far it got)."""
         write_atomic(self.trackers_file, json.dumps(state, indent=2) + "\n")
 
+    def write_provenance(self, provenance: dict[str, Any]) -> None:
+        """Write ``provenance.json`` (`fairadv.provenance`: each session's versions, machine and settings)."""
+        if self.is_main:
+            write_atomic(self.provenance_file, json.dumps(provenance, indent=2) + "\n")
+
     def save_checkpoint(self, state: dict[str, Any], name: str = "last") -> None:
         """Write ``checkpoints/<name>.pt`` (``last``, or ``best`` for the best validation epoch)."""
         if self.is_main:
@@ -216,6 +224,12 @@ class RunFolder:
     def evaluation(self) -> dict[str, Any] | None:
         """``eval.json``, or None when ``fairadv eval`` has not run; unreadable is a one-line error."""
         return read_json(self.eval_file) if self.eval_file.exists() else None
+
+    def provenance(self) -> dict[str, Any] | None:
+        """``provenance.json``, or None for a run written before fairadv recorded it; damaged is a one-line error."""
+        if not self.provenance_file.exists():
+            return None
+        return checked(read_json(self.provenance_file), self.provenance_file)
 
     def trackers(self) -> dict[str, Any]:
         """``trackers.json`` (empty when missing): each tracker's table."""

@@ -245,6 +245,27 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(request, tmp_path, args
         setup(tmp_path, request.getfixturevalue("digits_run"))
     elif setup is not None:
         setup(tmp_path)
+    refused(tmp_path, args, fragment)
+
+
+# torchrun's variables left in a shell or a batch script by another job
+STALE_ENVIRONMENTS = [
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2 without MASTER_ADDR"),
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc': expected a whole number of 1 or more"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"},
+     "RANK='2': expected a whole number from 0 to 1"),
+]
+
+
+@pytest.mark.parametrize("environment,fragment", STALE_ENVIRONMENTS, ids=["no MASTER_ADDR", "abc", "rank 2 of 2"])
+def test_stale_torchrun_variables_are_one_line_exit_2(tmp_path, monkeypatch, environment, fragment):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    refused(tmp_path, ["run", DIGITS, *sets(*QUICK), "--out", "{tmp}/o"], fragment)
+
+
+def refused(tmp_path: Path, args: list[str], fragment: str) -> None:
+    """The contract: exit 2, one line naming ``fragment``, no traceback, nothing in ``tmp_path`` written."""
     before = snapshot(tmp_path)
     result = CliRunner().invoke(main, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert result.exit_code == 2, (result.output, result.exception)

@@ -107,7 +107,7 @@ def test_the_training_loop_fits_in_one_sitting():
 
 
 RUN_FOLDER_NAMES = re.compile(r"recipe\.toml|metrics\.jsonl|policy\.jsonl|summary\.json|eval\.json|trackers\.json"
-                              r"|last\.pt|best\.pt|^checkpoints$")
+                              r"|provenance\.json|last\.pt|best\.pt|^checkpoints$")
 LAYOUT_OWNER = "fairadv.run_folder"
 
 

@@ -1,9 +1,9 @@
 """``fairadv report``: a one-page markdown report of a run folder, with its plots.
 
 Reads what the run wrote (``recipe.toml``, ``summary.json``, ``policy.jsonl``, ``metrics.jsonl``) and, when present,
-``eval.json`` from ``fairadv eval``. Writes ``report.md`` and its figures under ``report/`` in the run folder, each
-as a PDF for a paper and the PNG the markdown embeds; it never runs a model. Everything is read and checked before
-the first file is written.
+``provenance.json`` (how the run was made) and ``eval.json`` from ``fairadv eval``. Writes ``report.md`` and its
+figures under ``report/`` in the run folder, each as a PDF for a paper and the PNG the markdown embeds; it never
+runs a model. Everything is read and checked before the first file is written.
 
 The class-similarity heatmap shows the matrix the run recorded, if any (a ``similarity`` entry in ``summary.json``
 or in the last ``policy.jsonl`` record that has one); otherwise, with an ``eval.json``, the confusion under attack
@@ -23,7 +23,8 @@ from fairadv.evaluation.run_statistics import result_intervals, worst_class_sent
 from fairadv.evaluation.summary import (check_evaluation, check_result, class_cell, intervals_caption, method_text,
                                        metric_cell)
 from fairadv.files import write_atomic
-from fairadv.run_folder import POLICY, RunFolder
+from fairadv.provenance import describe
+from fairadv.run_folder import POLICY, PROVENANCE, RunFolder
 
 REPORT_DIR = "report"
 POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_scale")
@@ -47,6 +48,7 @@ def write_report(run_dir: str | Path, baseline: str | Path | None = None) -> Pat
     check_evaluation(evaluation, str(folder.eval_file))
     policies = folder.policies()
     metrics = folder.metrics()
+    provenance = folder.provenance()
     names = [str(row["name"]) for row in summary["per_class"]]
     similarity, similarity_source = _similarity(summary, folder, evaluation, len(names))
     extra: list[str] = []
@@ -62,7 +64,8 @@ def write_report(run_dir: str | Path, baseline: str | Path | None = None) -> Pat
         plots = _write_plots(run, summary, evaluation, names, similarity, similarity_source)
     except (ValueError, KeyError, TypeError) as exc:
         raise FairadvError(f"{run}: cannot plot the run's results: {exc}") from None
-    text = render(run.name, recipe, summary, evaluation, policies, metrics, plots, similarity_source, extra)
+    text = render(run.name, recipe, summary, evaluation, policies, metrics, plots, similarity_source, extra,
+                  provenance)
     path = run / "report.md"
     write_atomic(path, text)
     return path
@@ -70,11 +73,13 @@ def write_report(run_dir: str | Path, baseline: str | Path | None = None) -> Pat
 
 def render(name: str, recipe: Mapping[str, Any], summary: Mapping[str, Any], evaluation: Mapping[str, Any] | None,
            policies: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]], plots: Mapping[str, str],
-           similarity_source: str | None = None, baseline: Sequence[str] = ()) -> str:
+           similarity_source: str | None = None, baseline: Sequence[str] = (),
+           provenance: Mapping[str, Any] | None = None) -> str:
     """The markdown text (plots given as ``{key: relative path}``; ``baseline``: the lines of the section against a
-    baseline run, if any)."""
+    baseline run, if any; ``provenance``: the run's ``provenance.json``, None for a run that predates it)."""
     lines = [f"# fairadv report: {name}", ""]
     lines += _recipe_section(recipe, metrics)
+    lines += _provenance_section(provenance)
     lines += ["## Per-class accuracy (final evaluation)", "", _attack_sentence(summary.get("attack")), ""]
     lines += _summary_lines(summary)
     if "class_accuracy" in plots:
@@ -123,6 +128,23 @@ def _recipe_section(recipe: Mapping[str, Any], metrics: Sequence[Mapping[str, An
     lines = ["## Recipe essentials", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return lines + [""]
+
+
+def _provenance_section(provenance: Mapping[str, Any] | None) -> list[str]:
+    lines = ["## How the run was made", ""]
+    if provenance is None:
+        return lines + [f"Not recorded: the run predates `{PROVENANCE}`.", ""]
+    return lines + ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in describe(provenance)), ""]
+
+
+def provenance_block(run_dir: str | Path) -> list[str]:
+    """The report's "how the run was made" section as terminal lines (``fairadv report`` prints them)."""
+    provenance = RunFolder(run_dir).provenance()
+    if provenance is None:
+        return [f"how the run was made: not recorded (the run predates {PROVENANCE})"]
+    rows = describe(provenance)
+    width = max(len(label) for label, _ in rows)
+    return ["how the run was made:", *(f"  {label:<{width}}  {text}" for label, text in rows)]
 
 
 def _summary_lines(summary: Mapping[str, Any]) -> list[str]:

@@ -34,6 +34,7 @@ from fairadv.errors import FairadvError, one_line
 from fairadv.evaluation.classwise import ClasswiseResult
 from fairadv.evaluation.summary import print_summary, summarize
 from fairadv.policy import ClassPolicy
+from fairadv.provenance import CHECKPOINT_KEY, session, with_session
 from fairadv.recipe import Recipe
 from fairadv.run_folder import RunFolder
 from fairadv.seeding import epoch_seed, seed_everything
@@ -91,6 +92,8 @@ class Trainer:
         state = self.folder.open(resume, recipe.to_dict())  # the folder is locked for this run from here on
         if state is not None:
             self._resume(state)
+        self.provenance = with_session(state, session(self.device, parts.speed.record(parts.train_model),
+                                                      self.dist.world_size, after_epoch=self.start_epoch - 1))
         barrier()  # every process has checked the run folder before rank 0 writes to it
 
     def fit(self) -> dict[str, Any]:
@@ -105,6 +108,7 @@ class Trainer:
                 self.folder.create(self.recipe.to_toml())
                 self.folder.log_policy({"epoch": 0, "applies_from": 1, **self.policy.to_dict()})
             with self._open_trackers() as self.tracking:
+                self.folder.write_provenance(self.provenance)  # after the trackers: a refused resume writes nothing
                 for epoch in range(self.start_epoch, self.recipe.train.epochs + 1):
                     self._run_epoch(epoch, progress)
                     self.stop.after_epoch(epoch, self.recipe.train.epochs, self.device, self.folder)
@@ -268,7 +272,7 @@ class Trainer:
                            "class_names": list(self.class_names)},
             "model": self.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
             "scaler": parts.scaler.state_dict(), "strategy": self.strategy.state_dict(),
-            "policy": self.policy.to_dict(), "stats": self.stats.state_dict(),
+            "policy": self.policy.to_dict(), "stats": self.stats.state_dict(), CHECKPOINT_KEY: self.provenance,
         }
         reported = self.strategy.evaluation_model(self.model)
         if reported is not None:  # only strategies that keep a separate model (weight averaging) pay for a copy

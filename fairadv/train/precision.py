@@ -101,6 +101,13 @@ class SpeedSettings:
             return torch.compile(model)  # type: ignore[return-value]
         return try_fold(model) if self.fold_bn else model
 
+    def record(self, train_model: nn.Module) -> dict[str, object]:
+        """The resolved settings as plain values (a run's provenance), with the pairs folding took in ``train_model``
+        (0 when it is off or did not take)."""
+        return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
+                "compile": self.compile, "fold_bn": self.fold_bn,
+                "folded_pairs": folded_pairs(train_model) if self.fold_bn else 0}
+
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
 
@@ -108,12 +115,18 @@ class SpeedSettings:
         """The settings in one line; given the prepared ``train_model``, also whether BatchNorm folding took."""
         fold = "on" if self.fold_bn else "off"
         if self.fold_bn and train_model is not None:
-            train_model = getattr(train_model, "module", train_model)  # under DDP
-            fold = (f"on ({train_model.pairs} conv+BatchNorm pairs)" if isinstance(train_model, BatchNormFolded)
+            pairs = folded_pairs(train_model)
+            fold = (f"on ({pairs} conv+BatchNorm pairs)" if pairs
                     else "off (no conv+BatchNorm pair, or the model does not trace with torch.fx)")
         layout = "on" if self.channels_last else "off"
         return (f"device {self.device}, precision {self.precision}, channels_last {layout}"
                 f", compile {'on' if self.compile else 'off'}, fold_bn {fold}")
+
+
+def folded_pairs(train_model: nn.Module) -> int:
+    """The conv+BatchNorm pairs folded in a prepared training model (0: not folded)."""
+    train_model = getattr(train_model, "module", train_model)  # under DDP
+    return train_model.pairs if isinstance(train_model, BatchNormFolded) else 0
 
 
 def resolve_speed(device: torch.device, precision: str = "auto", channels_last: bool | None = None,
