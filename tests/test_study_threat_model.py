@@ -2,7 +2,7 @@
 under different ones (a method's ``set = ["attack.eps=0.1"]``, an evaluation at another step size) are refused with
 one line naming the cells and what differs, unless ``--allow-mixed``: then the table says what differs and marks
 the rows. On study folders whose cells are written from known outcomes (tests/test_study_statistics.py; no
-training)."""
+training); and before any cell runs, from what each cell's recipe will be evaluated under."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import invoke, stderr_lines
+from helpers import RECIPES, invoke, stderr_lines
 from test_study_statistics import FAST, fill, table_of, write_study
 
 from fairadv.errors import FairadvError
 from fairadv.study.latex import latex
+from fairadv.study.mixed import check_planned
 from fairadv.study.render import markdown
 from fairadv.study.spec import load_study
 from fairadv.study.table import aggregate
@@ -92,3 +93,20 @@ def test_a_study_under_one_definition_has_no_mixed_mark(tmp_path):
     fill(tmp_path / "out", EFFECTS, [0, 1])
     table = table_of(aggregate(study, tmp_path / "out", settings=FAST))
     assert "mixed" not in table and not any("mixed" in r for r in table["rows"])
+
+
+def test_a_method_set_to_another_radius_is_refused_before_any_cell_runs(tmp_path):
+    path = write_study(tmp_path, methods=("trades", "dafa"), seeds="[0]")
+    path.write_text(path.read_text().replace("[methods.dafa]\n", '[methods.dafa]\nset = ["eval.attack.eps=0.1"]\n'))
+    result = invoke("study", path, "--out", tmp_path / "out")
+    lines = stderr_lines(result)
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "study study: the pgd20 (eval.json) figures were measured under different threat models or attacks " \
+           "(eps 0.05 (trades-s0), 0.1 (dafa-s0)); they do not share a column. Nothing has run" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_studies_plan_one_definition_per_column():
+    for path in sorted((RECIPES.parent / "studies").glob("*.toml")):
+        study = load_study(path)
+        check_planned(study, study.recipes(), allow_mixed=False)  # WAT's set aligns its evaluation with the others'

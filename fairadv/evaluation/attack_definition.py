@@ -12,6 +12,7 @@ from typing import Any
 
 from fairadv.errors import FairadvError
 from fairadv.evaluation.eval_file import DEFAULTS
+from fairadv.evaluation.presets import DEFAULT_EPS
 
 MIXED = "≠"  # marks figures measured under different threat models or attacks (--allow-mixed)
 DEFINITION_KEYS = ("eps", "norm", "steps", "step_size", "counting")
@@ -26,6 +27,13 @@ def definition(attack: Mapping[str, Any] | None, counting: Any) -> dict[str, Any
     values["norm"] = values["norm"] or DEFAULT_NORM
     values["counting"] = counting
     return values
+
+
+def recipe_threat(recipe: Any) -> tuple[float, str, str]:
+    """The threat model of a run's own evaluation (``fairadv eval`` without ``--eps`` or ``--counting``, a study's
+    cells): its ``[eval.attack]`` eps (`presets.DEFAULT_EPS` when it sets none) and norm, and ``eval.counting``."""
+    params = recipe.eval.attack.params
+    return float(params.get("eps", DEFAULT_EPS)), str(params.get("norm", DEFAULT_NORM)), str(recipe.eval.counting)
 
 
 def entry_definition(entry: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:

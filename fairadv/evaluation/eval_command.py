@@ -27,11 +27,12 @@ from rich.table import Table
 
 from fairadv.build import build_dataset, build_model, build_source, select_device
 from fairadv.errors import FairadvError
+from fairadv.evaluation.attack_definition import recipe_threat
 from fairadv.evaluation.eval_file import (FORMAT_VERSION, WORST_CASE, attack_label, check_previous, merge_previous,
                                           setup_label)
 from fairadv.evaluation.eval_options import EvalOptions
 from fairadv.evaluation.metrics import CLEAN_AVG, CLEAN_WORST, ROBUST_AVG, ROBUST_STD, ROBUST_WORST
-from fairadv.evaluation.presets import DEFAULT_EPS, Preset, make_preset, parse_eps
+from fairadv.evaluation.presets import Preset, make_preset, parse_eps
 from fairadv.evaluation.target import Target
 from fairadv.files import write_atomic
 from fairadv.recipe import Recipe
@@ -246,7 +247,7 @@ def eval_radius(given: float | str | None, target: Target) -> tuple[float, str]:
         return parse_eps(given)
     if target.robustbench and "eps" in target.robustbench:
         return parse_eps(target.robustbench["eps"])
-    radius = float(target.recipe.eval.attack.params.get("eps", DEFAULT_EPS))
+    radius = recipe_threat(target.recipe)[0]
     return radius, f"{radius:g}"
 
 
@@ -265,7 +266,7 @@ def run_eval(options: EvalOptions, console: Console | None = None, progress: Con
         target = load_target(options.target, options.recipe_path, options.model_name, device, options.checkpoint,
                              options.overrides)
     radius, eps_text = eval_radius(options.eps, target)
-    norm = str(target.recipe.eval.attack.params.get("norm", "linf"))
+    norm = recipe_threat(target.recipe)[1]
     counting = options.counting or target.recipe.eval.counting
     base = _checked_baseline(options.baseline, target, {"split": "test", "eps": radius, "norm": norm,
                                                         "counting": counting})

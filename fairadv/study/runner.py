@@ -21,6 +21,7 @@ from fairadv.errors import FairadvError
 from fairadv.files import write_atomic
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
+from fairadv.study.mixed import check_planned
 from fairadv.study.preflight import check_cells
 from fairadv.study.stale import check_not_stale, record_origin
 from fairadv.study.spec import Shape, Study, load_study
@@ -84,6 +85,7 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
         check_launcher(slurm or SlurmOptions(), submitting=bool(jobs_todo) and not report_only)
     if jobs_todo and not report_only:  # data, init_from runs, models, presets' extras: before anything is written
         check_cells(study, recipes, {job.name for job in jobs_todo})
+        check_planned(study, recipes, allow_mixed)  # one threat model and attack per table column
         check_parents(study_dir)
     for method in study.skipped_methods:
         console.print(f"study {study.name}: method {method.name} left out (module {method.requires!r} is not "
