@@ -5,7 +5,8 @@ One type expresses every method fairadv ships (docs/strategies/ gives each metho
 - DAFA scales the cross-entropy term and the attack radius of class y by W_y (reduction ``"batch"``);
 - FRL weights the cross-entropy and the KL term with separate normalised weights (reduction ``"weights"``) and
   scales the radius;
-- CFA scales the radius (CCM) and TRADES' beta (CCR) per class.
+- CFA scales the radius (CCM) and TRADES' beta (CCR) per class;
+- CSR weights an adversarial cross-entropy term per (predicted, true) class pair, a [C, C] ``pair_weight``.
 
 Objectives read the policy per sample by indexing with the labels: ``policy.ce_weight[y]``.
 """
@@ -33,6 +34,15 @@ def _class_vector(name: str, value: object) -> torch.Tensor:
     return tensor
 
 
+def _pair_matrix(value: object) -> torch.Tensor:
+    tensor = torch.as_tensor(value, dtype=torch.float32).detach().clone()
+    if tensor.ndim != 2 or tensor.shape[0] != tensor.shape[1] or tensor.numel() == 0:
+        raise ValueError(f"ClassPolicy.pair_weight must be a square [C, C] matrix, got {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all() or (tensor < 0).any():
+        raise ValueError(f"ClassPolicy.pair_weight must be finite and non-negative, got {tensor.tolist()}")
+    return tensor
+
+
 @attrs.frozen(eq=False)
 class ClassPolicy:
     """Per-class loss weights, attack-radius scales and TRADES-beta scales. Validates itself on construction.
@@ -46,9 +56,12 @@ class ClassPolicy:
             radius, ``step * eps_scale[y]``, as DAFA's code does. FRL and CFA set it to keep steps fixed.
         reduction: ``"batch"`` averages weighted per-sample terms over the batch, (1/B) sum_b w_b l_b, as DAFA's
             code does; ``"weights"`` divides by the weight sum, sum_b w_b l_b / sum_b w_b, as FRL's code does.
+        pair_weight: None (the default: no such term), or [C, C] with ``pair_weight[p, t]`` the weight of the
+            adversarial cross-entropy of a sample of true class t predicted (under attack) as p; an objective that
+            supports it adds that term (TRADES, for CSR).
 
     Shape:
-        every vector is [C], finite and strictly positive.
+        every vector is [C], finite and strictly positive; ``pair_weight`` is [C, C], finite and non-negative.
     """
 
     ce_weight: torch.Tensor = attrs.field(converter=lambda v: _class_vector("ce_weight", v))
@@ -58,11 +71,15 @@ class ClassPolicy:
     reduction: Reduction = attrs.field(default="batch", validator=attrs.validators.in_(("batch", "weights")))
     step_scale: torch.Tensor | None = attrs.field(
         default=None, converter=lambda v: None if v is None else _class_vector("step_scale", v))
+    pair_weight: torch.Tensor | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else _pair_matrix(v))
 
     def __attrs_post_init__(self) -> None:
         sizes = {getattr(self, name).numel() for name in VECTORS}
         if self.step_scale is not None:
             sizes.add(self.step_scale.numel())
+        if self.pair_weight is not None:
+            sizes.add(self.pair_weight.shape[0])
         if len(sizes) != 1:
             raise ValueError(f"ClassPolicy vectors must share one length (the class count), got {sorted(sizes)}")
 
@@ -84,7 +101,9 @@ class ClassPolicy:
     def to(self, device: torch.device | str) -> ClassPolicy:
         """The same policy with its vectors on ``device`` (for indexing by on-device labels)."""
         step = None if self.step_scale is None else self.step_scale.to(device)
-        return attrs.evolve(self, **{name: getattr(self, name).to(device) for name in VECTORS}, step_scale=step)
+        pair = None if self.pair_weight is None else self.pair_weight.to(device)
+        return attrs.evolve(self, **{name: getattr(self, name).to(device) for name in VECTORS}, step_scale=step,
+                            pair_weight=pair)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as written to ``policy.jsonl`` and checkpoints."""
@@ -92,6 +111,8 @@ class ClassPolicy:
         out["reduction"] = self.reduction
         if self.step_scale is not None:
             out["step_scale"] = self.step_scale.tolist()
+        if self.pair_weight is not None:
+            out["pair_weight"] = self.pair_weight.tolist()
         return out
 
     @classmethod
@@ -102,14 +123,17 @@ class ClassPolicy:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassPolicy):
             return NotImplemented
-        if (self.step_scale is None) != (other.step_scale is None):
+        optional = ("step_scale", "pair_weight")
+        if any((getattr(self, n) is None) != (getattr(other, n) is None) for n in optional):
             return False
-        names = VECTORS + (("step_scale",) if self.step_scale is not None else ())
+        names = VECTORS + tuple(n for n in optional if getattr(self, n) is not None)
         return self.reduction == other.reduction and all(
             torch.equal(getattr(self, n).cpu(), getattr(other, n).cpu()) for n in names
         )
 
     def is_uniform(self) -> bool:
-        """Whether every class has weight 1 and the base radius, step and beta."""
+        """Whether every class has weight 1 and the base radius, step and beta, and no pair is weighted."""
+        if self.pair_weight is not None:
+            return False
         steps_uniform = self.step_scale is None or all(math.isclose(v, 1.0) for v in self.step_scale.tolist())
         return steps_uniform and all(math.isclose(v, 1.0) for n in VECTORS for v in getattr(self, n).tolist())
