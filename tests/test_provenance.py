@@ -93,6 +93,11 @@ def test_no_git_and_no_checkout_record_none(tmp_path, monkeypatch):
     assert record["git"] == {"fairadv": None, "working_directory": None}
     assert "fairadv" in dict(describe({"sessions": [record]}))["code"]
     json.dumps(record)  # plain values only
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # a working directory removed under the process: Path.cwd() would raise
+    assert session(torch.device("cpu"), {}, world_size=1, after_epoch=0)["git"]["working_directory"] is None
 
 
 def test_a_package_untracked_in_some_checkout_is_not_given_its_commit(tmp_path):
