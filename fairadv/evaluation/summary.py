@@ -69,7 +69,7 @@ def chance_level(clean_accuracy: float, num_classes: int, images: int) -> dict[s
     """``chance_accuracy`` (1/C) and ``at_chance``: whether the model has not learned (a learning rate too low or too
     high, too few epochs), by `CHANCE_RULE`: its clean accuracy is at most 1/C plus the larger of two standard errors
     of guessing on ``images`` images and a tenth of the way from 1/C to 1 (19 % for 10 classes, 55 % for 2). The
-    second term flags a model that is measurably, but not usefully, better than guessing: at 11.8 % on 1,257 digits
+    second term flags a model that is measurably, but not usefully, better than guessing: at 11.8 % on 1,258 digits
     images it is past two standard errors (11.7 %), and its per-class statistics are noise. The run summary and the
     check on what a strategy computes its policy from (`fairadv.train.policy_guard.ChanceWatch`) share this rule."""
     chance = 1.0 / max(num_classes, 1)
