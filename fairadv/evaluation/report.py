@@ -88,14 +88,14 @@ def render(name: str, recipe: Mapping[str, Any], summary: Mapping[str, Any], eva
     lines += baseline
     if evaluation and evaluation.get("attacks"):
         lines += _evaluation_section(evaluation, plots)
+    if "training_curves" in plots:
+        lines += ["## Training curves", "",
+                  f"![per-class robust accuracy over epochs]({plots['training_curves']})", ""]
     if "similarity" in plots:
         lines += ["## Class similarity", "", f"Source: {similarity_source}.", "",
                   f"![class similarity]({plots['similarity']})", ""]
     lines += _policy_section(policies, summary)
     return "\n".join(lines).rstrip() + "\n"
-    if "training_curves" in plots:
-        lines += ["## Training curves", "",
-                  f"![per-class robust accuracy over epochs]({plots['training_curves']})", ""]
 
 
 # --- sections -------------------------------------------------------------------------------------------------------
@@ -301,6 +301,7 @@ def _strongest_attack(evaluation: Mapping[str, Any] | None) -> tuple[str, Mappin
 
 def _write_plots(run: Path, summary: Mapping[str, Any], evaluation: Mapping[str, Any] | None, names: list[str],
                  similarity: Any, similarity_source: str | None) -> dict[str, str]:
+    from fairadv.evaluation.curves import write_training_curves
     from fairadv.evaluation.plots import plot_class_accuracy, plot_confusion, plot_similarity
 
     folder = run / REPORT_DIR
@@ -319,16 +320,15 @@ def _write_plots(run: Path, summary: Mapping[str, Any], evaluation: Mapping[str,
         label = ("p_i(j): recorded similarity\nof class i to class j" if recorded
                  else "share of class i's errors\nthat go to class j")
         plots["similarity"] = plot_similarity(similarity, names, folder / "similarity.png", "Class similarity", label)
+    curves = write_training_curves(RunFolder(run), summary, names, folder)
+    if curves is not None:  # a log with per-class series (every run since they were logged)
+        plots["training_curves"] = curves
     return {k: f"{REPORT_DIR}/{Path(v).name}" for k, v in plots.items()}
 
 
 def _pct(value: Any) -> str:
-    from fairadv.evaluation.curves import write_training_curves
     return "-" if value is None else f"{100 * float(value):.2f}"
 
 
 def _num(value: Any, fmt: str) -> str:
     return "-" if value is None else format(float(value), fmt)
-    curves = write_training_curves(RunFolder(run), summary, names, folder)
-    if curves is not None:  # a log with per-class series (every run since they were logged)
-        plots["training_curves"] = curves
