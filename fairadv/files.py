@@ -5,6 +5,9 @@ the new one, never half of one. `tempfile.mkstemp` creates the temporary file at
 mode a plain ``open(path, "w")`` would have had (0666 less the umask) before the rename, so collaborators on a
 shared file system read run folders as they read any other file of the user's.
 
+`read_user_text` reads the files a user names (recipes, study files): regular files of a sane size with a UTF-8
+name, so ``/dev/zero`` or a FIFO is refused at once instead of read forever.
+
 Reading a jsonl log (`read_records`) follows one rule: a final line that does not parse is skipped, since it is
 what a crash mid-append leaves; a bad line anywhere else is a one-line `FairadvError` naming the file and the line.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +121,38 @@ def read_json(path: Path, missing: str = "") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise FairadvError(f"{path}: expected a JSON object")
     return data
+
+
+MAX_USER_FILE = 16 * 2**20  # a recipe or a study file is a few kilobytes; anything past 16 MiB is not one
+
+
+def read_user_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the ``what`` file (``"recipe"``, ``"study"``) at ``path``: a regular file of at most
+    `MAX_USER_FILE` bytes whose name is UTF-8 (fairadv writes it into run folders and tables). Anything else (a
+    device, a FIFO, a folder, a name in another encoding) is a one-line `FairadvError`."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise FairadvError(f"{ascii(str(path))}: the {what} file's name is not UTF-8 (fairadv writes it into the "
+                           "files it makes); rename it") from None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    except FileNotFoundError:
+        raise FairadvError(f"{path}: {what} file not found") from None
+    except OSError as exc:
+        raise FairadvError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_USER_FILE:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FairadvError(f"{path}: cannot read {what} file: not a regular file (a folder, a device or a FIFO)")
+        raise FairadvError(f"{path}: cannot read {what} file: {info.st_size} bytes, where a {what} file is at most "
+                           f"{MAX_USER_FILE}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read(MAX_USER_FILE + 1).decode("utf-8")
+        except OSError as exc:
+            raise FairadvError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise FairadvError(f"{path}: cannot read {what} file: not UTF-8 text ({exc.reason} at byte "
+                               f"{exc.start})") from None

@@ -24,6 +24,7 @@ import attrs
 
 from fairadv.coercion import Fraction, coerce, describe
 from fairadv.errors import FairadvError, closest
+from fairadv.files import read_user_text
 from fairadv.registry import Param, Registry, signature_params
 from fairadv.validators import InvalidValue
 
@@ -65,12 +66,9 @@ def to_table(value: Any) -> Any:
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """Parse the TOML file ``path`` (a ``what``: "recipe", "study"); any problem is one line naming the file."""
+    text = read_user_text(path, what)  # a regular file of a sane size, with a UTF-8 name
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise FairadvError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FairadvError(f"{path}: cannot read {what} file: {exc}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FairadvError(f"{path}: not valid TOML: {exc}") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +121,13 @@ def study_file(seeds: str = "[0]") -> Callable[[Path], None]:
     return make
 
 
+NOT_UTF8 = os.fsdecode(b"r\xff.toml")  # a file name in Latin-1, as the command line receives it
+
+
+def copied_recipe(name: str) -> Callable[[Path], None]:
+    return lambda tmp: shutil.copy(DIGITS, tmp / name)
+
+
 def shrink(state: dict) -> None:
     state["model"] = {k: v[:1] if v.ndim else v for k, v in state["model"].items()}
 
@@ -212,6 +220,18 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
     ("mlflow store lost the parent run", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
      mlflow_study('{"{store}": "0123456789abcdef0123456789abcdef"}', lost_run=True),
      "the study's MLflow run 0123456789abcdef0123456789abcdef is not in"),
+    # files that are not recipes or study files: refused before reading (a device or a FIFO was read forever)
+    ("run: recipe name not UTF-8", ["run", f"{{tmp}}/{NOT_UTF8}", *sets(*QUICK), "--out", "{tmp}/o"],
+     copied_recipe(NOT_UTF8), "r\\udcff.toml': the recipe file's name is not UTF-8"),
+    ("validate: recipe name not UTF-8", ["validate", f"{{tmp}}/{NOT_UTF8}"], copied_recipe(NOT_UTF8),
+     "the recipe file's name is not UTF-8"),
+    ("validate /dev/zero", ["validate", "/dev/zero"], None, "/dev/zero: cannot read recipe file: not a regular file"),
+    ("validate a FIFO", ["validate", "{tmp}/r.toml"], lambda t: os.mkfifo(t / "r.toml"), "not a regular file"),
+    ("study file a FIFO", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"], lambda t: os.mkfifo(t / "s.toml"),
+     "s.toml: cannot read study file: not a regular file"),
+    ("17 MiB recipe", ["validate", "{tmp}/r.toml"], lambda t: (t / "r.toml").write_bytes(b"#" * 17 * 2**20),
+     "17825792 bytes, where a recipe file is at most 16777216"),
+    ("a folder as recipe", ["validate", "{tmp}"], None, "cannot read recipe file: not a regular file"),
     # numbers past what the machinery holds (a process pool's semaphore, NumPy's seed)
     ("--jobs 3000000000", ["study", "{tmp}/s.toml", "--out", "{tmp}/o", "--jobs", "3000000000"], study_file(),
      "--jobs 3000000000: expected 1 to 1024"),
