@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import RECIPES, invoke, stderr_lines
 from test_compare import write_run
+from test_run_statistics import two_runs  # noqa: F401 (a fixture)
 
 from fairadv.distributed import DistInfo
 from fairadv.errors import FairadvError
@@ -169,3 +172,19 @@ def test_report_refuses_a_baseline_whose_eval_attack_differs_in_step(tmp_path):
     assert "the pgd20 (eval.json) figures" in lines[0] and "step_size 0.01 (" in lines[0] and "0.0097 (" in lines[0]
     _edit_json(base / "eval.json", lambda doc: doc["attacks"]["pgd20"]["attack"].update(step_size=0.01))
     assert invoke("report", run, "--baseline", base).exit_code == 0  # the same attack: set side by side
+
+
+def test_eval_refuses_a_baseline_attack_of_another_step_before_any_attack_runs(two_runs, tmp_path):
+    run, base = (Path(shutil.copytree(p, tmp_path / p.name)) for p in two_runs)
+
+    def as_pgd20(doc):  # the baseline's fgsm result recorded as a PGD-20 at a step no preset takes at eps 0.2
+        for place in (doc, *doc["evaluations"]):
+            place["attacks"]["pgd20"] = {**place["attacks"].pop("fgsm"), "attack": {
+                "preset": "pgd20", "name": "pgd", "eps": 0.2, "norm": "linf", "steps": 20, "step_size": 0.0123}}
+    _edit_json(base / "eval.json", as_pgd20)
+    before = (run / "eval.json").read_text()
+    result = invoke("eval", run, "--attack", "pgd20", "--n", 50, "--baseline", base)
+    lines = stderr_lines(result)
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "the pgd20 (eval.json) figures" in lines[0] and "step_size " in lines[0] and f"0.0123 ({base})" in lines[0]
+    assert "evaluating" not in result.output and (run / "eval.json").read_text() == before  # nothing ran

@@ -268,9 +268,13 @@ def run_eval(options: EvalOptions, console: Console | None = None, progress: Con
     radius, eps_text = eval_radius(options.eps, target)
     norm = recipe_threat(target.recipe)[1]
     counting = options.counting or target.recipe.eval.counting
-    base = _checked_baseline(options.baseline, target, {"split": "test", "eps": radius, "norm": norm,
-                                                        "counting": counting})
+    threat = {"split": "test", "eps": radius, "norm": norm, "counting": counting}
+    base = _checked_baseline(options.baseline, target, threat)
     presets = [make_preset(name, radius, norm, options.seed, target.recipe, counting) for name in options.attacks]
+    if base is not None:
+        from fairadv.evaluation.report_baseline import check_baseline_attacks
+
+        check_baseline_attacks(base, threat, presets, str(target.out))
     target = attrs.evolve(target, robustbench={**(target.robustbench or {}), "eps": eps_text},
                           out=Path(options.out) if options.out else target.out)
     check_writable(target.out)

@@ -14,7 +14,7 @@ is refused with a one-line error before anything is written. So are runs whose c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 from rich.table import Table
 
 from fairadv.errors import FairadvError
-from fairadv.evaluation.attack_definition import check_one_definition, definition, entry_definition
+from fairadv.evaluation.attack_definition import check_one_definition, definition, entry_definition, same_definition
 from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, THREAT_KEYS, attack_label, evaluations, setup_label
 from fairadv.evaluation.metrics import RHO
 from fairadv.evaluation.outcomes import Outcomes, of_counts, of_result, same_images
@@ -120,6 +120,18 @@ def check_baseline_has(base: Run, threat: Mapping[str, Any], where: str) -> None
                            f"same threat model as {where}")
     if not any(_threat(e) == _threat(threat) for e in entries):
         _refuse_unless_same(Path(where), base, _threat(threat), _threat(entries[-1]), f"its {EVAL}")
+
+
+def check_baseline_attacks(base: Run, threat: Mapping[str, Any], presets: Sequence[Any], where: str) -> None:
+    """Refuse, before any attack runs, a preset (`presets.Preset`) that the baseline's ``eval.json`` holds under
+    ``threat`` only as another attack (other steps or step size); `evaluation_rows` checks the pair it makes again
+    once the attacks have run."""
+    entries = [e for e in evaluations(base.evaluation) if _threat(e) == _threat(threat)]
+    for preset in presets:
+        theirs = [entry_definition(e, e["attacks"][preset.name]) for e in entries if preset.name in e["attacks"]]
+        ours = entry_definition(threat, {"attack": preset.info})
+        if theirs and not any(same_definition(ours, d) for d in theirs):
+            _check_attacks(f"{preset.name} ({EVAL})", Path(where), base, ours, theirs[-1])
 
 
 def rho_table(rows: list[dict[str, Any]], base: Path) -> Table:
