@@ -135,6 +135,42 @@ def test_trades_with_a_uniform_policy_is_plain_trades(tiny_model, batch):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()) + 1e-6)
 
 
+ORDER_INPUTS = {"clean_adv": "ca", "adv_clean": "ac", "clean_adv_clean": "cac"}
+
+
+@pytest.mark.parametrize("order", list(ORDER_INPUTS))
+def test_trades_order_moves_batchnorm_statistics_but_not_the_loss_or_its_gradient(order):
+    """DAFA's code runs the adversarial pass first; TRADES', FRL's and CFA's run clean, adversarial, clean. The loss
+    and its gradient are the same for every order; BatchNorm's running statistics follow the passes, in order."""
+    from conftest import make_tiny_model
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 1, 6, 6), torch.arange(8) % NUM_CLASSES
+    x_adv = near(x)
+    runs = {}
+    for name in (order, "clean_adv"):
+        model = make_tiny_model(0)
+        out = TRADES(beta=6.0, order=name)(model, x, y, FixedAttack(x_adv), UNIFORM)
+        runs[name] = (out.loss, torch.autograd.grad(out.loss, list(model.parameters())), model.bn.running_mean)
+    loss, grads, running = runs[order]
+    torch.testing.assert_close(loss, runs["clean_adv"][0])
+    for got, want in zip(grads, runs["clean_adv"][1]):
+        torch.testing.assert_close(got, want)
+    reference = make_tiny_model(0)
+    expected = torch.zeros(4)
+    for tag in ORDER_INPUTS[order]:  # BatchNorm's update, momentum 0.1, one per train-mode pass
+        with torch.no_grad():
+            batch_mean = reference.conv(x if tag == "c" else x_adv).mean(dim=(0, 2, 3))
+        expected = 0.9 * expected + 0.1 * batch_mean
+    torch.testing.assert_close(running, expected)
+    if order != "clean_adv":
+        assert not torch.allclose(running, runs["clean_adv"][2])
+
+
+def test_trades_order_must_be_known():
+    with pytest.raises(ValueError, match="order"):
+        TRADES(order="adv_clean_adv")
+
+
 @given(batch=image_batches())
 def test_pgd_at_with_a_uniform_policy_is_mean_adversarial_cross_entropy(tiny_model, batch):
     x, y = batch

@@ -30,7 +30,7 @@ def write(tmp_path: Path, text: str, name: str = "r.toml") -> Path:
 def test_minimal_recipe_fills_defaults(tmp_path):
     recipe = Recipe.load(write(tmp_path, MINIMAL))
     assert recipe.run.name == "r"
-    assert recipe.objective.name == "trades" and recipe.objective.params == {"beta": 6.0}
+    assert recipe.objective.name == "trades" and recipe.objective.params == {"beta": 6.0, "order": None}
     assert recipe.attack.params["eps"] == 0.031 and recipe.attack.params["steps"] == 10
     assert recipe.strategy.name == "uniform"
     assert recipe.eval.attack.params["steps"] == 20 and recipe.eval.attack.params["stop_on_success"] is True
