@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,11 +114,11 @@ def mlflow_study(parents: str, lost_run: bool = False) -> Callable[[Path], None]
     return make
 
 
-def study_file(seeds: str = "[0]") -> Callable[[Path], None]:
-    """A one-cell study ``<tmp>/s.toml`` of the digits recipe with ``seeds``."""
+def study_file(seeds: str = "[0]", method: str = "") -> Callable[[Path], None]:
+    """A one-cell study ``<tmp>/s.toml`` of the digits recipe with ``seeds``; ``method``: more of its table."""
     def make(tmp: Path) -> None:
         (tmp / "s.toml").write_text(f'[study]\nseeds = {seeds}\nset = {json.dumps(SESSION_RUN)}\n[methods.a]\n'
-                                    f'recipe = "{DIGITS}"\n')
+                                    f'recipe = "{DIGITS}"\n{method}')
     return make
 
 
@@ -241,6 +242,8 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      "run.seed = 99999999999999999999"),
     ("study seed 2**32", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"], study_file("[0, 4294967296]"),
      "study.seeds = [0, 4294967296]: expected a non-empty list of distinct integers from 0 to 4294967295"),
+    ("study requires a relative module", ["study", "{tmp}/s.toml", "--report-only", "--out", "{tmp}/o"],
+     study_file(method='requires = ".plugin"'), "methods.a.requires = '.plugin': expected an absolute module name"),
     # run-folder files of the trackers, read on --resume
     *[(f"trackers.json logged_through {value}", RESUME_WITH_TENSORBOARD, trackers_file(value),
        f"tensorboard.logged_through = {shown}: expected a whole number of epochs")
@@ -294,6 +297,16 @@ def refused(tmp_path: Path, args: list[str], fragment: str) -> None:
     assert "Traceback" not in result.output and "weights_only" not in result.stderr
     assert snapshot(tmp_path) == before
     assert not Path("/tmp/abs").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_a_dotted_requires_runs_no_code_of_its_package(tmp_path):
+    """``requires = "this.zen"``: finding ``this.zen`` imported ``this``, which prints the Zen of Python, even under
+    --report-only. Only the top-level name is looked up now, and nothing is imported."""
+    study_file(method='requires = "this.zen"')(tmp_path)
+    assert "this" not in sys.modules
+    result = CliRunner().invoke(main, ["study", str(tmp_path / "s.toml"), "--report-only", "--out", str(tmp_path)])
+    assert "Beautiful is better than ugly" not in result.output and "this" not in sys.modules
+    assert "no study folder yet" in result.stderr  # the method counts as available: its package is installed
 
 
 def test_the_matrix_is_wide():

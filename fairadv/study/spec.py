@@ -75,6 +75,14 @@ def _check_overrides(instance: Any, attribute: attrs.Attribute, value: tuple[str
     _overrides(attribute.name, value)
 
 
+MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _check_module(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not MODULE.fullmatch(value):
+        raise InvalidValue(attribute.name, value, "an absolute module name, such as 'my_plugin' or 'my_plugin.ext'")
+
+
 def _check_seeds(instance: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
     if not value or len(set(value)) != len(value) or min(value) < 0 or max(value) > MAX_SEED:
         raise InvalidValue(attribute.name, value, f"a non-empty list of distinct integers from 0 to {MAX_SEED}")
@@ -133,14 +141,15 @@ class MethodTable:
     Attributes:
         recipe: the recipe file, relative to the study file.
         set: this method's overrides, after the study's.
-        requires: a module the method needs (e.g. a plugin's); without it the method is skipped.
+        requires: a module the method needs (e.g. a plugin's); without its top-level package installed the method
+            is skipped.
         init_from: the method whose cell (same seed and axes) this one fine-tunes (``model.init_from``).
         label: the method's name in the tables and figures (e.g. ``"+ DAFA"``); default: its key.
     """
 
     recipe: str
     set: tuple[str, ...] = attrs.field(default=(), validator=_check_overrides)
-    requires: str | None = None
+    requires: str | None = attrs.field(default=None, validator=_check_module)
     init_from: str | None = None
     label: str | None = attrs.field(default=None, validator=attrs.validators.optional(_non_blank))
 
@@ -202,7 +211,9 @@ class Method:
 
     @property
     def available(self) -> bool:
-        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+        """Whether ``requires``' top-level package is installed. Only that name is looked up: finding ``a.b`` would
+        import (run) ``a``, even under ``--report-only``."""
+        return self.requires is None or importlib.util.find_spec(self.requires.partition(".")[0]) is not None
 
 
 def cell_name(method: str, axes: tuple[tuple[str, str], ...], seed: int) -> str:
