@@ -496,3 +496,40 @@ def test_evaluate_against_hand_counted_numbers():
     assert clean.counts.tolist() == [4, 0]
     assert clean.robust_correct.tolist() == clean.clean_correct.tolist() == [3, 0]
     assert clean.confusion.tolist() == [[3, 1], [0, 0]]
+
+
+# --- PGD's second step (DAFA's madry_loss) ---------------------------------------------------------------------------
+
+def madry_loss_iterate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: float,
+                       step: float, steps: int) -> torch.Tensor:
+    """A transcription of the inner loop of DAFA's ``madry_loss`` (rucy74/DAFA, losses.py): per iteration a step
+    of w_y * step projected onto the w_y * eps ball, then a step of ``step`` along the same gradient projected onto
+    the plain eps ball, then the [0, 1] box (the start here is x itself)."""
+    model.eval()
+    wv = w.view(-1, 1, 1, 1)
+    x_adv = x.clone()
+    for _ in range(steps):
+        z = x_adv.clone().requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model(z), y), z)
+        x_adv = x_adv + wv * step * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - wv * eps), x + wv * eps)
+        x_adv = x_adv + step * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+    return x_adv
+
+
+def test_pgd_second_step_matches_dafa_madry_loss_and_doubles_the_baseline_step(trained_tiny_model):
+    from fairadv.attacks import PGD
+    torch.manual_seed(0)
+    x, y = torch.rand(9, 1, 6, 6), torch.arange(9) % 3
+    w = torch.tensor([0.6, 1.0, 1.4])[y]  # DAFA's class weights: below, at and above 1
+    attack = PGD(eps=0.031, step_size=0.007, steps=5, random_start="none", second_step=0.007)
+    got = attack.perturb(trained_tiny_model, x, y, eps=0.031 * w)
+    want = madry_loss_iterate(trained_tiny_model, x, y, w, 0.031, 0.007, 5)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert (got - x).abs().amax() <= 0.031 + 1e-6  # a radius above eps is cut back to eps
+    # The uniform baseline: the same as one step of 2 x 0.007 per iteration.
+    doubled = PGD(eps=0.031, step_size=0.014, steps=5, random_start="none").perturb(trained_tiny_model, x, y)
+    torch.testing.assert_close(attack.perturb(trained_tiny_model, x, y), doubled, atol=1e-6, rtol=0)
+    plain = attrs.evolve(attack, second_step=None).perturb(trained_tiny_model, x, y)
+    assert not torch.allclose(plain, doubled)

@@ -77,7 +77,9 @@ def test_dafa_pgd_at_recipe_is_dafa_cifar10_with_pgd_at_and_a_normal_start():
     at = Recipe.load(ROOT_RECIPES / "dafa_pgdat_cifar10.toml")
     assert at.objective.name == "pgd_at" and at.strategy.name == "dafa"
     assert at.attack.params["random_start"] == "normal" and at.attack.params["loss"] == "ce"  # madry_loss's start
-    trades = Recipe.load(ROOT_RECIPES / "dafa_cifar10.toml", ["objective.name=pgd_at", "run.name=dafa_pgdat_cifar10"])
+    assert at.attack.params["second_step"] == at.attack.params["step_size"] == 0.007  # madry_loss's second step
+    trades = Recipe.load(ROOT_RECIPES / "dafa_cifar10.toml", ["objective.name=pgd_at", "run.name=dafa_pgdat_cifar10",
+                                                              "attack.second_step=0.007"])
     assert at.to_dict() == trades.to_dict()
 
 

@@ -156,11 +156,15 @@ class Attack:
 
     def ascent_step(self, model: nn.Module, x_t: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One projected steepest-ascent step of ``batch.loss`` from ``x_t``: the next point and the logits at x_t."""
+        direction, logits = self.ascent(model, x_t, batch)
+        return self.project(x_t.detach() + batch.step * direction, batch.x, batch.eps), logits
+
+    def ascent(self, model: nn.Module, x_t: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The steepest-ascent direction of ``batch.loss`` at ``x_t`` (`ascent_direction`) and the logits at x_t."""
         x_t = x_t.detach().requires_grad_(True)
         logits = model(x_t)
         grad, = torch.autograd.grad(batch.loss(logits).sum(), x_t)
-        moved = x_t.detach() + batch.step * self.ascent_direction(grad)
-        return self.project(moved, batch.x, batch.eps), logits.detach()
+        return self.ascent_direction(grad), logits.detach()
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Project onto each sample's eps-ball around ``x`` (in ``self.norm``), then onto the [0, 1] box."""

@@ -37,6 +37,10 @@ class PGD(Attack):
         stop_on_success: freeze a sample at the first iterate that fools the model and stop spending work on it.
             Evaluation under ``any_iterate`` counting uses this: a sample counts as robust only if it is classified
             correctly at every iterate, and finished samples cost nothing more.
+        second_step: None (default), or the size of a second step each iteration takes along the same gradient
+            after its own, projected onto the plain ``eps``-ball, not the sample's: what DAFA's ``madry_loss``
+            (PGD-AT, losses.py) does with ``step_size``. Its uniform baseline then steps 2 x ``step_size``, and a
+            class radius above ``eps`` is cut back to ``eps`` at every iteration.
 
     Example:
         >>> attack = PGD(eps=0.031, step_size=0.003, steps=20, stop_on_success=True)
@@ -50,10 +54,20 @@ class PGD(Attack):
     loss: LossName = attrs.field(default="ce", validator=one_of(tuple(LOSSES)))
     random_start: Start = attrs.field(default="uniform", validator=one_of(("uniform", "normal", "none")))
     stop_on_success: bool = False
+    second_step: float | None = attrs.field(default=None, validator=attrs.validators.optional(_positive))
 
     @property
     def base_step(self) -> float:
         return self.step_size
+
+    def ascent_step(self, model: nn.Module, x_t: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base class's step, then ``second_step`` along the same direction within the plain eps-ball."""
+        if self.second_step is None:
+            return super().ascent_step(model, x_t, batch)
+        direction, logits = self.ascent(model, x_t, batch)
+        moved = self.project(x_t.detach() + batch.step * direction, batch.x, batch.eps)
+        plain = torch.full_like(batch.eps, self.eps)
+        return self.project(moved + self.second_step * direction, batch.x, plain), logits
 
     def _walk(self, model: nn.Module, batch: Batch) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """x_0 (the projected start) ... x_K, each x_t < K with the logits its gradient step computed."""
