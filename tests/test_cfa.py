@@ -48,7 +48,7 @@ def make_stats(robust: list[float]) -> EpochStats:
 def fake_evaluate(robust_per_epoch: dict[int, list[float]], epoch_box: list[int], calls: list | None = None):
     """``evaluate(attack)`` returning, for the current epoch (``epoch_box[0]``), the given per-class robust accuracy."""
 
-    def evaluate(attack=None):
+    def evaluate(attack=None, counting="any_iterate"):
         if calls is not None:
             calls.append(attack)
         robust = robust_per_epoch[epoch_box[0]]
@@ -438,3 +438,15 @@ def test_an_interrupted_run_resumes_to_the_same_average_and_report(tmp_path, mon
     for key, value in a["eval_model"].items():
         assert torch.equal(b["eval_model"][key], value)
 
+
+
+@pytest.mark.parametrize("counting", [None, "any_iterate", "last_iterate"])
+def test_fawa_gate_counts_as_val_counting_says(tiny_model, counting):
+    """CFA's code gates FAWA on robust accuracy at its PGD's last iterate (attack.py, attack_pgd; train.py's
+    eval_epoch on the validation loader); ``val_counting = "last_iterate"`` asks the engine for that."""
+    asked: list = []
+    inner = fake_evaluate({1: [0.9, 0.1, 0.5]}, [1])
+    strategy = CFA(ccm=False, ccr=False, fawa=True, val_counting=counting)
+    strategy.on_epoch_end(context(1, model=tiny_model,
+                                  evaluate=lambda attack, counting: asked.append(counting) or inner(attack)))
+    assert asked == [counting or "any_iterate"]

@@ -99,7 +99,7 @@ def fake_evaluate(clean: list[float], robust: list[float], n: int = 100, calls: 
     """An ``evaluate(attack)`` that returns fixed per-class accuracies on n images per class."""
     c = len(clean)
 
-    def evaluate(attack=None):
+    def evaluate(attack=None, counting="any_iterate"):
         if calls is not None:
             calls.append(attack)
         counts = torch.full((c,), n)
@@ -446,3 +446,16 @@ def test_an_interrupted_run_resumes_to_the_same_multipliers_and_report(tmp_path,
     a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["strategy"] for d in (full, cut))
     assert a == b and a["updates"] == 3
 
+
+
+@pytest.mark.parametrize("counting", [None, "any_iterate", "last_iterate"])
+def test_validation_counts_as_val_counting_says(counting):
+    """FRL's code counts a validation sample robust at its PGD's last iterate (utils_frl2.py, pgd_attack and
+    evaluate); ``val_counting = "last_iterate"`` asks the engine for that, unset keeps fairadv's stricter rule."""
+    asked: list = []
+    inner = fake_evaluate(CLEAN, ROBUST)
+    s = FRL(mode="reweight", val_counting=counting)
+    s.on_epoch_start(context(1, lambda attack, counting: asked.append(counting) or inner(attack)))
+    assert asked == [counting or "any_iterate"]
+    with pytest.raises(ValueError, match="val_counting"):
+        FRL(val_counting="first_iterate")

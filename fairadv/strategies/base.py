@@ -40,9 +40,10 @@ class EpochContext:
         policy: the policy in force during this epoch.
         stats: the epoch's training statistics (None in ``on_fit_start`` / ``on_epoch_start``).
         model: the model being trained (read-only use: e.g. classifier weights for a distance).
-        evaluate: ``evaluate(attack=None) -> ClasswiseResult``: per-class clean and robust accuracy on the
-            validation hold-out, computed on demand (the recipe's evaluation attack unless one is given; a sample is
-            robust only if correct on the clean input and at every iterate, whatever ``eval.counting`` says).
+        evaluate: ``evaluate(attack=None, counting="any_iterate") -> ClasswiseResult``: per-class clean and robust
+            accuracy on the validation hold-out, computed on demand (the recipe's evaluation attack unless one is
+            given; by default a sample is robust only if correct on the clean input and at every iterate, whatever
+            ``eval.counting`` says; ``counting="last_iterate"``: correct at the attack's last iterate).
         measure: ``measure(features=False) -> EpochStats``: class statistics from a separate eval-mode pass over the
             training split (no augmentation) with the training attack under the current policy, computed on demand;
             with ``features`` also the class means of the penultimate features.

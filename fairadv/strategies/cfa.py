@@ -146,8 +146,9 @@ class CFA(validation.HoldOutStrategy):
         fawa_threshold: worst-class validation robust accuracy an epoch needs to join the average: 0.24 (the
             paper's TRADES setting; 0.2 in the code's PGD-AT example). It depends on the data and eps.
         fawa_decay: d in theta_avg <- d theta_avg + (1 - d) theta; 0.88.
-        val_eps, val_step_size, val_steps: FAWA's validation PGD (CE, uniform start, robust only if correct at
-            every iterate). ``val_eps`` unset follows the run's threat model (``attack.eps``, ``attack.norm``; the
+        val_eps, val_step_size, val_steps, val_counting: FAWA's validation PGD (CE, uniform start) and when a
+            sample counts as robust (`validation.counting_field`: unset, correct on the clean input and at every
+            iterate; ``"last_iterate"``, CFA's code's rule). ``val_eps`` unset follows the run's threat model (``attack.eps``, ``attack.norm``; the
             code's 8/255 on CIFAR), ``val_step_size`` unset is a quarter of the radius (the code's 2/255 at 8/255);
             10 steps as in the code.
 
@@ -168,6 +169,7 @@ class CFA(validation.HoldOutStrategy):
     val_eps: float | None = validation.eps_field()
     val_step_size: float | None = validation.step_size_field()
     val_steps: int = validation.steps_field(10)
+    val_counting: str | None = validation.counting_field()
     threat: tuple[float, str] | None = validation.threat_field()
     # State (not hyperparameters): the last t_k used, the epochs FAWA accepted, and the average itself (a module,
     # or after a resume its state dict until a model is at hand to copy the architecture from).
@@ -238,7 +240,7 @@ class CFA(validation.HoldOutStrategy):
         if ctx.evaluate is None or ctx.model is None:
             raise FairadvError("strategy 'cfa' with fawa = true needs a validation evaluation and the model "
                                "(EpochContext.evaluate, EpochContext.model), and this engine offers none")
-        result = ctx.evaluate(self.validation_attack())
+        result = self.validate(ctx.evaluate)
         robust = result.robust_correct.double() / result.counts.double().clamp_min(1)
         worst = float(robust.min())
         if fawa_accepts(robust, self.fawa_threshold):

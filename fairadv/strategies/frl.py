@@ -219,8 +219,9 @@ class FRL(validation.HoldOutStrategy):
         warmup_epochs: uniform epochs before FRL starts: 0 (default) when fine-tuning an adversarially trained model
             as in the paper (``model.init_from``); > 0 to run FRL from scratch after a TRADES warm-up. An integer,
             or a share of ``train.epochs`` in (0, 1).
-        val_eps, val_step_size, val_steps: the validation PGD (CE loss, uniform start; a sample counts as robust only
-            when correct at every iterate). ``val_eps`` unset follows the run's threat model (``attack.eps``,
+        val_eps, val_step_size, val_steps, val_counting: the validation PGD (CE loss, uniform start) and when a
+            sample counts as robust (`validation.counting_field`: unset, correct on the clean input and at every
+            iterate; ``"last_iterate"``, FRL's code's rule). ``val_eps`` unset follows the run's threat model (``attack.eps``,
             ``attack.norm``; the paper's 8/255 on CIFAR), ``val_step_size`` unset is a quarter of the radius (the
             paper's 2/255 at 8/255); 20 steps as in the paper.
 
@@ -238,6 +239,7 @@ class FRL(validation.HoldOutStrategy):
     val_eps: float | None = validation.eps_field()
     val_step_size: float | None = validation.step_size_field()
     val_steps: int = validation.steps_field(20)
+    val_counting: str | None = validation.counting_field()
     threat: tuple[float, str] | None = validation.threat_field()
     # State (not hyperparameters): the multipliers and how many updates produced them.
     lam0: torch.Tensor | None = attrs.field(default=None, init=False, eq=False, repr=False)
@@ -290,7 +292,7 @@ class FRL(validation.HoldOutStrategy):
         lam0 = zeros if self.lam0 is None else self.lam0
         lam1 = zeros if self.lam1 is None else self.lam1
         lam2 = zeros if self.lam2 is None else self.lam2
-        result = ctx.evaluate(self.validation_attack())
+        result = self.validate(ctx.evaluate)
         frl_epoch = ctx.epoch - warmup
         counts = result.counts.double()
         clean = result.clean_correct.double() / counts.clamp_min(1)  # float64: exact shares of the hold-out

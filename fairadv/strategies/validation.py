@@ -23,7 +23,7 @@ import attrs
 
 from fairadv.attacks.pgd import PGD
 from fairadv.strategies.base import FairnessStrategy
-from fairadv.validators import gt
+from fairadv.validators import gt, one_of
 
 EPS = 8 / 255  # the papers' CIFAR radius and step, for FRL and CFA alike: used only outside a recipe
 STEP_SIZE = 2 / 255
@@ -76,6 +76,13 @@ def steps_field(default: int) -> Any:
     return attrs.field(default=default, validator=gt(0))
 
 
+def counting_field() -> Any:
+    """``val_counting``: when a hold-out sample counts as robust; None (default) is ``"any_iterate"`` (correct on
+    the clean input and at every iterate), ``"last_iterate"`` is correct at the last iterate, as FRL's and CFA's code
+    count (their PGD runs every step on every sample)."""
+    return attrs.field(default=None, validator=attrs.validators.optional(one_of(("any_iterate", "last_iterate"))))
+
+
 def threat_field() -> Any:
     """The threat model followed (set by `HoldOutStrategy.follow_threat_model`, not a recipe key)."""
     return attrs.field(default=None, init=False, eq=False, repr=False)
@@ -87,6 +94,7 @@ class HoldOutStrategy(FairnessStrategy):
     val_eps: float | None
     val_step_size: float | None
     val_steps: int
+    val_counting: str | None
     threat: tuple[float, str] | None
 
     def follow_threat_model(self, eps: float, norm: str, training: Mapping[str, Any] | None = None) -> str | None:
@@ -96,8 +104,13 @@ class HoldOutStrategy(FairnessStrategy):
         self.threat = (float(eps), norm)
         return own_radius_note("strategy.val_eps", self.val_eps, eps, norm)
 
+    def validate(self, evaluate: Any) -> Any:
+        """The hold-out's per-class result under `validation_attack`, counted by ``val_counting``; ``evaluate`` is
+        `EpochContext.evaluate`."""
+        return evaluate(self.validation_attack(), counting=self.val_counting or "any_iterate")
+
     def validation_attack(self) -> PGD:
-        """PGD with CE and a uniform random start; a sample counts as robust only if correct at every iterate."""
+        """PGD with CE and a uniform random start (it stops on success only under ``any_iterate`` counting)."""
         eps, norm = self.threat or (EPS, DEFAULT_NORM)
         eps = eps if self.val_eps is None else self.val_eps
         step = eps * STEP_RATIO if self.val_step_size is None else self.val_step_size

@@ -236,9 +236,10 @@ class Trainer:
         return self.evaluator.evaluate(self.evaluated_model(), "test", attack or self.parts.eval_attack,
                                        n=self.recipe.eval.n)
 
-    def evaluate_validation(self, attack: Any = None) -> ClasswiseResult:
-        """Per-class clean and robust accuracy on the validation hold-out (strategies call this)."""
-        return self.evaluator.evaluate(self.model, "val", attack or self.parts.eval_attack, counting="any_iterate")
+    def evaluate_validation(self, attack: Any = None, counting: str = "any_iterate") -> ClasswiseResult:
+        """Per-class clean and robust accuracy on the validation hold-out (strategies call this; ``counting`` is
+        theirs, not ``eval.counting``)."""
+        return self.evaluator.evaluate(self.model, "val", attack or self.parts.eval_attack, counting=counting)
 
     def measure_train_stats(self, features: bool = False) -> EpochStats:
         """Class statistics of an eval-mode pass over the un-augmented training split, under the current policy."""
