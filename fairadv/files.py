@@ -15,6 +15,7 @@ what a crash mid-append leaves; a bad line anywhere else is a one-line `FairadvE
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -33,23 +34,45 @@ def umask_mode(base: int = 0o666) -> int:
     return base & ~mask
 
 
+# What the file system answers when it refuses a write the user can fix: full, over quota, read-only, no permission.
+REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+
+
+@contextlib.contextmanager
+def write_refusals(path: Path, note: str = " (the file is as it was before)") -> Iterator[None]:
+    """A write to ``path`` that the file system refuses (`REFUSED_WRITES`) as one line naming the file and why
+    (and ``note``), instead of a traceback (torch's writer adds a second, chained one over a full disk)."""
+    try:
+        yield
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not (isinstance(cause, OSError) and cause.errno in REFUSED_WRITES):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        reason = os.strerror(cause.errno).lower()  # type: ignore[attr-defined]
+        raise FairadvError(f"{path}: cannot write: {reason}{note}") from None
+
+
 @contextlib.contextmanager
 def open_atomic(path: str | Path, mode: str = "w", fsync: bool = False) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` (mode ``"w"`` or ``"wb"``); on a clean exit it replaces ``path``, on an
-    exception it is removed and ``path`` is untouched."""
+    exception it is removed and ``path`` is untouched. A full or read-only file system is a one-line
+    `FairadvError` (`write_refusals`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            if fsync:
-                os.fsync(handle.fileno())
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with write_refusals(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, mode) as handle:
+                yield handle
+                handle.flush()
+                if fsync:
+                    os.fsync(handle.fileno())
+            os.chmod(tmp, umask_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_atomic(path: str | Path, data: str | bytes, fsync: bool = False) -> None:
@@ -63,7 +86,7 @@ def append_durably(path: str | Path, line: str) -> None:
     claims the epoch the line logs) never survives a power loss that the line does not."""
     path = Path(path)
     new = not path.exists()
-    with open(path, "a") as handle:
+    with write_refusals(path, note=""), open(path, "a") as handle:
         handle.write(line + "\n")
         handle.flush()
         os.fsync(handle.fileno())
