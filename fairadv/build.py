@@ -130,20 +130,23 @@ def build_data(recipe: Recipe) -> DataSplits:
                       input_shape=tuple(source.input_shape))
 
 
-def check_model_fits(model: nn.Module, recipe: Recipe, data: DataSplits, device: torch.device) -> None:
+def check_model_fits(model: nn.Module, recipe: Recipe, data: DataSplits, device: torch.device,
+                     key: str = "model.name", name: str | None = None) -> None:
     """One eval-mode forward of two blank images of the data's shape: a model that cannot take them (a 224-pixel
-    ViT on 8x8 digits) or does not give one logit per class fails here, in one line, before any file is written."""
+    ViT on 8x8 digits) or does not give one logit per class fails here, in one line, before any file is written.
+    ``key`` and ``name`` say which recipe key chose the model (default: ``model.name``; a teacher's differs)."""
+    what = f"{key} = {recipe.model.name if name is None else name!r}"
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             logits = model(torch.zeros(2, *data.input_shape, device=device))
     except Exception as exc:  # noqa: BLE001 - whatever the model raises, it does not fit this data
-        raise FairadvError(f"{recipe.source}: model.name = {recipe.model.name!r} cannot take data "
-                           f"{recipe.data.name!r}'s inputs of shape {data.input_shape}: {one_line(exc)[:200]}") from None
+        raise FairadvError(f"{recipe.source}: {what} cannot take data {recipe.data.name!r}'s inputs of shape "
+                           f"{data.input_shape}: {one_line(exc)[:200]}") from None
     finally:
         model.train(was_training)
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, data.num_classes):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise FairadvError(f"{recipe.source}: model.name = {recipe.model.name!r} returns {shape} for 2 images; "
+        raise FairadvError(f"{recipe.source}: {what} returns {shape} for 2 images; "
                            f"expected (2, {data.num_classes}), one logit per class")

@@ -17,7 +17,8 @@ import tomli_w
 
 from fairadv.recipe_extends import resolve_extends
 from fairadv.recipe_tables import (AttackConfig, DataConfig, EvalConfig, LogConfig, ModelConfig, ObjectiveConfig,
-                                   OptimizerConfig, RunConfig, ScheduleConfig, StrategyConfig, TrainConfig)
+                                   OptimizerConfig, RunConfig, ScheduleConfig, StrategyConfig, TeacherConfig,
+                                   TrainConfig)
 from fairadv.registry import Registry
 from fairadv.schema import NOT_A_KEY, ComponentConfig, Loader, apply_override, to_table
 
@@ -36,6 +37,7 @@ class Recipe:
     schedule: ScheduleConfig
     train: TrainConfig
     eval: EvalConfig
+    teacher: TeacherConfig | None = None  # distillation: the frozen model trained towards
     log: LogConfig = attrs.field(factory=LogConfig)
     source: str = attrs.field(default="<recipe>", eq=False, metadata=NOT_A_KEY)
 

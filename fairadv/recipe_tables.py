@@ -132,6 +132,29 @@ class ModelConfig(ComponentConfig):
 
 
 @attrs.frozen
+class TeacherConfig:
+    """``[teacher]``: the frozen model a distillation objective (``rslad``) trains the model towards.
+
+    Give either ``path`` or a ``[teacher.model]`` table.
+
+    Attributes:
+        path: a fairadv run folder or checkpoint file; its architecture comes from the recipe stored in it.
+        checkpoint: which checkpoint of a run folder ``path``: ``"last"`` or ``"best"``.
+        model: the teacher as a model table: a registered name, ``timm:<name>`` or ``robustbench:<name>`` (which
+            loads its own weights), with its keys, and ``init_from`` for weights from a state-dict file.
+    """
+
+    path: str | None = None
+    checkpoint: str = attrs.field(default="last", validator=one_of(("last", "best")))
+    model: ModelConfig | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.path is None) == (self.model is None):
+            raise InvalidValue("path", self.path, "either path (a run folder or checkpoint) or a [teacher.model] "
+                               "table, not both and not neither")
+
+
+@attrs.frozen
 class ObjectiveConfig(ComponentConfig):
     """``[objective]``: the training loss (default TRADES)."""
 

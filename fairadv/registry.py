@@ -241,7 +241,7 @@ def broken_plugins() -> dict[str, str]:
 # --- the registries ------------------------------------------------------------------------------------------------
 
 ATTACKS = Registry("attack", "attacks", builtins="fairadv.attacks", interface="fairadv.attacks.base:Attack")
-OBJECTIVES = Registry("objective", "objectives", builtins="fairadv.objectives",
+OBJECTIVES = Registry("objective", "objectives", injected=("teacher",), builtins="fairadv.objectives",
                       interface="fairadv.objectives.base:Objective")
 STRATEGIES = Registry("strategy", "strategies", builtins="fairadv.strategies",
                       interface="fairadv.strategies.base:FairnessStrategy")

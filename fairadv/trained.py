@@ -16,6 +16,8 @@ from torch import nn
 
 from fairadv.checkpoint import load_checkpoint, load_error, model_spec, parse_stored_recipe, state_dict_of
 from fairadv.errors import FairadvError
+from fairadv.recipe import Recipe
+from fairadv.registry import MODELS
 from fairadv.run_folder import RunFolder, eval_file_for
 
 
@@ -59,6 +61,23 @@ class Trained:
             raise FairadvError(f"{where or self.file}: weights do not fit model {model_name!r}: "
                                f"{load_error(exc)}{hint}") from None
         return model
+
+
+    def stored_model(self, fix: str) -> nn.Module:
+        """The model the stored recipe describes (for the stored classes and input shape) with these weights, in
+        eval mode; a bare state dict, or weights that do not fit, is one line ending with ``fix``."""
+        stored = self.recipe
+        if stored is None:
+            raise FairadvError(f"{self.file}: the checkpoint carries no recipe (not a fairadv run); {fix}")
+        recipe = Recipe.from_dict(stored, source=str(self.file))
+        classes, shape, _ = self.spec
+        try:
+            model = MODELS.create(recipe.model.name, num_classes=classes, in_channels=shape[0],
+                                  input_size=shape[1:], **recipe.model.params)
+            model.load_state_dict(self.weights)
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise FairadvError(f"{self.file}: not a usable fairadv checkpoint: {load_error(exc)}") from None
+        return model.eval()
 
 
 def checkpoint_path(path: str | Path, checkpoint: str = "last") -> Path:

@@ -16,10 +16,20 @@ from torch import nn
 from fairadv.attacks import PGD, Attack
 from fairadv.attacks.losses import cross_entropy, kl_to_clean
 from fairadv.objectives import OBJECTIVES, PGDAT, TRADES
+from fairadv.objectives.distill import Distillation, Teacher
 from fairadv.policy import ClassPolicy
 
 OBJECTIVE_NAMES = OBJECTIVES.names()
 UNIFORM = ClassPolicy.uniform(NUM_CLASSES)
+
+
+def create(name: str):
+    """The registered objective ``name`` with its defaults; a distillation objective gets a TinyCNN teacher."""
+    from conftest import make_tiny_model
+
+    objective = OBJECTIVES.create(name)
+    return objective if not isinstance(objective, Distillation) else OBJECTIVES.create(
+        name, teacher=Teacher(make_tiny_model(7)))
 
 
 class FixedAttack(Attack):
@@ -71,7 +81,7 @@ def test_finite_scalar_whose_gradient_reaches_every_parameter(tiny_model, name):
     torch.manual_seed(0)
     x, y = torch.rand(6, 1, 6, 6), torch.arange(6) % NUM_CLASSES
     tiny_model.train()
-    out = OBJECTIVES.create(name)(tiny_model, x, y, PGD(steps=2), UNIFORM)
+    out = create(name)(tiny_model, x, y, PGD(steps=2), UNIFORM)
     assert tiny_model.training  # the attack's switch to eval mode was undone
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert out.x_adv.shape == x.shape and not out.x_adv.requires_grad
@@ -90,7 +100,7 @@ def test_eps_scale_reaches_the_attack_per_sample(tiny_model, name, data):
     scale = data.draw(class_weights())
     policy = UNIFORM.evolve(eps_scale=scale)
     attack = FixedAttack(near(x), eps=0.05)
-    OBJECTIVES.create(name)(tiny_model, x, y, attack, policy)
+    create(name)(tiny_model, x, y, attack, policy)
     assert attack.calls  # one attack per batch, or BAT's two walks
     for call in attack.calls:
         assert not call["training"]
@@ -103,7 +113,7 @@ def test_x_adv_lies_in_each_class_ball_with_a_real_attack(tiny_model, name):
     policy = UNIFORM.evolve(eps_scale=[0.5, 1.0, 2.0])
     attack = PGD(eps=0.04, step_size=0.01, steps=3)
     torch.manual_seed(0)
-    out = OBJECTIVES.create(name)(tiny_model, x, y, attack, policy)
+    out = create(name)(tiny_model, x, y, attack, policy)
     dist = (out.x_adv - x).flatten(1).abs().amax(dim=1)
     radius = 0.04 * policy.eps_scale[y]
     assert (dist <= radius + 1e-6).all()

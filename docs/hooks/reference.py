@@ -265,7 +265,8 @@ def recipe_reference() -> str:
 
     from fairadv.distances import DISTANCES
     from fairadv.recipe import Recipe, component_registries
-    from fairadv.recipe_tables import DataConfig, EvalConfig, LogConfig, MlflowConfig, ModelConfig, WandbConfig
+    from fairadv.recipe_tables import (DataConfig, EvalConfig, LogConfig, MlflowConfig, ModelConfig, TeacherConfig,
+                                       WandbConfig)
 
     registries = component_registries()
     defaults = _default_recipe()
@@ -283,6 +284,11 @@ def recipe_reference() -> str:
             out += ["### `[eval.attack]`", "",
                     f"The evaluation attack: any attack below under [`[attack]`](#attack), chosen with `name`. "
                     f"Default: `name = {toml_value(attack.name)}`, `{params}`.", ""]
+        elif table == "teacher":
+            out += ["## `[teacher]`", "", summary_line(TeacherConfig), "", fields_table(TeacherConfig, skip=("model",)),
+                    "", "### `[teacher.model]`", "",
+                    "The teacher as a model table: the keys of [`[model]`](#model), for the data's classes and shape.",
+                    ""]
         elif table == "log":
             out += ["## `[log]`", "", summary_line(LogConfig), "", fields_table(LogConfig), ""]
             for key, cls in (("wandb", WandbConfig), ("mlflow", MlflowConfig)):

@@ -88,7 +88,8 @@ class Attack:
     loss: LossName = "ce"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
-                step: EpsLike | None = None, *, loss: LossName | None = None) -> torch.Tensor:
+                step: EpsLike | None = None, *, loss: LossName | None = None,
+                probs: torch.Tensor | None = None) -> torch.Tensor:
         """Adversarial examples for ``(x, y)``.
 
         Args:
@@ -97,10 +98,12 @@ class Attack:
                 ``base_step * eps_b / self.eps`` (DAFA's code). FRL and CFA keep the step fixed instead.
             loss: the inner loss for this call only, a name in `fairadv.attacks.losses.LOSSES`; defaults to the
                 attack's own (TRADES maximises ``"kl"``, whatever the training attack's ``loss`` says).
+            probs: (B, classes) the distribution the ``"kl"`` loss measures from, instead of the model's own clean
+                softmax: a distillation objective's teacher soft labels (computed once, by the objective).
         """
         model = unwrapped(model)
         with eval_mode(model):
-            x_adv = self._perturb(model, self.batch(model, x, y, eps, step, loss))
+            x_adv = self._perturb(model, self.batch(model, x, y, eps, step, loss, probs))
         return x_adv.detach()
 
     def path(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
@@ -114,18 +117,18 @@ class Attack:
         return PathPoints(points.last_correct.detach(), points.past_fooled.detach())
 
     def batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None,
-              step: EpsLike | None, loss: LossName | None) -> Batch:
+              step: EpsLike | None, loss: LossName | None, probs: torch.Tensor | None = None) -> Batch:
         """This call resolved once: per-sample radius and step (as given, or the attack's own step scaled like the
-        radius) and the inner loss (``loss``, else the attack's own), with the clean softmax it may need computed
-        here, from the model in the mode the attack runs it in."""
+        radius) and the inner loss (``loss``, else the attack's own), with the clean softmax it may need (``probs``,
+        else computed here, from the model in the mode the attack runs it in)."""
         name = self.loss if loss is None else loss
         if name not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}")
         x = x.detach()
         radius = self.per_sample_eps(x, self.eps if eps is None else eps)
         steps = radius * (self.base_step / self.eps) if step is None else self.per_sample_eps(x, step)
-        clean_probs = None
-        if name in NEEDS_CLEAN_PROBS:
+        clean_probs = None if probs is None else probs.detach()
+        if name in NEEDS_CLEAN_PROBS and clean_probs is None:
             with torch.no_grad():
                 clean_probs = torch.softmax(model(x), dim=1)
         return Batch(x, y, radius, steps, LOSSES[name], clean_probs)

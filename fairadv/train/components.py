@@ -29,6 +29,7 @@ from fairadv.recipe import Recipe
 from fairadv.registry import OPTIMIZERS
 from fairadv.seeding import seed_everything
 from fairadv.strategies.validation import follow_threat_model
+from fairadv.teacher import attach_teacher, build_teacher
 from fairadv.train.precision import SpeedSettings, resolve_speed
 from fairadv.trained import load_initial_weights
 
@@ -77,7 +78,8 @@ def build_components(recipe: Recipe, device: torch.device, dist: DistInfo, initi
     train_model = wrap_model(speed.prepare_model(model), dist, device)
     scaler = torch.amp.GradScaler(device.type, enabled=speed.needs_scaler)
     attack = build_component("attack", recipe.attack)
-    objective = build_component("objective", recipe.objective)
+    teacher = build_teacher(recipe, data, device, speed.channels_last)  # frozen; the objective calls it
+    objective = attach_teacher(build_component("objective", recipe.objective), teacher, recipe)
     strategy = build_component("strategy", recipe.strategy)
     note = follow_threat_model(strategy, recipe)
     if note and dist.is_main:
