@@ -301,3 +301,65 @@ def test_hyperparameters_are_validated_and_registered():
     for key, value in (("alpha", 1.0), ("gamma", -0.1), ("span", 0.0), ("measure", "test_set")):
         with pytest.raises(InvalidValue, match=key):
             CSR(**{key: value})
+
+
+# --- the figure, the recipes, and a run through the engine -----------------------------------------------------------
+
+
+def test_the_pair_weights_figure_is_written_from_policy_jsonl(tmp_path):
+    import json
+
+    from fairadv.run_folder import RunFolder
+    from fairadv.train.results import write_pair_weights
+
+    folder = RunFolder(tmp_path)
+    write_pair_weights(folder, ["a", "b", "c"])  # no policy.jsonl: nothing
+    assert not (tmp_path / "pair_weights.png").exists()
+    policy = CSR().policy(csr_pair_weights(torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 0.0], [0.0, 5.0, 0.0]])))
+    records = [{"epoch": 0, "applies_from": 1, **ClassPolicy.uniform(3).to_dict()},
+               {"epoch": 1, "applies_from": 1, **policy.to_dict()}]
+    folder.policy_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_pair_weights(folder, ["a", "b", "c"])
+    assert (tmp_path / "pair_weights.png").stat().st_size > 0 and (tmp_path / "pair_weights.pdf").exists()
+
+
+def test_cifar10_recipe_is_the_official_setting():
+    from fairadv.recipe import Recipe
+
+    recipe = Recipe.load(RECIPES / "csr_cifar10.toml")
+    assert recipe.model.name == "wideresnet" and recipe.model.init_from
+    assert (recipe.model.params["depth"], recipe.model.params["widen_factor"]) == (34, 10)
+    assert recipe.objective.name == "trades" and recipe.objective.params["beta"] == 6.0
+    assert recipe.strategy.name == "csr"
+    assert recipe.strategy.params == {"alpha": 0.3, "gamma": 0.1, "low": 0.01, "span": 2.0, "measure": "eval_pass"}
+    attack = recipe.attack.params
+    assert attack["eps"] == pytest.approx(8 / 255) and attack["step_size"] == pytest.approx(2 / 255)
+    assert attack["steps"] == 10 and attack["random_start"] == "normal"
+    assert (recipe.train.epochs, recipe.train.batch_size, recipe.train.precision) == (2, 128, "fp32")
+    assert recipe.optimizer.params["lr"] == 0.001 and recipe.optimizer.params["nesterov"] is False
+    assert recipe.optimizer.params["weight_decay"] == 5e-4 and recipe.schedule.name == "constant"
+
+
+def test_csr_refuses_an_objective_without_its_term():
+    from fairadv.errors import FairadvError
+    from fairadv.recipe import Recipe
+
+    with pytest.raises(FairadvError, match="trades"):
+        Recipe.load(RECIPES / "csr_digits.toml", ["objective.name=pgd_at"])
+
+
+@pytest.mark.slow
+def test_digits_recipe_fine_tunes_a_trades_run(tmp_path, digits_run):
+    import json
+
+    import fairadv
+
+    fast = ["train.batch_size=256", "attack.steps=2", "eval.attack.steps=2", "eval.n=50", "model.width=8"]
+    recipe = fairadv.Recipe.load(RECIPES / "csr_digits.toml", [*fast, f"model.init_from='{digits_run}'"])
+    summary = fairadv.run(recipe, out=tmp_path)
+    run = tmp_path / "csr_digits"
+    assert 0.0 <= summary["worst_class_robust_accuracy"] <= 1.0 and (run / "pair_weights.png").exists()
+    records = [json.loads(line) for line in (run / "policy.jsonl").read_text().splitlines()]
+    measured = [r for r in records if "pair_errors" in r]
+    assert [r["applies_from"] for r in measured] == [1, 2]  # measured before each epoch, as the official code
+    assert all(min(min(row) for row in r["pair_weight"]) >= 0.3 * 0.01 - 1e-6 for r in measured)

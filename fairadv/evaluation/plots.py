@@ -162,6 +162,20 @@ def similarity_figure(matrix: Any, names: Sequence[str], title: str = "Class sim
     return _heatmap(m, names, title, "{:.2f}", "predicted class j", "true class i", label, diagonal)
 
 
+def plot_pair_weights(matrix: Any, names: Sequence[str], path: str | Path, title: str) -> Path:
+    """Write :func:`pair_weight_figure` as PDF and PNG; returns the PNG's path."""
+    return save_pdf_png(pair_weight_figure(matrix, names, title), path)
+
+
+def pair_weight_figure(matrix: Any, names: Sequence[str], title: str) -> Figure:
+    """Heatmap of a policy's [C, C] ``pair_weight`` (CSR), indexed [predicted, true]; drawn transposed, true class
+    in rows and predicted class in columns like the confusion, one scale for every cell (the diagonal weights the
+    samples the attack did not fool)."""
+    m = _square(matrix, names).T
+    label = "weight of the adversarial CE of a\n(true, predicted) pair (square-root scale)"
+    return _heatmap(m, names, title, "{:.2f}", "predicted class under attack", "true class", label, None)
+
+
 # --- helpers --------------------------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from fairadv.evaluation.curves import write_training_curves
-from fairadv.evaluation.plots import write_run_plots
+from fairadv.evaluation.plots import plot_pair_weights, write_run_plots
 from fairadv.evaluation.summary import chance_warning
 from fairadv.run_folder import RunFolder
 from fairadv.train.best import BestEpoch
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 def write_results(folder: RunFolder, summary: dict[str, Any], names: Sequence[str], last_similarity: torch.Tensor,
                   epochs: int, best: BestEpoch | None = None) -> None:
     """``summary.json`` (with ``best_checkpoint`` when ``best.pt`` was kept), then the figures (``class_accuracy``,
-    ``confusion_under_attack``, ``class_similarity``, ``training_curves``); a run at chance level is logged as a
-    warning."""
+    ``confusion_under_attack``, ``class_similarity``, ``training_curves``, and ``pair_weights`` when the policy
+    weights class pairs); a run at chance level is logged as a warning."""
     if best is not None:
         summary["best_checkpoint"] = best.record()
     if summary.get("at_chance"):
@@ -36,6 +36,7 @@ def write_results(folder: RunFolder, summary: dict[str, Any], names: Sequence[st
     if similarity is None:
         similarity, title = last_similarity, f"Class similarity p_i(j), last epoch ({epochs})"
     write_run_plots(folder.path, summary, similarity, list(names), similarity_title=title)
+    write_pair_weights(folder, list(names))
     write_training_curves(folder, summary, list(names))
 
 
@@ -47,3 +48,12 @@ def recorded_similarity(folder: RunFolder) -> tuple[Any, str | None]:
     epoch = record.get("similarity_epoch", record.get("epoch"))
     return record["similarity"], (f"Class similarity p_i(j) at epoch {epoch}: the source of the weights used from "
                                   f"epoch {record.get('applies_from')}")
+
+
+def write_pair_weights(folder: RunFolder, names: Sequence[str]) -> None:
+    """The last policy's pair weights (CSR's) as a heatmap, when a policy in ``policy.jsonl`` has them."""
+    record = next((r for r in reversed(folder.policies()) if isinstance(r.get("pair_weight"), list)), None)
+    if record is None:
+        return
+    plot_pair_weights(record["pair_weight"], names, folder.path / "pair_weights.png",
+                      f"Pair weights of the class policy used from epoch {record.get('applies_from')}")
