@@ -146,11 +146,11 @@ class CFA(validation.HoldOutStrategy):
         fawa_threshold: worst-class validation robust accuracy an epoch needs to join the average: 0.24 (the
             paper's TRADES setting; 0.2 in the code's PGD-AT example). It depends on the data and eps.
         fawa_decay: d in theta_avg <- d theta_avg + (1 - d) theta; 0.88.
-        val_eps, val_step_size, val_steps, val_counting: FAWA's validation PGD (CE, uniform start) and when a
-            sample counts as robust (`validation.counting_field`: unset, correct on the clean input and at every
-            iterate; ``"last_iterate"``, CFA's code's rule). ``val_eps`` unset follows the run's threat model (``attack.eps``, ``attack.norm``; the
-            code's 8/255 on CIFAR), ``val_step_size`` unset is a quarter of the radius (the code's 2/255 at 8/255);
-            10 steps as in the code.
+        val_counting: when a validation sample counts as robust: unset, correct on the clean input and at every
+            iterate; ``"last_iterate"``, correct at the last iterate (CFA's code, ``attack.py``'s ``attack_pgd``).
+        val_eps, val_step_size, val_steps: FAWA's validation PGD (CE, uniform start). ``val_eps`` unset follows the
+            run's threat model (``attack.eps``, ``attack.norm``; the code's 8/255 on CIFAR), ``val_step_size`` unset
+            is a quarter of the radius (the code's 2/255 at 8/255); 10 steps as in the code.
 
     Example:
         >>> strategy = STRATEGIES.create("cfa", ccm=True, ccr=True, fawa=True)

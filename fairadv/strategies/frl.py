@@ -219,11 +219,11 @@ class FRL(validation.HoldOutStrategy):
         warmup_epochs: uniform epochs before FRL starts: 0 (default) when fine-tuning an adversarially trained model
             as in the paper (``model.init_from``); > 0 to run FRL from scratch after a TRADES warm-up. An integer,
             or a share of ``train.epochs`` in (0, 1).
-        val_eps, val_step_size, val_steps, val_counting: the validation PGD (CE loss, uniform start) and when a
-            sample counts as robust (`validation.counting_field`: unset, correct on the clean input and at every
-            iterate; ``"last_iterate"``, FRL's code's rule). ``val_eps`` unset follows the run's threat model (``attack.eps``,
-            ``attack.norm``; the paper's 8/255 on CIFAR), ``val_step_size`` unset is a quarter of the radius (the
-            paper's 2/255 at 8/255); 20 steps as in the paper.
+        val_counting: when a validation sample counts as robust: unset, correct on the clean input and at every
+            iterate; ``"last_iterate"``, correct at the last iterate (FRL's code, ``utils_frl2.py``).
+        val_eps, val_step_size, val_steps: the validation PGD (CE loss, uniform start). ``val_eps`` unset follows the
+            run's threat model (``attack.eps``, ``attack.norm``; the paper's 8/255 on CIFAR), ``val_step_size``
+            unset is a quarter of the radius (the paper's 2/255 at 8/255); 20 steps as in the paper.
 
     Example:
         >>> strategy = STRATEGIES.create("frl", mode="reweight", warmup_epochs=0)
