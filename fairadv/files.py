@@ -75,6 +75,15 @@ def open_atomic(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
             raise
 
 
+def check_writable(folder: Path) -> None:
+    """Can files be made in ``folder``? Asked before a command's first line of output, so that a read-only or full
+    file system is the one line it prints (`write_refusals`)."""
+    with write_refusals(folder, note=""):
+        fd, probe = tempfile.mkstemp(prefix=".fairadv-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+
+
 def write_atomic(path: str | Path, data: str | bytes, fsync: bool = False) -> None:
     """Write ``data`` (text or bytes) to ``path`` atomically (``fsync``: on the disk before it replaces ``path``)."""
     with open_atomic(path, "wb" if isinstance(data, bytes) else "w", fsync=fsync) as handle:

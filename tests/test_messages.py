@@ -46,7 +46,7 @@ def files(folder: Path) -> dict[str, bytes]:
 def refused_write(result, name: str, reason: str) -> str:
     """The one line a refused write gives: exit 2, the file's name and the reason, no traceback."""
     assert result.exit_code == 2, (result.output, result.exception)
-    errors = [line for line in stderr_lines(result) if not line.startswith("warning:")]
+    errors = stderr_lines(result)
     assert len(errors) == 1 and errors[0].startswith("error:"), errors
     assert name in errors[0] and f"cannot write: {reason}" in errors[0], errors
     assert "Traceback" not in result.output
@@ -78,3 +78,40 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_naming_it(small_disk):
     result = invoke("run", DIGITS, *sets(*QUICK), "--out", small_disk / "runs", "--quiet", catch_exceptions=True)
     refused_write(result, "checkpoints/last.pt", "no space left on device")
     assert not list(small_disk.rglob("*.tmp"))
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(``<tmp>/rw``, ``<tmp>/ro``): a folder and a read-only bind mount of it (chmod does not stop root)."""
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    mount("--bind", str(rw), str(ro))
+    try:
+        mount("-o", "remount,bind,ro", str(ro))
+        yield rw, ro
+    finally:
+        subprocess.run(["umount", "--lazy", str(ro)], check=True)
+
+
+def test_resuming_a_run_on_a_read_only_file_system_is_one_line(digits_run, read_only):
+    rw, ro = read_only
+    shutil.copytree(digits_run, rw / digits_run.name)
+    before = files(rw)
+    result = invoke("run", DIGITS, *sets(*SESSION_RUN), "--out", ro, "--resume", "--quiet", catch_exceptions=True)
+    refused_write(result, "metrics.jsonl", "read-only file system")
+    assert files(rw) == before
+
+
+@pytest.mark.parametrize("options", [["--report-only"], []], ids=["report-only", "all cells done"])
+def test_a_study_on_a_read_only_file_system_is_one_line(digits_run, read_only, tmp_path, options):
+    """A finished one-cell study (the session's run as its cell) whose folder is read-only."""
+    rw, ro = read_only
+    shutil.copytree(digits_run, rw / "s" / "runs" / "a-s0")
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nseeds = [0]\nevaluate = []\nset = {list(SESSION_RUN)!r}\n'.replace("'", '"')
+                     + f'[methods.a]\nrecipe = "{DIGITS}"\n')
+    before = files(rw)
+    result = invoke("study", study, "--out", ro, *options, catch_exceptions=True)
+    refused_write(result, "/s: cannot write", "read-only file system")
+    assert files(rw) == before

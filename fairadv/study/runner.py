@@ -18,7 +18,7 @@ import attrs
 from rich.console import Console
 
 from fairadv.errors import FairadvError
-from fairadv.files import write_atomic
+from fairadv.files import check_writable, write_atomic
 from fairadv.study.cell import CellJob, is_done
 from fairadv.study.figures import write_figures
 from fairadv.study.mixed import check_planned
@@ -78,6 +78,8 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
     study_dir = study.directory(out)
     every_job = cell_jobs(study, study_dir)
     check_not_stale(every_job, study.source, study_dir)  # before anything runs, under --report-only too
+    if study_dir.is_dir():  # a read-only or full file system: one line before any other
+        check_writable(study_dir)
     jobs_todo = [job for job in every_job if not is_done(job.run_dir, job.evaluate, job.n)]
     if launcher == "slurm":  # bad --mem or --time, no sbatch or srun on PATH: before anything is written
         from fairadv.study.slurm import check_launcher
