@@ -21,7 +21,7 @@ from rich.text import Text
 from fairadv.errors import FairadvError
 from fairadv.run_folder import EVAL, checkpoint_relpath
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # a status line stays one line in a log, however long
 out_console = Console()
 
 KINDS = ("attacks", "objectives", "strategies", "distances", "models", "datasets", "optimizers", "schedules")
@@ -38,6 +38,12 @@ class _ConsoleLogHandler(logging.Handler):
         err_console.print(Text(level + self.format(record), style=style), soft_wrap=True, highlight=False)
 
 
+# What Ctrl-C leaves and how to go on, by command (eval, report and compare write nothing until they finish).
+INTERRUPTED = {"run": "interrupted; continue the run with --resume",
+               "study": "interrupted; run the same fairadv study command again to continue (finished cells are kept, "
+                        "interrupted ones resume)"}
+
+
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a FairadvError into one line on stderr and its exit status (2 for bad input)."""
 
@@ -49,7 +55,7 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            err_console.print("interrupted; continue the run with --resume")
+            err_console.print(INTERRUPTED.get(command.__name__, "interrupted"), highlight=False)
             sys.exit(130)
 
     return wrapper

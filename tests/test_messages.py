@@ -7,14 +7,34 @@ reason otherwise.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import DIGITS, QUICK, SESSION_RUN, invoke, sets, stderr_lines
+from rich.console import Console
+
+from fairadv.study.view import StudyView
+
+MISSING_EXTRA = ("log.x: AutoAttack needs the optional extra: pip install 'fairadv[autoattack]'; the rest of this "
+                 "message makes the line longer than eighty columns")
+
+
+def one_cell_study(folder: Path) -> Path:
+    """``<folder>/s.toml``: method ``a`` (the digits recipe as the session's run trained it), seed 0, no attacks
+    beyond the run's own evaluation; the session's run copied to ``<out>/s/runs/a-s0`` is its finished cell."""
+    path = folder / "s.toml"
+    path.write_text(f'[study]\nseeds = [0]\nevaluate = []\nset = {json.dumps(SESSION_RUN)}\n'
+                    f'[methods.a]\nrecipe = "{DIGITS}"\n')
+    return path
 
 
 def mount(*args: str) -> None:
@@ -108,10 +128,52 @@ def test_a_study_on_a_read_only_file_system_is_one_line(digits_run, read_only, t
     """A finished one-cell study (the session's run as its cell) whose folder is read-only."""
     rw, ro = read_only
     shutil.copytree(digits_run, rw / "s" / "runs" / "a-s0")
-    study = tmp_path / "s.toml"
-    study.write_text(f'[study]\nseeds = [0]\nevaluate = []\nset = {list(SESSION_RUN)!r}\n'.replace("'", '"')
-                     + f'[methods.a]\nrecipe = "{DIGITS}"\n')
+    study = one_cell_study(tmp_path)
     before = files(rw)
     result = invoke("study", study, "--out", ro, *options, catch_exceptions=True)
     refused_write(result, "/s: cannot write", "read-only file system")
     assert files(rw) == before
+
+
+# --- a study's lines ------------------------------------------------------------------------------------------------
+
+def test_a_cell_error_keeps_its_brackets_and_stays_one_line():
+    """Cell errors went through rich markup: "pip install 'fairadv[autoattack]'" showed as "pip install 'fairadv'"."""
+    out = io.StringIO()
+    view = StudyView(["trades-s0"], 1, Console(file=out, width=80), title="study s")
+    with view:
+        view.set("trades-s0", "failed", seconds=1.0, error=MISSING_EXTRA)
+    (line,) = out.getvalue().splitlines()
+    assert line.startswith("study s: trades-s0 failed (1s): ") and MISSING_EXTRA in line
+
+
+def test_study_lines_are_not_wrapped_in_a_log(digits_run, tmp_path, monkeypatch):
+    """On a non-terminal rich wrapped at 80 columns, so one line in a CI log became two."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    shutil.copytree(digits_run, tmp_path / "o" / "s" / "runs" / "a-s0")
+    result = invoke("study", one_cell_study(tmp_path), "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    (wrote,) = [line for line in stderr_lines(result) if line.startswith("study s: wrote ")]
+    assert len(wrote) > 80 and wrote.endswith("s)") and str(tmp_path / "o" / "s" / "table.md") in wrote
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_study_says_how_to_continue_it(tmp_path):
+    """It said 'continue the run with --resume', an option study does not have. A real Ctrl-C (SIGINT to the
+    process group, with the default disposition a terminal gives) once the cell has its first checkpoint."""
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nseeds = [0]\nevaluate = []\nset = {json.dumps([*QUICK, "train.epochs=30"])}\n'
+                     f'[methods.a]\nrecipe = "{DIGITS}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "fairadv", "study", str(study), "--out", str(tmp_path / "o")],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    checkpoint = tmp_path / "o" / "s" / "runs" / "a-s0" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the study finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == ("interrupted; run the same fairadv study command again to continue "
+                                              "(finished cells are kept, interrupted ones resume)")

@@ -51,8 +51,9 @@ class StudyView:
         else:
             detail = f" ({seconds:.0f}s)" if seconds is not None else ""
             detail += f": {error}" if error else ""
-            self.console.print(f"{self.title}: {name} {state}{detail}; {self.progress_line()}", highlight=False,
-                               soft_wrap=True)
+            # Text, not markup: an error's "pip install 'fairadv[autoattack]'" keeps its brackets
+            self.console.print(Text(f"{self.title}: {name} {state}{detail}; {self.progress_line()}"),
+                               highlight=False, soft_wrap=True)
 
     def eta_seconds(self) -> float | None:
         """Remaining cells times the mean cell time so far, shared among the workers."""
