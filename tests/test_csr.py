@@ -323,6 +323,15 @@ def test_the_pair_weights_figure_is_written_from_policy_jsonl(tmp_path):
     assert (tmp_path / "pair_weights.png").stat().st_size > 0 and (tmp_path / "pair_weights.pdf").exists()
 
 
+def test_trackers_take_the_per_class_part_of_a_pair_policy():
+    from fairadv.tracking.series import policy_scalars
+
+    policy = CSR().policy(csr_pair_weights(torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 0.0], [0.0, 5.0, 0.0]])))
+    series = policy_scalars(policy.to_dict(), ["a", "b", "c"], base_eps=0.2)
+    assert series["policy_ce_weight/a"] == pytest.approx(0.7) and series["policy_radius/c"] == pytest.approx(0.2)
+    assert len(series) == 12 and all(isinstance(v, float) for v in series.values())  # no series per class pair
+
+
 def test_cifar10_recipe_is_the_official_setting():
     from fairadv.recipe import Recipe
 
