@@ -6,6 +6,7 @@ One type expresses every method fairadv ships (docs/strategies/ gives each metho
 - FRL weights the cross-entropy and the KL term with separate normalised weights (reduction ``"weights"``) and
   scales the radius;
 - CFA scales the radius (CCM) and TRADES' beta (CCR) per class;
+- ABSLD sets the temperature of a teacher's soft labels per class, for adversarial and for clean inputs;
 - CSR weights an adversarial cross-entropy term per (predicted, true) class pair, a [C, C] ``pair_weight``.
 
 Objectives read the policy per sample by indexing with the labels: ``policy.ce_weight[y]``.
@@ -21,6 +22,7 @@ import torch
 
 Reduction = Literal["batch", "weights"]
 VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale")
+OPTIONAL_VECTORS = ("step_scale", "adv_temperature", "clean_temperature")  # per-class, None when unset
 
 
 def _class_vector(name: str, value: object) -> torch.Tensor:
@@ -54,6 +56,9 @@ class ClassPolicy:
         beta_scale: TRADES' beta of class y is ``beta * beta_scale[y]``.
         step_scale: attack step of class y is ``step * step_scale[y]``; None (the default) scales the step like the
             radius, ``step * eps_scale[y]``, as DAFA's code does. FRL and CFA set it to keep steps fixed.
+        adv_temperature: temperature of the teacher's soft labels in class y's adversarial term of a distillation
+            objective (``rslad``); None (the default) is 1 for every class. ABSLD sets it.
+        clean_temperature: the same for the clean term.
         reduction: ``"batch"`` averages weighted per-sample terms over the batch, (1/B) sum_b w_b l_b, as DAFA's
             code does; ``"weights"`` divides by the weight sum, sum_b w_b l_b / sum_b w_b, as FRL's code does.
         pair_weight: None (the default: no such term), or [C, C] with ``pair_weight[p, t]`` the weight of the
@@ -73,11 +78,13 @@ class ClassPolicy:
         default=None, converter=lambda v: None if v is None else _class_vector("step_scale", v))
     pair_weight: torch.Tensor | None = attrs.field(
         default=None, converter=lambda v: None if v is None else _pair_matrix(v))
+    adv_temperature: torch.Tensor | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else _class_vector("adv_temperature", v))
+    clean_temperature: torch.Tensor | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else _class_vector("clean_temperature", v))
 
     def __attrs_post_init__(self) -> None:
-        sizes = {getattr(self, name).numel() for name in VECTORS}
-        if self.step_scale is not None:
-            sizes.add(self.step_scale.numel())
+        sizes = {getattr(self, name).numel() for name in VECTORS + self.set_optional()}
         if self.pair_weight is not None:
             sizes.add(self.pair_weight.shape[0])
         if len(sizes) != 1:
@@ -88,6 +95,10 @@ class ClassPolicy:
         """Every class weighted 1 with the base radius and beta: plain TRADES / PGD-AT."""
         ones = torch.ones(num_classes)
         return cls(ones, ones, ones, ones)
+
+    def set_optional(self) -> tuple[str, ...]:
+        """The optional per-class vectors (`OPTIONAL_VECTORS`) this policy sets."""
+        return tuple(name for name in OPTIONAL_VECTORS if getattr(self, name) is not None)
 
     @property
     def num_classes(self) -> int:
@@ -100,17 +111,15 @@ class ClassPolicy:
 
     def to(self, device: torch.device | str) -> ClassPolicy:
         """The same policy with its vectors on ``device`` (for indexing by on-device labels)."""
-        step = None if self.step_scale is None else self.step_scale.to(device)
         pair = None if self.pair_weight is None else self.pair_weight.to(device)
-        return attrs.evolve(self, **{name: getattr(self, name).to(device) for name in VECTORS}, step_scale=step,
+        return attrs.evolve(self, **{name: getattr(self, name).to(device) for name in VECTORS + self.set_optional()},
                             pair_weight=pair)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as written to ``policy.jsonl`` and checkpoints."""
         out: dict[str, object] = {name: getattr(self, name).tolist() for name in VECTORS}
         out["reduction"] = self.reduction
-        if self.step_scale is not None:
-            out["step_scale"] = self.step_scale.tolist()
+        out.update({name: getattr(self, name).tolist() for name in self.set_optional()})
         if self.pair_weight is not None:
             out["pair_weight"] = self.pair_weight.tolist()
         return out
@@ -123,7 +132,7 @@ class ClassPolicy:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassPolicy):
             return NotImplemented
-        optional = ("step_scale", "pair_weight")
+        optional = (*OPTIONAL_VECTORS, "pair_weight")
         if any((getattr(self, n) is None) != (getattr(other, n) is None) for n in optional):
             return False
         names = VECTORS + tuple(n for n in optional if getattr(self, n) is not None)
@@ -132,8 +141,8 @@ class ClassPolicy:
         )
 
     def is_uniform(self) -> bool:
-        """Whether every class has weight 1 and the base radius, step and beta, and no pair is weighted."""
+        """Whether every class has weight 1 and the base radius, step, beta and temperatures, and no pair is
+        weighted."""
         if self.pair_weight is not None:
             return False
-        steps_uniform = self.step_scale is None or all(math.isclose(v, 1.0) for v in self.step_scale.tolist())
-        return steps_uniform and all(math.isclose(v, 1.0) for n in VECTORS for v in getattr(self, n).tolist())
+        return all(math.isclose(v, 1.0) for n in VECTORS + self.set_optional() for v in getattr(self, n).tolist())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import attrs
 import torch
+import torch.nn.functional as F
 
 
 @attrs.frozen(eq=False)
@@ -22,6 +23,8 @@ class EpochStats:
         prob_matrix: [C, C], row i = mean softmax over adversarial examples of true class i (DAFA's p_i(j)).
         confusion: [C, C], row i = how often adversarial examples of class i were predicted as j (row-normalised).
         feature_means: [C, D] mean penultimate feature of each class's adversarial examples, when collected.
+        adv_loss: [C] mean cross-entropy on the training adversarial examples (ABSLD's class losses).
+        clean_loss: [C] mean cross-entropy on clean inputs, or None if the objective has no clean pass.
     """
 
     counts: torch.Tensor
@@ -30,6 +33,8 @@ class EpochStats:
     prob_matrix: torch.Tensor
     confusion: torch.Tensor
     feature_means: torch.Tensor | None = None
+    adv_loss: torch.Tensor | None = None
+    clean_loss: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -52,6 +57,8 @@ class ClassStats:
         self.clean_seen = torch.zeros(c, dtype=torch.float64, device=dev)
         self.adv_prob_sum = torch.zeros(c, c, dtype=torch.float64, device=dev)
         self.adv_confusion = torch.zeros(c, c, dtype=torch.float64, device=dev)
+        self.adv_loss_sum = torch.zeros(c, dtype=torch.float64, device=dev)  # cross-entropy sums
+        self.clean_loss_sum = torch.zeros(c, dtype=torch.float64, device=dev)
         self.feature_sum: torch.Tensor | None = None  # [C, D], allocated on the first update that has features
 
     @torch.no_grad()
@@ -64,8 +71,10 @@ class ClassStats:
         self.adv_prob_sum.index_add_(0, y, torch.softmax(logits_adv.detach().double(), dim=1))
         pred = logits_adv.detach().argmax(dim=1)
         self.adv_confusion.view(-1).index_add_(0, y * c + pred, ones)
+        self.adv_loss_sum.index_add_(0, y, F.cross_entropy(logits_adv.detach().double(), y, reduction="none"))
         if logits_clean is not None:
             self.clean_seen.index_add_(0, y, ones)
+            self.clean_loss_sum.index_add_(0, y, F.cross_entropy(logits_clean.detach().double(), y, reduction="none"))
             self.clean_correct.index_add_(0, y, (logits_clean.detach().argmax(dim=1) == y).double())
         if features_adv is not None:
             if self.feature_sum is None:
@@ -85,16 +94,20 @@ class ClassStats:
             prob_matrix=self.adv_prob_sum.cpu() / denom[:, None],
             confusion=confusion / denom[:, None],
             feature_means=None if self.feature_sum is None else self.feature_sum.cpu() / denom[:, None],
+            adv_loss=self.adv_loss_sum.cpu() / denom,
+            clean_loss=(self.clean_loss_sum.cpu() / clean_seen.clamp_min(1)) if clean_seen.sum() > 0 else None,
         )
 
     def sums(self) -> list[torch.Tensor]:
         """The running sums, e.g. for an all_reduce across processes."""
-        sums = [self.counts, self.clean_correct, self.clean_seen, self.adv_prob_sum, self.adv_confusion]
+        sums = [self.counts, self.clean_correct, self.clean_seen, self.adv_prob_sum, self.adv_confusion,
+                self.adv_loss_sum, self.clean_loss_sum]
         return sums + ([self.feature_sum] if self.feature_sum is not None else [])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The sums, for a checkpoint."""
-        names = ("counts", "clean_correct", "clean_seen", "adv_prob_sum", "adv_confusion", "feature_sum")
+        names = ("counts", "clean_correct", "clean_seen", "adv_prob_sum", "adv_confusion", "adv_loss_sum",
+                 "clean_loss_sum", "feature_sum")
         return {n: t.cpu().clone() for n, t in zip(names, self.sums())}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:

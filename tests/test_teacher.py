@@ -128,7 +128,7 @@ def test_distill_kl_is_the_code_kl_loss_averaged():
 
 
 def test_registered_without_a_teacher_key():
-    assert [p.name for p in OBJECTIVES.params("rslad")] == ["adv_weight", "clean_weight", "log_eps"]
+    assert [p.name for p in OBJECTIVES.params("rslad")] == ["adv_weight", "clean_weight", "log_eps", "temperatures"]
     result = invoke("validate", DIGITS, *sets(*RSLAD_DIGITS, 'objective.teacher="x"'), catch_exceptions=True)
     assert result.exit_code == 2 and "unknown key objective.teacher" in result.stderr
 

@@ -27,7 +27,8 @@ from fairadv.provenance import describe
 from fairadv.run_folder import POLICY, PROVENANCE, RunFolder
 
 REPORT_DIR = "report"
-POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_scale")
+POLICY_VECTORS = ("ce_weight", "kl_weight", "eps_scale", "beta_scale", "step_scale", "adv_temperature",
+                  "clean_temperature")
 
 
 def write_report(run_dir: str | Path, baseline: str | Path | None = None) -> Path:

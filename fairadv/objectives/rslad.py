@@ -8,6 +8,8 @@ strategy ``absld``) keeps this loss and sets the soft labels' temperature per cl
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 import attrs
 import torch
 from torch import nn
@@ -16,7 +18,9 @@ from fairadv.attacks.base import Attack
 from fairadv.objectives.base import OBJECTIVES, ObjectiveOutput, class_eps, class_step, weighted_mean
 from fairadv.objectives.distill import Distillation, distill_kl, soft_labels
 from fairadv.policy import ClassPolicy
-from fairadv.validators import ge
+from fairadv.validators import ge, one_of
+
+Temperatures = Literal["separate", "product"]
 
 
 @OBJECTIVES.register("rslad")
@@ -24,7 +28,9 @@ from fairadv.validators import ge
 class RSLAD(Distillation):
     """loss = adv_weight * mean_w KL~(q || σ(f(x_adv))) + clean_weight * mean_w KL~(q || σ(f(x))),
     q = softmax(t(x)), t the frozen teacher (the recipe's ``[teacher]``), KL~ = `distill_kl` (RSLAD's and ABSLD's
-    ``kl_loss``: averaged over classes, 1e-5 inside the teacher's log).
+    ``kl_loss``: averaged over classes, 1e-5 inside the teacher's log). Where the class policy sets temperatures
+    (ABSLD), the adversarial term's soft labels are softmax(t(x) / adv_temperature[y]) and the clean term's
+    softmax(t(x) / clean_temperature[y]).
 
     Per batch, as in ABSLD's code: the teacher's logits on the clean batch (once); x_adv maximises the summed KL
     from q to the student's softmax (the attack's ``"kl"`` loss with q handed in), the student in eval mode; then,
@@ -36,18 +42,32 @@ class RSLAD(Distillation):
         adv_weight: weight of the adversarial term (5/6 in RSLAD's and ABSLD's code).
         clean_weight: weight of the clean term (1/6).
         log_eps: the constant inside the teacher's logarithm (1e-5 in the code; 0 gives the exact KL).
+        temperatures: ``"separate"`` (default, the ABSLD paper's equation) divides the teacher's logits by the
+            adversarial temperature for one term and by the clean one for the other; ``"product"`` divides both by
+            their product, which is what ABSLD's code computes (its two scaled copies of the teacher's logits share
+            one tensor, so each row is divided in place by both temperatures).
     """
 
     adv_weight: float = attrs.field(default=5.0 / 6.0, validator=ge(0))
     clean_weight: float = attrs.field(default=1.0 / 6.0, validator=ge(0))
     log_eps: float = attrs.field(default=1e-5, validator=ge(0))
+    temperatures: Temperatures = attrs.field(default="separate", validator=one_of(("separate", "product")))
 
     attack_loss = "kl"  # towards the teacher's soft labels, handed to the attack as its distribution
+    uses_temperatures: ClassVar[bool] = True  # reads the policy's adv_temperature / clean_temperature
 
     def targets(self, x: torch.Tensor, y: torch.Tensor, policy: ClassPolicy) -> tuple[torch.Tensor, torch.Tensor]:
         """The soft labels for the adversarial and the clean term, (B, C) each, from one teacher pass."""
-        labels = soft_labels(self.teacher_logits(x))
-        return labels, labels
+        logits = self.teacher_logits(x)
+        if policy.adv_temperature is None and policy.clean_temperature is None:
+            labels = soft_labels(logits)
+            return labels, labels
+        ones = torch.ones(policy.num_classes, device=y.device)
+        adv = (ones if policy.adv_temperature is None else policy.adv_temperature)[y]
+        clean = (ones if policy.clean_temperature is None else policy.clean_temperature)[y]
+        if self.temperatures == "product":
+            adv = clean = adv * clean
+        return soft_labels(logits, adv), soft_labels(logits, clean)
 
     def attack_towards(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
                        policy: ClassPolicy, probs: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Fairness strategies: the `FairnessStrategy` interface, its registry `STRATEGIES`, and the built-ins."""
 
+from fairadv.strategies.absld import ABSLD, absld_temperatures
 from fairadv.strategies.base import STRATEGIES, EpochContext, FairnessStrategy
 from fairadv.strategies.cfa import CFA, cfa_policy, weight_average_
 from fairadv.strategies.csr import CSR, csr_pair_weights
@@ -7,6 +8,6 @@ from fairadv.strategies.dafa import DAFA, dafa_class_weights, distance_aware_wei
 from fairadv.strategies.frl import FRL, frl_policy, frl_update
 from fairadv.strategies.uniform import Uniform
 
-__all__ = ["CFA", "CSR", "DAFA", "FRL", "STRATEGIES", "EpochContext", "FairnessStrategy", "Uniform", "cfa_policy",
-           "csr_pair_weights", "dafa_class_weights", "distance_aware_weights", "error_shares", "frl_policy",
-           "frl_update", "weight_average_"]
+__all__ = ["ABSLD", "CFA", "CSR", "DAFA", "FRL", "STRATEGIES", "EpochContext", "FairnessStrategy", "Uniform",
+           "absld_temperatures", "cfa_policy", "csr_pair_weights", "dafa_class_weights", "distance_aware_weights",
+           "error_shares", "frl_policy", "frl_update", "weight_average_"]

@@ -7,7 +7,8 @@ One rule for every tracker, so TensorBoard, W&B and MLflow show the same series 
 - a per-class list ``<key>_by_class`` goes out as one series per class, ``<key>_by_class/<class name>``;
 - the policy a strategy set for the epoch goes out per class as ``policy_ce_weight/<class>``,
   ``policy_kl_weight/<class>``, ``policy_radius/<class>`` (eps times the class's scale) and
-  ``policy_beta_scale/<class>``;
+  ``policy_beta_scale/<class>`` (and ``policy_adv_temperature/<class>``, ``policy_clean_temperature/<class>``
+  where the policy sets ABSLD's temperatures);
 - the final evaluation (``summary.json``) goes out as ``final/...`` and ``final_{clean,robust}_accuracy_by_class/...``.
 
 Accuracies stay fractions in [0, 1], as in ``metrics.jsonl`` and ``summary.json``.
@@ -55,10 +56,12 @@ def series_name(key: str) -> str:
 
 
 def policy_scalars(policy: Mapping[str, Any], class_names: Sequence[str], base_eps: float) -> dict[str, float]:
-    """Per-class CE weight, KL weight, attack radius and beta scale of a ``policy.jsonl`` record."""
+    """Per-class CE weight, KL weight, attack radius and beta scale (and soft-label temperatures, where the policy
+    sets them) of a ``policy.jsonl`` record."""
     out: dict[str, float] = {}
     tags = [class_tag(n) for n in class_names]
-    columns = {"ce_weight": 1.0, "kl_weight": 1.0, "eps_scale": base_eps, "beta_scale": 1.0}
+    columns = {"ce_weight": 1.0, "kl_weight": 1.0, "eps_scale": base_eps, "beta_scale": 1.0,
+               "adv_temperature": 1.0, "clean_temperature": 1.0}  # a distillation's temperatures, where set
     for field, factor in columns.items():
         name = "policy_radius" if field == "eps_scale" else f"policy_{field}"
         out.update({f"{name}/{tag}": float(v) * factor for tag, v in zip(tags, policy.get(field) or [])})

@@ -87,7 +87,7 @@ class SplitEvaluator:
                     logits_adv = model.forward_head(feats) if features else model(x_adv)
                     stats.update(y, logits_adv, model(x), feats)
         if features:
-            all_reduce_sum(*stats.sums()[:5])
+            all_reduce_sum(*stats.sums()[:-1])  # all but feature_sum, the last
             all_reduce_sum(stats.feature_sum)  # allocated on every rank: each shard is non-empty
         else:
             all_reduce_sum(*stats.sums())
