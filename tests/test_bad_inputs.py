@@ -114,10 +114,12 @@ def mlflow_study(parents: str, lost_run: bool = False) -> Callable[[Path], None]
     return make
 
 
-def study_file(seeds: str = "[0]", method: str = "") -> Callable[[Path], None]:
-    """A one-cell study ``<tmp>/s.toml`` of the digits recipe with ``seeds``; ``method``: more of its table."""
+def study_file(seeds: str = "[0]", method: str = "", study_set: tuple[str, ...] = SESSION_RUN
+               ) -> Callable[[Path], None]:
+    """A one-cell study ``<tmp>/s.toml`` of the digits recipe with ``seeds`` and ``study_set``; ``method``: more of
+    its table."""
     def make(tmp: Path) -> None:
-        (tmp / "s.toml").write_text(f'[study]\nseeds = {seeds}\nset = {json.dumps(SESSION_RUN)}\n[methods.a]\n'
+        (tmp / "s.toml").write_text(f'[study]\nseeds = {seeds}\nset = {json.dumps(study_set)}\n[methods.a]\n'
                                     f'recipe = "{DIGITS}"\n{method}')
     return make
 
@@ -242,6 +244,12 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      "run.seed = 99999999999999999999"),
     ("study seed 2**32", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"], study_file("[0, 4294967296]"),
      "study.seeds = [0, 4294967296]: expected a non-empty list of distinct integers from 0 to 4294967295"),
+    ("study set misspelt", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
+     study_file(study_set=(*SESSION_RUN, "trian.epochs=1")), "s.toml: study.set[6] = 'trian.epochs=1': "),
+    ("study --set misspelt", ["study", "{tmp}/s.toml", "--out", "{tmp}/o", "--set", "trian.epochs=1"],
+     study_file(), "s.toml: --set 'trian.epochs=1': "),
+    ("method set misspelt", ["study", "{tmp}/s.toml", "--out", "{tmp}/o"],
+     study_file(method='set = ["trian.epochs=1"]'), "s.toml: methods.a (cell a-s0): "),
     ("study requires a relative module", ["study", "{tmp}/s.toml", "--report-only", "--out", "{tmp}/o"],
      study_file(method='requires = ".plugin"'), "methods.a.requires = '.plugin': expected an absolute module name"),
     # run-folder files of the trackers, read on --resume

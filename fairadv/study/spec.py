@@ -169,6 +169,10 @@ class StudyFile:
         _names("methods", self.methods)
         for name, method in self.methods.items():
             self._check_init_from(name, method.init_from)
+        shown = [m.label if m.label is not None else name for name, m in self.methods.items()]
+        for name, method in self.methods.items():  # two rows shown alike cannot be told apart in a table
+            if method.label is not None and shown.count(method.label) > 1:
+                raise InvalidValue(f"methods.{name}.label", method.label, "a label no other method shows")
         if self.study.baseline is not None and self.study.baseline not in self.methods:
             raise InvalidValue("study.baseline", self.study.baseline,
                                f"one of the methods{closest(self.study.baseline, self.methods)}: "
@@ -256,6 +260,7 @@ class Study:
     methods: tuple[Method, ...]
     axes: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
     overrides: tuple[str, ...] = ()
+    command_line_sets: int = 0  # how many of ``overrides``, at their end, came from --set
 
     @property
     def skipped_methods(self) -> list[Method]:
@@ -290,8 +295,22 @@ class Study:
             try:
                 recipes[cell.name] = Recipe.load(cell.recipe, cell.overrides)
             except FairadvError as exc:
-                raise FairadvError(f"{self.source}: methods.{cell.method} (cell {cell.name}): {exc}") from None
+                raise FairadvError(f"{self.source}: {self._culprit(cell, str(exc))}: {exc}") from None
         return recipes
+
+    def _culprit(self, cell: Cell, message: str) -> str:
+        """Where the override that breaks ``cell``'s recipe is written: ``study.set[i]`` (or ``--set``) when the
+        recipe fails with that message under the study-wide overrides alone, else the method's cell."""
+        for i in range(len(self.overrides)):
+            try:
+                Recipe.load(cell.recipe, self.overrides[:i + 1])
+            except FairadvError as exc:
+                if str(exc) != message:
+                    break
+                if i >= len(self.overrides) - self.command_line_sets:
+                    return f"--set {self.overrides[i]!r}"
+                return f"study.set[{i}] = {self.overrides[i]!r}"
+        return f"methods.{cell.method} (cell {cell.name})"
 
 
 @attrs.frozen
@@ -354,7 +373,8 @@ def load_study(path: str | Path, shape: Shape = Shape()) -> Study:
         raise loader.fail("study.name", f"study.name = {name!r} (the file's name): expected {NAME_EXPECTED}")
     study = Study(source=path, name=name, out=Path(head.out), seeds=_chosen_seeds(path, head.seeds, shape.seeds),
                   baseline=head.baseline or next(iter(spec.methods)), evaluate=tuple(map(preset_key, head.evaluate)),
-                  n=head.n, methods=tuple(methods), axes=axes, overrides=(*head.set, *shape.overrides))
+                  n=head.n, methods=tuple(methods), axes=axes, overrides=(*head.set, *shape.overrides),
+                  command_line_sets=len(shape.overrides))
     names = [cell.name for cell in study.cells()]
     for name in names:
         if names.count(name) > 1:
