@@ -247,6 +247,12 @@ TRACKERS = {
 }
 
 
+def _a_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    """A tracker's project or experiment: a blank one fails inside the tracker's client, in the client's words."""
+    if isinstance(value, str) and not value.strip():
+        raise InvalidValue(attribute.name, value, "a non-empty name")
+
+
 @attrs.frozen
 class WandbConfig:
     """``[log.wandb]``: log to Weights & Biases.
@@ -260,7 +266,7 @@ class WandbConfig:
         tags: labels for filtering runs.
     """
 
-    project: str = "fairadv"
+    project: str = attrs.field(default="fairadv", validator=_a_name)
     mode: str = attrs.field(default="offline", validator=one_of(("offline", "online")))
     entity: str | None = None
     group: str | None = None
@@ -279,7 +285,7 @@ class MlflowConfig:
     """
 
     tracking_uri: str | None = None
-    experiment: str = "fairadv"
+    experiment: str = attrs.field(default="fairadv", validator=_a_name)
     parent_run_id: str | None = None
 
 

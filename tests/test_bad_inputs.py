@@ -163,6 +163,10 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      lambda t: [(t / n).write_text(x) for n, x in (("a.toml", 'extends = "b.toml"\n'),
                                                    ("b.toml", f'extends = "{DIGITS}"\n[train]\nepohcs = 2\n'))],
      "b.toml): unknown key train.epohcs"),
+    ("empty MLflow experiment", ["run", DIGITS, *sets(*QUICK, 'log.mlflow.experiment=""'), "--out", "{tmp}/o"],
+     None, "log.mlflow.experiment = '': expected a non-empty name"),
+    ("blank W&B project", ["validate", DIGITS, *sets('log.wandb.project=" "')], None,
+     "log.wandb.project = ' ': expected a non-empty name"),
     # module paths
     ("os:system as strategy", ["validate", DIGITS, *sets("strategy.name=os:system", "strategy.command=touch X")],
      None, "not a class"),
