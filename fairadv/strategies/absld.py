@@ -56,7 +56,8 @@ class ABSLD(FairnessStrategy):
             decays it with the learning rate after epochs 215, 260 and 285 of 300; the learning rate's drop itself
             applies from the next epoch, i.e. ``multistep`` milestones 216, 261, 286).
         decay: that factor (0.1).
-        min_temperature, max_temperature: the clamp ([0.5, 5] in the code).
+        min_temperature: the lower end of the clamp (0.5 in the code).
+        max_temperature: its upper end (5).
     """
 
     rate: float = attrs.field(default=0.1, validator=ge(0))
