@@ -284,6 +284,18 @@ def test_a_higher_loss_never_gets_a_higher_temperature_step(temp, loss):
     assert torch.isfinite(step).all()
 
 
+def test_temperatures_reach_the_console_table_and_the_trackers():
+    from fairadv.tracking.series import policy_scalars
+    from fairadv.train.display import policy_table
+
+    policy = STRATEGIES.create("absld").on_fit_start(3).evolve(adv_temperature=[0.5, 1.0, 2.0])
+    headers = [column.header for column in policy_table(policy, ["a", "b", "c"], 0.1, 1).columns]
+    assert headers[-2:] == ["T adv", "T clean"]
+    assert len(policy_table(ClassPolicy.uniform(3), ["a", "b", "c"], 0.1, 1).columns) == 5
+    scalars = policy_scalars(ClassPolicy.from_dict(policy.to_dict()).to_dict(), ["a", "b", "c"], 0.1)
+    assert scalars["policy_adv_temperature/c"] == 2.0 and scalars["policy_clean_temperature/a"] == 1.0
+
+
 # --- the recipe ------------------------------------------------------------------------------------------------------
 
 def test_absld_needs_a_temperature_reading_objective():

@@ -25,12 +25,14 @@ def training_progress(console: Console, enabled: bool) -> Any:
 def policy_table(policy: ClassPolicy, class_names: Sequence[str], base_eps: float, applies_from: int) -> Table:
     """The per-class weights and radii of ``policy`` (radius = ``base_eps`` times the class's eps scale)."""
     table = Table(title=f"class policy from epoch {applies_from}", title_justify="left")
-    for column in ("class", "CE weight", "KL weight", "eps", "beta scale"):
+    temperatures = {label: t for label, t in (("T adv", policy.adv_temperature), ("T clean", policy.clean_temperature))
+                    if t is not None}  # ABSLD's soft-label temperatures, where set
+    for column in ("class", "CE weight", "KL weight", "eps", "beta scale", *temperatures):
         table.add_column(column, justify="right")
     eps = base_eps * policy.eps_scale
     for i, name in enumerate(class_names):
         table.add_row(name, f"{policy.ce_weight[i]:.4f}", f"{policy.kl_weight[i]:.4f}", f"{eps[i]:.4f}",
-                      f"{policy.beta_scale[i]:.4f}")
+                      f"{policy.beta_scale[i]:.4f}", *(f"{t[i]:.4f}" for t in temperatures.values()))
     return table
 
 
