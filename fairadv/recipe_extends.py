@@ -24,6 +24,7 @@ from fairadv.errors import FairadvError
 from fairadv.schema import nearest, read_toml
 
 EXTENDS = "extends"
+MAX_DEPTH = 64  # recipes a chain may pass through; far past any real one, far below Python's recursion limit
 
 
 def resolve_extends(path: Path, component_tables: Collection[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -45,6 +46,9 @@ def _resolve(path: Path, components: Collection[str], chain: tuple[Path, ...]
             raise
         raise FairadvError(f"{_chain(chain)} -> {exc}") from None  # a parent's own problem, reached through the chain
     chain = (*chain, path)
+    if EXTENDS in raw and len(chain) >= MAX_DEPTH:
+        raise FairadvError(f"{chain[0]}: extends: a chain of more than {MAX_DEPTH} recipes (through {path}); "
+                           "expected a shorter one")
     if EXTENDS not in raw:
         return raw, {}
     value = raw.pop(EXTENDS)
@@ -67,7 +71,11 @@ def _parent(path: Path, value: Any, chain: tuple[Path, ...]) -> Path:
         raise FairadvError(f"{where}: expected a string, the path of the recipe this one extends (relative to "
                            f"{path.parent}/)")
     parent = path.parent / value
-    if not parent.is_file():
+    try:
+        found = parent.is_file()
+    except OSError as exc:  # a name too long for the file system
+        raise FairadvError(f"{where}: {exc.strerror or exc}") from None
+    if not found:
         raise FairadvError(f"{where}: {parent} is not a file (the path is relative to the folder of the recipe "
                            "that extends it)")
     if any(parent.resolve() == p.resolve() for p in chain):

@@ -100,4 +100,9 @@ def load_trained(path: str | Path, checkpoint: str = "last") -> Trained:
 def load_initial_weights(model: nn.Module, recipe: Any) -> None:
     """Start ``model`` from ``model.init_from``: a run folder (its last checkpoint) or a checkpoint file."""
     source = str(recipe.model.init_from)
-    load_trained(source).load_into(model, recipe.model.name, f"{recipe.source}: model.init_from = {source!r}")
+    where = f"{recipe.source}: model.init_from = {source!r}"
+    try:
+        trained = load_trained(source)
+    except FairadvError as exc:  # the file's own problem, said with the key that named it
+        raise FairadvError(f"{where}: {exc}") from None
+    trained.load_into(model, recipe.model.name, where)

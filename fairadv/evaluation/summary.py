@@ -208,6 +208,10 @@ def check_result(doc: Any, where: str) -> Mapping[str, Any]:
                 and "name" in row):
             raise FairadvError(f"{where}: per_class[{i}] = {row!r:.60}: expected {{name, clean, robust}} with "
                                "fractions in [0, 1]; not a fairadv result")
+        count = row.get("count", 0)  # images of the class: intervals, pooling and power are computed from it
+        if not (isinstance(count, int) and not isinstance(count, bool) and count >= 0):
+            raise FairadvError(f"{where}: per_class[{i}].count = {count!r:.60}: expected a whole number of images, "
+                               "0 or more; not a fairadv result")
     worst = doc.get("worst_class")
     if worst is not None and not (isinstance(worst, int) and 0 <= worst < len(rows)):
         raise fail("worst_class", f"a class index in 0..{len(rows) - 1}")

@@ -26,12 +26,12 @@ def plan_seeds(path: str | Path, points: float, sd_points: float | None = None, 
     and ``--seeds`` to plan for."""
     from fairadv.statistics.power import ALPHA, POWER, minimum_detectable_difference, seeds_needed
 
-    if not points > 0:
+    if not 0 < points <= 100:  # also refuses nan and inf, which sized nothing
         raise FairadvError(f"--plan-seeds {points:g}: expected a positive difference in points of worst-class "
-                           "accuracy, e.g. 2.0")
-    if sd_points is not None and not sd_points > 0:
+                           "accuracy, at most 100, e.g. 2.0")
+    if sd_points is not None and not 0 < sd_points <= 100:
         raise FairadvError(f"--plan-sd {sd_points:g}: expected a positive worst-class std over seeds in points, "
-                           "e.g. 1.19")
+                           "at most 100, e.g. 1.19")
     study = load_study(path, shape)
     study_dir = study.directory(out)
     seeds = len(study.seeds)

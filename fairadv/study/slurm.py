@@ -21,6 +21,8 @@ from fairadv.study.cell import CellJob, run_cell
 from fairadv.study.view import StudyView
 
 POLL_SECONDS = 2.0
+MAX_MINUTES = 365 * 1440  # a time limit past a year is a typo
+MAX_GPUS = 64  # a job is one node (nodes=1); no node holds more
 
 
 def import_submitit() -> Any:
@@ -32,14 +34,14 @@ def import_submitit() -> Any:
 
 
 def timeout_minutes(limit: str) -> int:
-    """Slurm's ``[D-]HH:MM:SS`` (or ``MM``) as whole minutes, at least 1."""
+    """Slurm's ``[D-]HH:MM:SS`` (or ``MM``) as whole minutes, from 1 to a year."""
     match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)|(\d+)", limit.strip())
-    if not match:
-        raise FairadvError(f"--time {limit!r}: expected HH:MM:SS, D-HH:MM:SS or minutes")
-    if match.group(5):
-        return max(1, int(match.group(5)))
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups()[:4])
-    return max(1, days * 1440 + hours * 60 + minutes + (1 if seconds else 0))
+    days, hours, minutes, seconds = (int(g or 0) for g in (match.groups()[:4] if match else (0, 0, 0, 0)))
+    total = int(match.group(5)) if match and match.group(5) else days * 1440 + hours * 60 + minutes + (seconds > 0)
+    # Slurm reads 0 as no limit (fairadv asked for 1 minute); 1:99:00 is a typo; past a year, sbatch refuses it
+    if not match or minutes > 59 or seconds > 59 or not 1 <= total <= MAX_MINUTES:
+        raise FairadvError(f"--time {limit!r}: expected HH:MM:SS, D-HH:MM:SS or minutes, from 1 minute to 365 days")
+    return total
 
 
 def slurm_parameters(options: Any, name: str = "fairadv") -> dict[str, Any]:
@@ -48,8 +50,9 @@ def slurm_parameters(options: Any, name: str = "fairadv") -> dict[str, Any]:
     ``slurm_account`` as ``#SBATCH --account=...``, ``slurm_setup`` as lines run before the job's ``srun``."""
     if options.cpus < 1:
         raise FairadvError(f"--cpus-per-job {options.cpus}: expected at least 1")
-    if options.gpus < 0:
-        raise FairadvError(f"--gpus-per-job {options.gpus}: expected 0 or more")
+    if not 0 <= options.gpus <= MAX_GPUS:
+        raise FairadvError(f"--gpus-per-job {options.gpus}: expected 0 or more, at most {MAX_GPUS} (the GPUs "
+                           "of one node)")
     parameters: dict[str, Any] = {"timeout_min": timeout_minutes(options.time), "cpus_per_task": options.cpus,
                                   "tasks_per_node": 1, "nodes": 1, "name": name}
     if options.gpus:

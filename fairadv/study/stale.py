@@ -29,6 +29,9 @@ def check_not_stale(jobs: Sequence[CellJob], source: Path, study_dir: Path) -> N
     differs from the one its job would train now; naming the cell, the study file and what differs."""
     check_origin(study_dir, source)
     for job in jobs:
+        for folder in (job.run_dir.parent, job.run_dir):  # a file there read as an unstarted cell: tables emptied
+            if folder.exists() and not folder.is_dir():
+                raise FairadvError(f"{source}: cell {job.name}: {folder} is a file, not a folder; move it away")
         run = RunFolder(job.run_dir)
         if not run.started:
             continue
