@@ -20,7 +20,7 @@ import pytest
 from helpers import DIGITS, QUICK, SESSION_RUN, invoke, sets
 from test_bad_inputs import refused
 
-from fairadv.run_folder import EVAL, SUMMARY
+from fairadv.run_folder import EVAL, PROVENANCE, SUMMARY
 
 Setup = Callable[[Path, Path], object]  # (the case's tmp folder, a finished run evaluated under FGSM)
 
@@ -68,6 +68,12 @@ def edited(name: str, change: Callable[[dict], object]) -> Callable[[Path, Path]
 def fgsm(doc: dict) -> dict:
     """The FGSM result of eval.json's latest format-2 entry."""
     return doc["evaluations"][-1]["attacks"]["fgsm"]
+
+
+def other_classes(doc: dict) -> None:
+    """eval.json's latest FGSM result cut to 3 classes, without the intervals that would also say so."""
+    fgsm(doc).update(per_class=fgsm(doc)["per_class"][:3])
+    fgsm(doc).pop("intervals", None)
 
 
 def three_classes(tmp: Path, run: Path) -> None:
@@ -190,6 +196,16 @@ CASES: list[tuple[str, list[str], Setup | None, str]] = [
      on_run(edited(EVAL, lambda d: fgsm(d)["per_class"][0].update(count=-5))), "per_class[0].count = -5: expected"),
     ("compare: eval.json with fewer classes", ["compare", RUN],
      on_run(edited(EVAL, lambda d: fgsm(d).update(per_class=fgsm(d)["per_class"][:3]))), "with 3 classes"),
+    # was: exit 0, compare and report setting an evaluation of 3 classes beside the run's 10
+    ("compare: eval.json of other classes", ["compare", RUN], on_run(edited(EVAL, other_classes)),
+     "per_class has 3 classes: expected the 10 of the run's summary.json"),
+    ("report: eval.json of other classes", ["report", RUN], on_run(edited(EVAL, other_classes)),
+     "per_class has 3 classes: expected the 10"),
+    # was: a newer fairadv's eval.json read as format 2 by compare, and rewritten as format 2 by eval
+    ("compare: eval.json format 3", ["compare", RUN], on_run(edited(EVAL, lambda d: d.update(format=3))),
+     "eval.json: format = 3: expected 1 to 2"),
+    ("eval into an eval.json of format 3", ["eval", RUN, "--n", "20", "--attack", "pgd2"],
+     on_run(edited(EVAL, lambda d: d.update(format=3))), "eval.json: format = 3: expected 1 to 2"),
     ("compare: eval.json cut short", ["compare", RUN],
      on_run(lambda t, r: (r / EVAL).write_text('{"format": 2, "evalu')), "eval.json: not readable JSON"),
     ("report: evaluations an object", ["report", RUN], on_run(edited(EVAL, lambda d: d.update(evaluations={}))),
@@ -210,6 +226,11 @@ CASES: list[tuple[str, list[str], Setup | None, str]] = [
      on_run(lambda t, r: (t / "e").mkdir()), "e/summary.json: not found"),
     ("report --baseline with other classes", ["report", RUN, "--baseline", "{tmp}/b"], on_run(three_classes),
      "b/summary.json: intervals.clean = "),
+    # provenance.json, read by report
+    ("report: provenance.json cut short", ["report", RUN], on_run(lambda t, r: (r / PROVENANCE).write_text('{"se')),
+     "provenance.json: not readable JSON"),
+    ("report: provenance.json sessions a number", ["report", RUN],
+     on_run(edited(PROVENANCE, lambda d: d.update(sessions=3))), "provenance.json: sessions: expected a non-empty"),
     # tracker settings
     ("log.tensorboard a string", ["validate", DIGITS, *sets('log.tensorboard="yes"')], None,
      "log.tensorboard = 'yes': expected true or false"),

@@ -46,7 +46,7 @@ def write_report(run_dir: str | Path, baseline: str | Path | None = None) -> Pat
     summary = folder.summary()
     check_result(summary, str(folder.summary_file))
     evaluation = folder.evaluation()
-    check_evaluation(evaluation, str(folder.eval_file))
+    check_evaluation(evaluation, str(folder.eval_file), len(summary["per_class"]))
     policies = folder.policies()
     metrics = folder.metrics()
     provenance = folder.provenance()

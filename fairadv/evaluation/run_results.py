@@ -49,7 +49,7 @@ def load_run(path: str | Path) -> Run:
     check_result(summary, str(folder.summary_file))
     recipe = folder.recipe()
     evaluation = folder.evaluation()
-    check_evaluation(evaluation, str(folder.eval_file))
+    check_evaluation(evaluation, str(folder.eval_file), len(summary["per_class"]))
     return Run(path, path.name, run_seed(recipe), recipe, summary, evaluation)
 
 

@@ -239,17 +239,24 @@ def _fraction(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
-def check_evaluation(doc: Any, where: str) -> Mapping[str, Any] | None:
-    """``eval.json`` (or None when there is none) if every attack in it is a result, else a one-line error."""
+def check_evaluation(doc: Any, where: str, classes: int | None = None) -> Mapping[str, Any] | None:
+    """``eval.json`` (or None when there is none) if every attack in it is a result, of ``classes`` classes when
+    given (the run's summary.json's: a file of another run or data set is not this run's), in a format this fairadv
+    reads, else a one-line error."""
     from fairadv.errors import FairadvError
+    from fairadv.evaluation.eval_file import FORMAT_VERSION
 
     if doc is None:
         return None
     attacks = doc.get("attacks") if isinstance(doc, Mapping) else None
     if not isinstance(attacks, Mapping):
         raise FairadvError(f"{where}: expected an object with 'attacks'; not a fairadv {EVAL}")
+    version = doc.get("format", 1)
+    if not (type(version) is int and 1 <= version <= FORMAT_VERSION):
+        raise FairadvError(f"{where}: format = {version!r:.20}: expected 1 to {FORMAT_VERSION}, the formats this "
+                           "fairadv reads (a newer fairadv wrote it? upgrade fairadv)")
     for name, result in attacks.items():
-        check_result(result, f"{where} (attack {name})")
+        _check_attack(result, f"{where} (attack {name})", classes)
     entries = doc.get("evaluations", [])
     if not isinstance(entries, list):
         raise FairadvError(f"{where}: evaluations: expected a list of setups; not a fairadv {EVAL}")
@@ -257,5 +264,15 @@ def check_evaluation(doc: Any, where: str) -> Mapping[str, Any] | None:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("attacks"), Mapping):
             raise FairadvError(f"{where}: evaluations[{i}]: expected an object with 'attacks'")
         for name, result in entry["attacks"].items():
-            check_result(result, f"{where} (evaluations[{i}], attack {name})")
+            _check_attack(result, f"{where} (evaluations[{i}], attack {name})", classes)
     return doc
+
+
+def _check_attack(result: Any, where: str, classes: int | None) -> None:
+    """One attack's result in eval.json: `check_result`'s shape, with ``classes`` rows when given."""
+    from fairadv.errors import FairadvError
+
+    check_result(result, where)
+    if classes is not None and len(result["per_class"]) != classes:
+        raise FairadvError(f"{where}: per_class has {len(result['per_class'])} classes: expected the {classes} of "
+                           "the run's summary.json; not this run's evaluation")
