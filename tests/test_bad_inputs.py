@@ -37,6 +37,7 @@ def images(root: Path, classes: tuple[str, ...] = ("a", "b"), bad: bytes | None 
         (root / "train" / classes[0] / "0.png").write_bytes(bad)
 
 
+NO_SERVER = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
 FOLDER = sets("data.name=imagefolder", "data.root={tmp}/img", "data.image_size=8", "data.channels=1", *QUICK)
 
 
@@ -167,6 +168,8 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      None, "log.mlflow.experiment = '': expected a non-empty name"),
     ("blank W&B project", ["validate", DIGITS, *sets('log.wandb.project=" "')], None,
      "log.wandb.project = ' ': expected a non-empty name"),
+    ("unreachable MLflow server", ["run", DIGITS, *sets(*QUICK, f"log.mlflow.tracking_uri={json.dumps(NO_SERVER)}"),
+                                   "--out", "{tmp}", "--quiet"], None, "log.mlflow: cannot start mlflow: "),
     # module paths
     ("os:system as strategy", ["validate", DIGITS, *sets("strategy.name=os:system", "strategy.command=touch X")],
      None, "not a class"),

@@ -4,12 +4,15 @@ The run id is kept in ``trackers.json``, so a resumed fairadv run logs into the 
 holds is read back from the store (the history of ``train/loss``), so no epoch is logged twice. A study creates a
 parent run (`fairadv.study.tracking`) and its cells are the parent's children (the ``mlflow.parentRunId`` tag).
 
+A tracking server that does not answer fails in about ten seconds, in one line (`bound_waits`).
+
 File stores: MLflow 3 keeps ``file:`` stores in maintenance mode and refuses them unless
 ``MLFLOW_ALLOW_FILE_STORE=true``; fairadv sets that (if unset) only when the chosen store is a file store.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -30,10 +33,25 @@ def resolved_uri(uri: str | None) -> str:
     process started elsewhere (a Slurm job) finds the same store."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "./mlruns"
     if "://" in uri and not uri.startswith("file:"):
+        bound_waits()
         return uri
     path = uri.removeprefix("file://") if uri.startswith("file://") else uri.removeprefix("file:")
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return Path(path).expanduser().resolve().as_uri()
+
+
+# A tracking server that does not answer: MLflow's defaults (7 retries, backoff factor 2, 120 s a request) wait
+# 4 min 16 s and log each retry; these give up after about 10 s. Variables the user set are kept.
+HTTP_WAITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def bound_waits() -> None:
+    """Bound how long MLflow's client waits for a server (`HTTP_WAITS`), before its first request, and keep
+    urllib3's line per retry out of the output (the failure is reported once, as one line)."""
+    for name, value in HTTP_WAITS.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def client_and_experiment(config: MlflowConfig) -> tuple[Any, str]:
