@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -87,6 +88,8 @@ def run(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, 
     from fairadv.recipe import Recipe
     from fairadv.train.engine import Trainer
 
+    if quiet:  # W&B prints about 35 lines of its own otherwise (a user's own setting is kept)
+        os.environ.setdefault("WANDB_SILENT", "true")
     loaded = Recipe.load(recipe, overrides)
     Trainer(loaded, out=out, resume=resume, progress=not quiet, console=err_console, results=out_console,
             preemptible=True).fit()

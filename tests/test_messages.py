@@ -192,3 +192,17 @@ def test_an_unreachable_mlflow_server_fails_in_seconds_in_one_line(tmp_path, mon
     assert time.monotonic() - tic < 60
     assert result.exit_code == 2 and len(stderr_lines(result)) == 1, result.stderr
     assert "log.mlflow: cannot start mlflow" in result.stderr and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_quiet_keeps_wandb_quiet(tmp_path):
+    """``--quiet`` with W&B printed about 35 lines of W&B's own."""
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    environment.update(WANDB_MODE="offline", WANDB_CONFIG_DIR=str(tmp_path / "wandb-home"),
+                       WANDB_CACHE_DIR=str(tmp_path / "wandb-home"), WANDB_DATA_DIR=str(tmp_path / "wandb-home"))
+    done = subprocess.run([sys.executable, "-m", "fairadv", "run", DIGITS, *sets(*QUICK, 'log.wandb.project="q"'),
+                           "--out", str(tmp_path / "o"), "--quiet"], capture_output=True, text=True, env=environment,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "wandb" not in done.stderr.lower(), done.stderr
