@@ -34,13 +34,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated or unsafe: all the user's to fix
-        raise FairadvError(f"{path}: not a readable fairadv checkpoint: {_load_failure(path, exc)}") from None
+        raise FairadvError(f"{path}: not a readable fairadv checkpoint: {load_failure(path, exc)}") from None
     if not isinstance(state, dict):
         raise FairadvError(f"{path}: not a fairadv checkpoint (expected a dict, got {type(state).__name__})")
     return state
 
 
-def _load_failure(path: Path, exc: Exception) -> str:
+def load_failure(path: Path, exc: Exception) -> str:
     """Why ``torch.load`` failed, in words that never suggest ``weights_only=False``."""
     if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # the weights-only unpickler met an object
         return "it contains pickled Python objects, which fairadv refuses to load (nothing was executed)"

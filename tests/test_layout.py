@@ -14,7 +14,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "fairadv"
 CORE = {"fairadv.errors", "fairadv.policy", "fairadv.recipe", "fairadv.registry", "fairadv.stats",
-        "fairadv.validators", "fairadv.schema", "fairadv.coercion", "fairadv.recipe_tables", "fairadv.recipe_extends"}
+        "fairadv.validators", "fairadv.schema", "fairadv.coercion", "fairadv.recipe_tables", "fairadv.recipe_extends",
+        "fairadv.files"}
 
 
 def module_name(path: Path) -> str:

@@ -206,3 +206,24 @@ def test_quiet_keeps_wandb_quiet(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert "wandb" not in done.stderr.lower(), done.stderr
+
+
+# --- files fairadv did not write ------------------------------------------------------------------------------------
+
+def test_garbage_zoo_weights_never_get_torchs_weights_only_advice(tmp_path):
+    """RobustBench loads its weights with torch.load, whose error on a damaged file ends with the advice to load it
+    with weights_only=False (running whatever it holds). fairadv says what the file is instead."""
+    import torch
+
+    from fairadv.models.robustbench_adapter import zoo_load_error
+
+    weights = tmp_path / "Addepalli2021Towards_RN18.pt"
+    weights.write_bytes(b"garbage, not weights" * 50)
+    with pytest.raises(Exception) as raised:  # the error robustbench passes on
+        torch.load(weights, map_location="cpu")
+    assert "weights_only" in str(raised.value)
+    error = zoo_load_error("Addepalli2021Towards_RN18", [weights], None, raised.value)
+    assert "weights_only" not in str(error) and "\n" not in str(error)
+    assert str(error) == (f"robustbench:Addepalli2021Towards_RN18: {weights} does not load: it is not a file "
+                          "torch.save wrote (it starts with b'garb', not a zip archive); delete it to download it "
+                          "again")

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from fairadv.checkpoint import load_failure
 from fairadv.errors import FairadvError, closest
 from fairadv.models.base import MODELS
 from fairadv.models.timm_adapter import import_timm
@@ -108,13 +109,24 @@ def load_zoo_model(name: str, dataset: str = "cifar10", threat_model: str = "Lin
     except FairadvError:
         raise
     except Exception as exc:  # noqa: BLE001 - download, unpickling and state-dict errors are all the user's to fix
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        if missing is not None:
-            raise FairadvError(
-                f"robustbench:{name}: weights not in {missing} and the download failed ({type(exc).__name__}: "
-                f"{first}); on a machine without internet put the file there (robustbench's layout: "
-                f"<model_dir>/<dataset>/<threat_model>/<name>.pt)") from None
-        raise FairadvError(f"robustbench:{name}: {path} does not load ({type(exc).__name__}: {first})") from None
+        raise zoo_load_error(name, parts, missing, exc) from None
+
+
+def zoo_load_error(name: str, parts: list[Path], missing: Path | None, exc: Exception) -> FairadvError:
+    """Why robustbench could not load ``name``'s weights ``parts``, in one line that never passes on torch's advice
+    to load with ``weights_only=False`` (which would run whatever a damaged or hostile file holds)."""
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    if missing is not None:
+        return FairadvError(
+            f"robustbench:{name}: weights not in {missing} and the download failed ({type(exc).__name__}: "
+            f"{first}); on a machine without internet put the file there (robustbench's layout: "
+            f"<model_dir>/<dataset>/<threat_model>/<name>.pt)")
+    if "weights_only" in str(exc):  # torch's unpickler refused the file: say why, in fairadv's words
+        reasons = {load_failure(part, exc) for part in parts}
+        return FairadvError(f"robustbench:{name}: {', '.join(map(str, parts))} does not load: "
+                            f"{'; '.join(sorted(reasons))}; delete it to download it again")
+    return FairadvError(f"robustbench:{name}: {', '.join(map(str, parts))} does not load ({type(exc).__name__}: "
+                        f"{first})")
 
 
 def input_transform(name: str, dataset: str = "cifar10", threat_model: str = "Linf") -> Callable[[Any], Any]:
