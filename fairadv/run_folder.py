@@ -42,6 +42,7 @@ from fairadv.provenance import checked
 RECIPE, METRICS, POLICY = "recipe.toml", "metrics.jsonl", "policy.jsonl"
 SUMMARY, EVAL, TRACKERS = "summary.json", "eval.json", "trackers.json"
 PROVENANCE = "provenance.json"
+EVAL_FORMAT = 2  # the newest eval.json format (`fairadv.evaluation.eval_file` writes it)
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAMES = ("last", "best")  # checkpoints/last.pt after every epoch; best.pt with a validation split
 NOT_FINISHED = "the run has not finished its final evaluation"

@@ -47,6 +47,16 @@ def on_study(edit: Callable[[Path, Path], object]) -> Setup:
     return make
 
 
+def unevaluated(edit_logs: Callable[[Path], object]) -> Callable[[Path, Path], None]:
+    """An edit of a study's cell: trained but not evaluated (a study would only evaluate it), then
+    ``edit_logs(<study>/logs)``."""
+    def edit(study_dir: Path, cell: Path) -> None:
+        (cell / EVAL).unlink()
+        (study_dir / "logs").mkdir()
+        edit_logs(study_dir / "logs")
+    return edit
+
+
 def on_run(edit: Callable[[Path, Path], object] | None = None) -> Setup:
     """The evaluated run copied to ``<tmp>/runs/trades_digits``, then ``edit(tmp, run)``."""
     def make(tmp: Path, run: Path) -> None:
@@ -164,6 +174,14 @@ CASES: list[tuple[str, list[str], Setup | None, str]] = [
      "a-s0/eval.json: not readable JSON"),
     ("cell summary.json a list", REPORT_ONLY, on_study(lambda s, c: (c / SUMMARY).write_text("[]")),
      "a-s0/summary.json: expected a JSON object"),
+    # was: a worker met these after the pool had started, and the cell failed (exit 1, origin.json written)
+    ("threads.json a list", STUDY, on_study(unevaluated(lambda logs: (logs / "a-s0.threads.json").write_text("[2]"))),
+     "a-s0.threads.json: expected a JSON object"),
+    ("threads.json of 0 threads", STUDY,
+     on_study(unevaluated(lambda logs: (logs / "a-s0.threads.json").write_text('{"threads": 0}'))),
+     "threads: expected a positive integer, got 0"),
+    ("cell log a folder", STUDY, on_study(unevaluated(lambda logs: (logs / "a-s0.log").mkdir())),
+     "a-s0.log: not a file; expected cell a-s0's log"),
     # recipes that extend another
     # was: a RecursionError traceback (a chain of 1000; 400 passed)
     ("extends chain of 1000", ["validate", "{tmp}/r0.toml"], extends_chain(1000),

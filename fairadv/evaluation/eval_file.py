@@ -26,8 +26,9 @@ import torch
 
 from fairadv.errors import FairadvError
 from fairadv.files import read_json
+from fairadv.run_folder import EVAL_FORMAT
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = EVAL_FORMAT
 # What must agree for two evaluations to be one setup (merged attack by attack).
 SETUP_KEYS = ("checkpoint", "epoch", "model", "data", "split", "n", "images", "seed", "eps", "norm", "counting")
 # What must agree for results of two different runs to compare: the images, the threat model, the convention.

@@ -13,7 +13,7 @@ from rich.table import Table
 from fairadv.evaluation.classwise import ClasswiseResult
 from fairadv.evaluation.metrics import METRICS
 from fairadv.evaluation.run_statistics import result_intervals, summary_intervals, worst_class_sentence
-from fairadv.run_folder import EVAL
+from fairadv.run_folder import EVAL, EVAL_FORMAT, SUMMARY
 
 
 def summarize(result: ClasswiseResult, class_names: Sequence[str], attack: Mapping[str, Any],
@@ -244,7 +244,6 @@ def check_evaluation(doc: Any, where: str, classes: int | None = None) -> Mappin
     given (the run's summary.json's: a file of another run or data set is not this run's), in a format this fairadv
     reads, else a one-line error."""
     from fairadv.errors import FairadvError
-    from fairadv.evaluation.eval_file import FORMAT_VERSION
 
     if doc is None:
         return None
@@ -252,8 +251,8 @@ def check_evaluation(doc: Any, where: str, classes: int | None = None) -> Mappin
     if not isinstance(attacks, Mapping):
         raise FairadvError(f"{where}: expected an object with 'attacks'; not a fairadv {EVAL}")
     version = doc.get("format", 1)
-    if not (type(version) is int and 1 <= version <= FORMAT_VERSION):
-        raise FairadvError(f"{where}: format = {version!r:.20}: expected 1 to {FORMAT_VERSION}, the formats this "
+    if not (type(version) is int and 1 <= version <= EVAL_FORMAT):
+        raise FairadvError(f"{where}: format = {version!r:.20}: expected 1 to {EVAL_FORMAT}, the formats this "
                            "fairadv reads (a newer fairadv wrote it? upgrade fairadv)")
     for name, result in attacks.items():
         _check_attack(result, f"{where} (attack {name})", classes)
@@ -275,4 +274,4 @@ def _check_attack(result: Any, where: str, classes: int | None) -> None:
     check_result(result, where)
     if classes is not None and len(result["per_class"]) != classes:
         raise FairadvError(f"{where}: per_class has {len(result['per_class'])} classes: expected the {classes} of "
-                           "the run's summary.json; not this run's evaluation")
+                           f"the run's {SUMMARY}; not this run's evaluation")

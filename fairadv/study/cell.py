@@ -122,14 +122,30 @@ def cell_threads(job: CellJob) -> int:
     continued under another ``--jobs`` or ``--cpus-per-job`` keeps its first count and computes what it would have
     computed uninterrupted; a cell without a record records ``job.threads``.
     """
-    if job.threads_file.is_file():
-        threads = read_json(job.threads_file).get("threads")
-        if type(threads) is not int or threads < 1:
-            raise FairadvError(f"{job.threads_file}: threads: expected a positive integer, got {threads!r}; delete "
-                               "the file to record the current count")
+    threads = recorded_threads(job)
+    if threads is not None:
         return threads
     write_atomic(job.threads_file, json.dumps({"threads": job.threads}) + "\n")
     return job.threads
+
+
+def recorded_threads(job: CellJob) -> int | None:
+    """The count `CellJob.threads_file` records, None when there is none; a damaged file is a one-line error."""
+    if not job.threads_file.exists():
+        return None
+    threads = read_json(job.threads_file).get("threads")
+    if type(threads) is not int or threads < 1:
+        raise FairadvError(f"{job.threads_file}: threads: expected a positive integer, got {threads!r:.40}; delete "
+                           "the file to record the current count")
+    return threads
+
+
+def check_cell_files(job: CellJob) -> None:
+    """Before a study starts ``job``: its log and thread record can be used (a worker found out only after the pool
+    had started, and the cell failed)."""
+    if job.log_file.exists() and not job.log_file.is_file():
+        raise FairadvError(f"{job.log_file}: not a file; expected cell {job.name}'s log (move it away)")
+    recorded_threads(job)
 
 
 def _torchrun(job: CellJob, resume: bool, log: Any) -> None:

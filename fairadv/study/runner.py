@@ -19,7 +19,7 @@ from rich.console import Console
 
 from fairadv.errors import FairadvError
 from fairadv.files import check_writable, write_atomic
-from fairadv.study.cell import CellJob, is_done
+from fairadv.study.cell import CellJob, check_cell_files, is_done
 from fairadv.study.figures import write_figures
 from fairadv.study.mixed import check_planned
 from fairadv.study.preflight import check_cells
@@ -87,6 +87,8 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
         check_launcher(slurm or SlurmOptions(), submitting=bool(jobs_todo) and not report_only)
     if jobs_todo and not report_only:  # data, init_from runs, models, presets' extras: before anything is written
         check_cells(study, recipes, {job.name for job in jobs_todo})
+        for job in jobs_todo:
+            check_cell_files(job)  # a damaged threads.json or a folder as the log
         check_planned(study, recipes, allow_mixed)  # one threat model and attack per table column
         check_parents(study_dir)
     for method in study.skipped_methods:
