@@ -227,3 +227,23 @@ def test_garbage_zoo_weights_never_get_torchs_weights_only_advice(tmp_path):
     assert str(error) == (f"robustbench:Addepalli2021Towards_RN18: {weights} does not load: it is not a file "
                           "torch.save wrote (it starts with b'garb', not a zip archive); delete it to download it "
                           "again")
+
+
+def test_one_damaged_summary_leaves_the_rest_of_the_study_report(digits_run, tmp_path, caplog):
+    """A damaged summary.json blocked the whole report, every time; now it is named, with what to do, and the other
+    cells' rows still come out."""
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nseeds = [0]\nevaluate = []\nset = {json.dumps(SESSION_RUN)}\n'
+                     f'[methods.a]\nrecipe = "{DIGITS}"\n[methods.b]\nrecipe = "{DIGITS}"\n')
+    for cell in ("a-s0", "b-s0"):
+        shutil.copytree(digits_run, tmp_path / "o" / "s" / "runs" / cell)
+    summary = tmp_path / "o" / "s" / "runs" / "b-s0" / "summary.json"
+    summary.write_text(summary.read_text()[:100])
+    result = invoke("study", study, "--out", tmp_path / "o", "--report-only")
+    assert result.exit_code == 0, result.output
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "b-s0" in r.getMessage()]
+    assert str(summary) in warning and "cell b-s0 is left out of the tables: move" in warning
+    doc = json.loads((tmp_path / "o" / "s" / "study.json").read_text())
+    assert [(c["name"], c["state"]) for c in doc["cells"]] == [("a-s0", "done"), ("b-s0", "damaged")]
+    rows = {row["method"]: row["seeds"] for row in doc["blocks"][0]["attacks"]["final"]["rows"]}
+    assert rows == {"a": [0], "b": []}

@@ -35,10 +35,12 @@ The document (format 2; format 1 had no statistics):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fairadv.errors import FairadvError
 from fairadv.evaluation.compare import mean_std
 from fairadv.evaluation.eval_file import WORST_CASE
 from fairadv.evaluation.metrics import METRICS, RHO, Metric, rho_scores
@@ -49,6 +51,7 @@ from fairadv.study.mixed import cell_definitions, column_name, mark_mixed
 from fairadv.study.spec import Cell, Study
 
 FORMAT_VERSION = 2
+log = logging.getLogger(__name__)
 
 
 def cell_results(study_dir: Path, cell: Cell, attacks: Sequence[str]) -> dict[str, Mapping[str, Any]] | None:
@@ -70,6 +73,19 @@ def cell_results(study_dir: Path, cell: Cell, attacks: Sequence[str]) -> dict[st
             for name in attacks}
 
 
+def readable_results(study_dir: Path, cell: Cell, attacks: Sequence[str], damaged: dict[str, str]
+                     ) -> dict[str, Mapping[str, Any]] | None:
+    """`cell_results`, or None for a cell whose result files are damaged: the rest of the study still reports, and
+    a warning names the file and what to do (``damaged[cell]`` keeps the error for ``study.json``)."""
+    try:
+        return cell_results(study_dir, cell, attacks)
+    except FairadvError as exc:
+        damaged[cell.name] = str(exc)
+        log.warning("%s; cell %s is left out of the tables: move %s away and run the study again to retrain it",
+                    exc, cell.name, study_dir / "runs" / cell.name)
+        return None
+
+
 def table_attacks(study: Study) -> list[str]:
     """The tables of each block: one per evaluation attack, plus the worst case over them with two attacks or more
     (eval.json holds it), or ``final`` (``summary.json``) for a study without ``evaluate``."""
@@ -86,7 +102,9 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
     attacks = table_attacks(study)
     cells = study.cells()
     labels = {m.name: m.display for m in study.methods}
-    results = {cell.name: cell_results(study_dir, cell, attacks if study.evaluate else []) for cell in cells}
+    damaged: dict[str, str] = {}
+    results = {cell.name: readable_results(study_dir, cell, attacks if study.evaluate else [], damaged)
+               for cell in cells}
     outcomes = {name: evidence.cell_outcomes(study_dir, name, found, bool(study.evaluate))
                 for name, found in results.items() if found}
     definitions = {name: cell_definitions(study_dir / "runs" / name, found, bool(study.evaluate))
@@ -110,7 +128,7 @@ def aggregate(study: Study, study_dir: Path, states: Mapping[str, Mapping[str, A
             entry["attacks"][attack] = {"rows": rows, "images": next(
                 (r["images"] for r in rows if r.get("images") is not None), None), **extras, **mixed}
         blocks.append(entry)
-    states = states or {}
+    states = {**(states or {}), **{name: {"state": "damaged", "error": error} for name, error in damaged.items()}}
     return {
         "format": FORMAT_VERSION,
         "study": study.name,
