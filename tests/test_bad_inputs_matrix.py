@@ -155,8 +155,7 @@ CASES: list[tuple[str, list[str], Setup | None, str]] = [
     ("--plan-seeds nan", [*STUDY, "--plan-seeds", "nan"], study(A), "--plan-seeds nan: expected a positive"),
     # was: exit 0, "detecting a difference of inf points" / "of 250.0 points" / "sd from --plan-sd inf"
     ("--plan-seeds inf", [*STUDY, "--plan-seeds", "inf"], study(A), "--plan-seeds inf: expected a positive"),
-    ("--plan-seeds 250", [*STUDY, "--plan-seeds", "250"], study(A), "--plan-seeds 250: expected a positive "
-     "difference in points of worst-class accuracy, at most 100"),
+    ("--plan-seeds 250", [*STUDY, "--plan-seeds", "250"], study(A), "worst-class accuracy, at most 100"),
     ("--plan-sd inf", [*STUDY, "--plan-seeds", "2", "--plan-sd", "inf"], study(A), "--plan-sd inf: expected a"),
     ("--plan-sd 0", [*STUDY, "--plan-seeds", "2", "--plan-sd", "0"], study(A), "--plan-sd 0: expected a positive"),
     # a study folder's own files
@@ -170,10 +169,6 @@ CASES: list[tuple[str, list[str], Setup | None, str]] = [
      "runs is a file, not a folder"),
     ("cell recipe.toml damaged", REPORT_ONLY, on_study(lambda s, c: (c / "recipe.toml").write_text("[train\n")),
      "recipe.toml: the recipe stored in the checkpoint is not valid TOML"),
-    ("cell eval.json cut short", REPORT_ONLY, on_study(lambda s, c: (c / EVAL).write_text('{"format": 2')),
-     "a-s0/eval.json: not readable JSON"),
-    ("cell summary.json a list", REPORT_ONLY, on_study(lambda s, c: (c / SUMMARY).write_text("[]")),
-     "a-s0/summary.json: expected a JSON object"),
     # was: a worker met these after the pool had started, and the cell failed (exit 1, origin.json written)
     ("threads.json a list", STUDY, on_study(unevaluated(lambda logs: (logs / "a-s0.threads.json").write_text("[2]"))),
      "a-s0.threads.json: expected a JSON object"),
