@@ -247,3 +247,14 @@ def test_one_damaged_summary_leaves_the_rest_of_the_study_report(digits_run, tmp
     assert [(c["name"], c["state"]) for c in doc["cells"]] == [("a-s0", "done"), ("b-s0", "damaged")]
     rows = {row["method"]: row["seeds"] for row in doc["blocks"][0]["attacks"]["final"]["rows"]}
     assert rows == {"a": [0], "b": []}
+
+
+def test_a_half_done_study_says_how_many_seeds_its_rows_hold(digits_run, tmp_path):
+    """``--report-only`` with seed 0 of [0, 1] finished said "over 2 seeds" for rows of one."""
+    study = tmp_path / "s.toml"
+    study.write_text(f'[study]\nseeds = [0, 1]\nevaluate = []\nset = {json.dumps(SESSION_RUN)}\n'
+                     f'[methods.a]\nrecipe = "{DIGITS}"\n')
+    shutil.copytree(digits_run, tmp_path / "o" / "s" / "runs" / "a-s0")
+    result = invoke("study", study, "--out", tmp_path / "o", "--report-only")
+    assert result.exit_code == 0, result.output
+    assert "mean ± std over 1 seed of 2, ρ against" in result.stdout and "over 2 seeds" not in result.stdout

@@ -92,9 +92,12 @@ def heading(doc: Mapping[str, Any], block: Mapping[str, Any], attack: str) -> st
     """The table's title: block, attack, test images, seeds, the baseline."""
     axes = ", ".join(f"{k} = {v}" for k, v in block["axes"].items())
     images = block["attacks"][attack]["images"]
-    seeds = len(doc["seeds"])
+    # the seeds the rows hold: a half-done study's rows may have fewer than the study's
+    counts = sorted({len(row["seeds"]) for row in block["attacks"][attack]["rows"] if row["seeds"]}) or [0]
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    of = f" of {len(doc['seeds'])}" if counts[-1] < len(doc["seeds"]) else ""
     return (f"{axes + ', ' if axes else ''}{attack_name(attack)}" + (f", {images} test images" if images else "")
-            + f", mean ± std over {seeds} seed{'s' if seeds != 1 else ''}, ρ against "
+            + f", mean ± std over {seeds} seed{'s' if counts[-1] != 1 else ''}{of}, ρ against "
               f"{method_label(doc, doc['baseline'])}")
 
 
