@@ -85,7 +85,7 @@ OPTION_ERRORS = [
     ({"batch_size": 0}, "--batch-size 0: expected a positive number"),
     ({"eps": "8/0"}, "--eps '8/0': expected a number or a fraction"),
     ({"eps": -1}, "--eps '-1': expected a radius > 0"),
-    ({"seed": -2}, "--seed -2: expected a non-negative integer"),
+    ({"seed": -2}, "--seed -2: expected an integer from 0 to 4294967295"),
     ({"device": "tpu"}, "--device 'tpu': expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ({"checkpoint": "first"}, "--checkpoint 'first': expected 'last' or 'best'"),
     ({"counting": "sometimes"}, "--counting 'sometimes': expected one of any_iterate, last_iterate"),
