@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fairadv.attacks.losses import LOSSES, NEEDS_CLEAN_PROBS, AttackLoss, LossName
-from fairadv.attacks.path import PathPoints, pick_path_points
+from fairadv.attacks.path import PathPoints, count_correct, pick_path_points
 from fairadv.registry import ATTACKS as ATTACKS  # re-exported: the kind's registry, next to its interface
 
 
@@ -115,6 +115,20 @@ class Attack:
         with eval_mode(model):
             points = pick_path_points(self._walk(model, self.batch(model, x, y, eps, step, loss)), y, patience)
         return PathPoints(points.last_correct.detach(), points.past_fooled.detach())
+
+    def perturb_counting(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None = None,
+                         step: EpsLike | None = None, *, loss: LossName | None = None,
+                         probs: torch.Tensor | None = None,
+                         train_mode: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`perturb`'s end point and each sample's count of iterates x_0 ... x_{K-1} classified correctly (GAIRAT's
+        kappa, Fair-ARD's class difficulty; `fairadv.attacks.path.count_correct`), an int64 (B,) tensor. Arguments as
+        for `perturb`; the whole walk runs for every sample, whatever ``stop_on_success`` says. ``train_mode`` runs
+        the model in the mode it is in instead of eval mode, as Fair-ARD's code attacks (BatchNorm on each step's
+        batch statistics, its running statistics updated by every step)."""
+        model = unwrapped(model)
+        with contextlib.nullcontext(model) if train_mode else eval_mode(model):
+            x_adv, kappa = count_correct(self._walk(model, self.batch(model, x, y, eps, step, loss, probs)), y)
+        return x_adv.detach(), kappa
 
     def batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: EpsLike | None,
               step: EpsLike | None, loss: LossName | None, probs: torch.Tensor | None = None) -> Batch:

@@ -8,6 +8,9 @@ pass its gradient needs); x_K is never checked. `pick_path_points` reads that wa
   x_K if none does;
 - ``past_fooled``: the iterate at which the model is fooled for the (patience + 1)-th time (with patience 1: one
   step past the first fooling iterate, if it still fools), x_K if that never happens.
+
+`count_correct` reads the same checks as GAIRAT's geometry value kappa, which Fair-ARD's code (``Fair-ARD.py``,
+``AttackPGD``) counts: how many of x_0 ... x_{K-1} the model classified correctly.
 """
 
 from __future__ import annotations
@@ -52,3 +55,19 @@ def pick_path_points(walk: Iterable[tuple[torch.Tensor, torch.Tensor | None]], y
     if last_correct is None or past_fooled is None:
         raise ValueError("an attack path needs at least its end point")
     return PathPoints(last_correct, past_fooled)
+
+
+def count_correct(walk: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The end point x_K of a walk (as `pick_path_points` reads it) and, per sample, how many checked iterates
+    x_0 ... x_{K-1} were classified as ``y``: an int64 (B,) count in [0, K]."""
+    kappa = torch.zeros_like(y)
+    end = None
+    for x_t, logits in walk:
+        if logits is None:
+            end = x_t
+            break
+        kappa += (logits.argmax(dim=1) == y).long()
+    if end is None:
+        raise ValueError("an attack path needs at least its end point")
+    return end, kappa

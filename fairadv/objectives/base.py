@@ -23,13 +23,16 @@ from fairadv.registry import OBJECTIVES as OBJECTIVES  # re-exported: the kind's
 class ObjectiveOutput:
     """Loss (scalar, differentiable), adversarial inputs, and logits from the training forward passes.
 
-    ``logits_clean`` is None when the objective does not compute the clean forward pass (PGD-AT).
+    ``logits_clean`` is None when the objective does not compute the clean forward pass (PGD-AT). ``kappa`` is
+    each sample's count of attack iterates classified correctly (`Attack.perturb_counting`), for objectives whose
+    strategy reads it (Fair-ARD), else None.
     """
 
     loss: torch.Tensor
     x_adv: torch.Tensor
     logits_adv: torch.Tensor
     logits_clean: torch.Tensor | None
+    kappa: torch.Tensor | None = None
 
 
 class Objective:

@@ -187,7 +187,7 @@ class Trainer:
             parts.scaler.scale(out.loss).backward()
             parts.scaler.step(parts.optimizer)
             parts.scaler.update()
-            self.stats.update(y, out.logits_adv, out.logits_clean)
+            self.stats.update(y, out.logits_adv, out.logits_clean, kappa=out.kappa)
             loss = out.loss.detach()
             # Remember the first non-finite batch on the device: no host sync in the step.
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), batch, first_bad)
