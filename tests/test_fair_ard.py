@@ -281,4 +281,5 @@ def test_digits_recipe_trains_from_a_teacher_run(digits_run, tmp_path):
                                  [*QUICK, "train.epochs=2", f'teacher.path="{digits_run}"'])
     fairadv.run(recipe, out=tmp_path, progress=False)
     records = [json.loads(line) for line in (tmp_path / "fair_ard_digits" / "policy.jsonl").read_text().splitlines()]
-    assert len(records) == 3 and len(records[-1]["basis"]["kappa"]) == 10
+    assert len(records) == 3 and len(records[-1]["kappa"]) == 10 and len(records[-1]["kl_weight"]) == 10
+    assert records[-1]["kl_weight"] == records[-1]["ce_weight"]
