@@ -349,8 +349,9 @@ def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """What differs between a stored resolved recipe and ``current`` (at most three keys), or "" when a run of
     ``current`` may continue or reuse the stored one. ``run.out`` and ``run.name`` may differ (they place the folder,
     and folders move or are renamed), and so may ``[log]``: trackers can be added or dropped for the rest of a run
-    without changing what it computes. ``model.init_from`` is compared by the run (and checkpoint) it names, not
-    its absolute path (`source_name`), so a moved study folder's fine-tuning cells still continue. The one rule that ``--resume`` and a study's cells (`fairadv.study.stale`)
+    without changing what it computes. ``model.init_from`` and ``teacher.path`` are compared by the run (and
+    checkpoint) they name, not their absolute paths (`source_name`), so a moved study folder's fine-tuning and
+    distilling cells still continue. The one rule that ``--resume`` and a study's cells (`fairadv.study.stale`)
     follow."""
     saved, current = dict(saved), dict(current)
     saved.pop("log", None)
@@ -358,9 +359,10 @@ def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
     for recipe_dict in (saved, current):
         if isinstance(recipe_dict.get("run"), dict):
             recipe_dict["run"] = {k: v for k, v in recipe_dict["run"].items() if k not in ("out", "name")}
-        model = recipe_dict.get("model")
-        if isinstance(model, dict) and isinstance(model.get("init_from"), str):
-            recipe_dict["model"] = {**model, "init_from": source_name(model["init_from"])}
+        for table, key in (("model", "init_from"), ("teacher", "path")):
+            entry = recipe_dict.get(table)
+            if isinstance(entry, dict) and isinstance(entry.get(key), str):
+                recipe_dict[table] = {**entry, key: source_name(entry[key])}
     if saved == current:
         return ""
     # A changed component name explains the rest of the differences: list it first.
@@ -369,8 +371,8 @@ def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
 
 
 def source_name(init_from: str) -> str:
-    """What ``model.init_from`` names, without where it lies: the run folder's name, and for a checkpoint file
-    inside a run folder, ``<run>/checkpoints/<file>``; any other file, its name."""
+    """What ``model.init_from`` (or ``teacher.path``) names, without where it lies: the run folder's name, and for
+    a checkpoint file inside a run folder, ``<run>/checkpoints/<file>``; any other file, its name."""
     path = Path(init_from)
     if path.parent.name == CHECKPOINTS:
         return f"{path.parent.parent.name}/{CHECKPOINTS}/{path.name}"

@@ -39,7 +39,7 @@ class CellJob:
     n: int
     threads: int = 1
     gpus: int = 0  # > 1: train under torchrun with one process per GPU
-    after: str | None = None  # a cell that must finish first: this one fine-tunes its model
+    after: tuple[tuple[str, str], ...] = ()  # (cell, "fine-tunes" or "distils from"): cells to finish first
 
     @property
     def run_dir(self) -> Path:

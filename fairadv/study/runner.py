@@ -138,33 +138,39 @@ def run_study(path: str | Path, out: str | Path | None = None, jobs: int = 1, la
 
 
 def cell_jobs(study: Study, study_dir: Path) -> list[CellJob]:
-    """One job per cell; a cell that fine-tunes another's model starts from that cell's run folder."""
+    """One job per cell; a cell that fine-tunes another's model starts from that cell's run folder
+    (``model.init_from``), and one that distils from another's model takes that folder as its ``teacher.path``."""
     jobs = []
     for cell in study.cells():
         job = CellJob(name=cell.name, recipe=str(cell.recipe), overrides=cell.overrides, study_dir=str(study_dir),
-                      evaluate=study.evaluate, n=study.n, after=cell.init_from)
-        if cell.init_from is not None:
-            source = (Path(study_dir) / "runs" / cell.init_from).resolve()
-            job = attrs.evolve(job, overrides=(*job.overrides, f"model.init_from={str(source)!r}"))
+                      evaluate=study.evaluate, n=study.n)
+        for key, verb, source in (("model.init_from", "fine-tunes", cell.init_from),
+                                  ("teacher.path", "distils from", cell.teacher_from)):
+            if source is not None:
+                folder = (Path(study_dir) / "runs" / source).resolve()
+                job = attrs.evolve(job, overrides=(*job.overrides, f"{key}={str(folder)!r}"),
+                                   after=(*job.after, (source, verb)))
         jobs.append(job)
     return jobs
 
 
 def run_in_order(jobs_todo: list[CellJob], view: StudyView, run: Callable[[list[CellJob]], dict[str, Any]]
                  ) -> dict[str, Any]:
-    """Run the cells that start from scratch (and those whose source is already done), then the cells that
-    fine-tune them; a cell whose source failed fails without running."""
+    """Run the cells that start from scratch (and those whose sources are already done), then the cells that
+    fine-tune or distil from them; a cell whose source failed fails without running."""
     todo = {job.name for job in jobs_todo}
-    first = [job for job in jobs_todo if job.after not in todo]
+    first = [job for job in jobs_todo if not any(source in todo for source, _ in job.after)]
     states = run(first) if first else {}
     then = []
     for job in jobs_todo:
-        if job.after not in todo:
+        waiting = [(source, verb) for source, verb in job.after if source in todo]
+        if not waiting:
             continue
-        if states.get(job.after, {}).get("state") == "done":
+        failed = [(source, verb) for source, verb in waiting if states.get(source, {}).get("state") != "done"]
+        if not failed:
             then.append(job)
         else:
-            states[job.name] = {"state": "failed", "error": f"cell {job.after}, which it fine-tunes, failed"}
+            states[job.name] = {"state": "failed", "error": f"cell {failed[0][0]}, which it {failed[0][1]}, failed"}
             view.set(job.name, "failed", error=states[job.name]["error"])
     if then:
         states.update(run(then))

@@ -16,6 +16,12 @@ set = ["strategy.lam=1.0"]
 [methods.faal]                # fine-tunes each trades cell (same seed, same axes) once it has finished
 recipe = "../recipes/faal_digits.toml"
 init_from = "trades"
+[methods.trades_wide]
+recipe = "../recipes/trades_digits.toml"
+set = ["model.width=64"]
+[methods.absld]               # distils from each trades_wide cell (same seed, same axes) once it has finished
+recipe = "../recipes/absld_digits.toml"
+teacher_from = "trades_wide"
 
 [axes.data]                  # optional further axes: one block of the table per combination of their values
 digits = []
@@ -144,6 +150,7 @@ class MethodTable:
         requires: a module the method needs (e.g. a plugin's); without its top-level package installed the method
             is skipped.
         init_from: the method whose cell (same seed and axes) this one fine-tunes (``model.init_from``).
+        teacher_from: the method whose cell (same seed and axes) this one distils from (``teacher.path``).
         label: the method's name in the tables and figures (e.g. ``"+ DAFA"``); default: its key.
     """
 
@@ -151,6 +158,7 @@ class MethodTable:
     set: tuple[str, ...] = attrs.field(default=(), validator=_check_overrides)
     requires: str | None = attrs.field(default=None, validator=_check_module)
     init_from: str | None = None
+    teacher_from: str | None = None
     label: str | None = attrs.field(default=None, validator=attrs.validators.optional(_non_blank))
 
 
@@ -168,7 +176,8 @@ class StudyFile:
             raise InvalidValue("methods", {}, "at least one [methods.NAME] table with a recipe")
         _names("methods", self.methods)
         for name, method in self.methods.items():
-            self._check_init_from(name, method.init_from)
+            self._check_source(name, "init_from", method.init_from)
+            self._check_source(name, "teacher_from", method.teacher_from)
         shown = [m.label if m.label is not None else name for name, m in self.methods.items()]
         for name, method in self.methods.items():  # two rows shown alike cannot be told apart in a table
             if method.label is not None and shown.count(method.label) > 1:
@@ -185,21 +194,27 @@ class StudyFile:
             for value, sets in values.items():
                 _overrides(f"axes.{axis}.{value}", sets)
 
-    def _check_init_from(self, name: str, source: str | None) -> None:
+    def _check_source(self, name: str, key: str, source: str | None) -> None:
+        """``init_from`` and ``teacher_from`` name another method that needs no other cell itself: a study runs
+        the cells that do in a second wave, after every cell they read has finished."""
         if source is None:
             return
-        key = f"methods.{name}.init_from"
+        where = f"methods.{name}.{key}"
         if source not in self.methods or source == name:
             others = [m for m in self.methods if m != name]
-            raise InvalidValue(key, source, f"the name of another method{closest(source, others)}")
+            raise InvalidValue(where, source, f"the name of another method{closest(source, others)}")
         if self.methods[source].init_from is not None:
-            raise InvalidValue(key, source, "a method trained from scratch (that method fine-tunes another itself)")
+            raise InvalidValue(where, source, "a method trained from scratch (that method fine-tunes another itself)")
+        if self.methods[source].teacher_from is not None:
+            raise InvalidValue(where, source, "a method trained without a teacher cell (that method distils from "
+                               "another itself)")
 
 
 @attrs.frozen
 class Method:
     """One row of the table: a recipe file and overrides; ``requires`` names a module (e.g. a plugin) it needs;
-    ``init_from`` names the method whose cell (same seed and axes) this one fine-tunes (``model.init_from``)."""
+    ``init_from`` names the method whose cell (same seed and axes) this one fine-tunes (``model.init_from``), and
+    ``teacher_from`` the method whose cell it distils from (``teacher.path``)."""
 
     name: str
     recipe: Path
@@ -207,6 +222,12 @@ class Method:
     requires: str | None = None
     init_from: str | None = None
     label: str | None = None
+    teacher_from: str | None = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The methods whose cells this one's cells read (``init_from``, ``teacher_from``)."""
+        return tuple(s for s in (self.init_from, self.teacher_from) if s is not None)
 
     @property
     def display(self) -> str:
@@ -234,10 +255,16 @@ class Cell:
     recipe: Path
     overrides: tuple[str, ...]
     init_from: str | None = None  # the name of the cell whose trained model this one starts from
+    teacher_from: str | None = None  # the name of the cell whose trained model this one distils from
 
     @property
     def name(self) -> str:
         return cell_name(self.method, self.axes, self.seed)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The cells that must finish before this one starts (``init_from``, ``teacher_from``)."""
+        return tuple(s for s in (self.init_from, self.teacher_from) if s is not None)
 
     @property
     def block(self) -> tuple[tuple[str, str], ...]:
@@ -265,7 +292,7 @@ class Study:
     @property
     def skipped_methods(self) -> list[Method]:
         available = {m.name for m in self.methods if m.available}
-        return [m for m in self.methods if m.name not in available or (m.init_from and m.init_from not in available)]
+        return [m for m in self.methods if not {m.name, *m.sources} <= available]
 
     def cells(self) -> list[Cell]:
         """Every cell, method by method, block by block, seed by seed (the order the table lists them)."""
@@ -273,15 +300,16 @@ class Study:
         value_lists = [[(axis, value, sets) for value, sets in values] for axis, values in self.axes]
         available = {m.name for m in self.methods if m.available}
         for method in self.methods:
-            if method.name not in available or (method.init_from and method.init_from not in available):
+            if not {method.name, *method.sources} <= available:
                 continue
             for combo in itertools.product(*value_lists):
                 axis_sets = [s for _, _, sets in combo for s in sets]
                 for seed in self.seeds:
                     overrides = (*self.overrides, *method.overrides, *axis_sets, f"run.seed={seed}")
                     axes = tuple((a, v) for a, v, _ in combo)
-                    source = None if method.init_from is None else cell_name(method.init_from, axes, seed)
-                    cell = Cell(method.name, axes, seed, method.recipe, overrides, source)
+                    source, teacher = (None if m is None else cell_name(m, axes, seed)
+                                       for m in (method.init_from, method.teacher_from))
+                    cell = Cell(method.name, axes, seed, method.recipe, overrides, source, teacher)
                     out.append(attrs.evolve(cell, overrides=(*overrides, f"run.name={cell.name!r}")))
         return out
 
@@ -365,7 +393,7 @@ def load_study(path: str | Path, shape: Shape = Shape()) -> Study:
     head = spec.study
     chosen = _chosen_methods(path, spec, shape.methods)
     methods = [Method(name, recipe_path(path, method.recipe, f"methods.{name}.recipe"), method.set, method.requires,
-                      method.init_from, method.label)
+                      method.init_from, method.label, method.teacher_from)
                for name, method in spec.methods.items() if name in chosen]
     axes = tuple((axis, tuple(values.items())) for axis, values in spec.axes.items())
     name = head.name if head.name is not None else path.stem
@@ -383,17 +411,20 @@ def load_study(path: str | Path, shape: Shape = Shape()) -> Study:
 
 
 def _chosen_methods(path: Path, spec: StudyFile, chosen: tuple[str, ...] | None) -> list[str]:
-    """``--methods``: each a method of the file, with the method each fine-tunes (``init_from``)."""
+    """``--methods``: each a method of the file, with the methods each fine-tunes or distils from (``init_from``,
+    ``teacher_from``)."""
     if chosen is None:
         return list(spec.methods)
     for name in chosen:
         if name not in spec.methods:
             raise FairadvError(f"{path}: --methods {name!r}: expected methods of the study{closest(name, spec.methods)}"
                                f": {', '.join(spec.methods)}")
-        source = spec.methods[name].init_from
-        if source is not None and source not in chosen:
-            raise FairadvError(f"{path}: --methods {','.join(chosen)}: {name} fine-tunes {source} "
-                               f"(methods.{name}.init_from); add {source}")
+        method = spec.methods[name]
+        for key, verb, source in (("init_from", "fine-tunes", method.init_from),
+                                  ("teacher_from", "distils from", method.teacher_from)):
+            if source is not None and source not in chosen:
+                raise FairadvError(f"{path}: --methods {','.join(chosen)}: {name} {verb} {source} "
+                                   f"(methods.{name}.{key}); add {source}")
     return list(chosen)
 
 
