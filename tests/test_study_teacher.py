@@ -74,7 +74,7 @@ def test_a_failed_teacher_fails_its_student_without_running_it(tmp_path):
      "methods.c.teacher_from = 'b': expected a method trained without a teacher cell"),
     (method("a") + method("b", 'teacher_from = "a"') + method("c", 'init_from = "b"'),
      "methods.c.init_from = 'b': expected a method trained without a teacher cell"),
-])
+], ids=["unknown", "itself", "a-fine-tuner", "a-student", "fine-tuning-a-student"])
 def test_a_bad_teacher_from_is_one_line_and_writes_nothing(tmp_path, methods, fragment):
     path = write_study(tmp_path, methods)
     result = invoke("study", str(path), "--out", str(tmp_path / "out"))
