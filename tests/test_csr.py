@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import floats32
-from torch import nn
+from test_faal import small_model  # conv-BatchNorm-ReLU-linear on 1x6x6 images, 10 classes
 
 from fairadv.attacks import PGD
 from fairadv.objectives import TRADES
@@ -26,14 +26,6 @@ from fairadv.validators import InvalidValue
 RECIPES = Path(__file__).parent.parent / "recipes"
 NUM_CLASSES = 10
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 3
-
-
-def small_model(seed: int = 0) -> nn.Module:
-    """conv-BatchNorm-ReLU-linear on 1x6x6 images, 10 classes."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return nn.Sequential(nn.Conv2d(1, 6, 3, bias=False), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(),
-                             nn.Linear(6 * 4 * 4, NUM_CLASSES))
 
 
 def batch(seed: int = 0, size: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
