@@ -76,12 +76,15 @@ def open_atomic(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
 
 
 def check_writable(folder: Path) -> None:
-    """Can files be made in ``folder``? Asked before a command's first line of output, so that a read-only or full
-    file system is the one line it prints (`write_refusals`)."""
-    with write_refusals(folder, note=""):
+    """Can files be made in ``folder``? Asked before a command's first line of output (or its first attack), so that
+    a read-only or full file system, or a place no file can be made (``/proc``), is the one line it prints."""
+    try:
         fd, probe = tempfile.mkstemp(prefix=".fairadv-probe.", suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(probe)
+    except OSError as exc:  # any refusal of a probe file means the folder cannot be written
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise FairadvError(f"{folder}: cannot write: {reason}") from None
 
 
 def write_atomic(path: str | Path, data: str | bytes, fsync: bool = False) -> None:

@@ -212,7 +212,7 @@ CASES: list[tuple[str, list[str], Callable[[Path], None] | FromRun | None, str]]
      "eval.json (attack fgsm): clean_accuracy = 2.0"),
     # output locations, checked before anything is computed
     ("eval into /proc", ["eval", "{tmp}/runs/trades_digits", "--out", "/proc/eval.json"], FromRun(),
-     "cannot write there"),
+     "/proc: cannot write: no such file or directory"),
     ("eval into a missing folder", ["eval", "{tmp}/runs/trades_digits", "--out", "{tmp}/no/such/eval.json"],
      FromRun(), "its folder does not exist"),
     # a damaged eval.json that eval would merge into: refused before any attack runs

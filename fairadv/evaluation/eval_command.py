@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from fairadv.evaluation.eval_options import EvalOptions
 from fairadv.evaluation.metrics import CLEAN_AVG, CLEAN_WORST, ROBUST_AVG, ROBUST_STD, ROBUST_WORST
 from fairadv.evaluation.presets import Preset, make_preset, parse_eps
 from fairadv.evaluation.target import Target
+from fairadv import files
 from fairadv.files import write_atomic
 from fairadv.recipe import Recipe
 from fairadv.run_folder import EVAL
@@ -321,9 +321,4 @@ def check_writable(out: Path) -> None:
         raise FairadvError(f"{out}: is a folder; expected the path of the JSON file to write the results to")
     if not out.parent.is_dir():
         raise FairadvError(f"{out}: its folder does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise FairadvError(f"{out}: cannot write there: {exc.strerror or exc}") from None
+    files.check_writable(out.parent)
