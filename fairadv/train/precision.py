@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fairadv.errors import FairadvError
+from fairadv.train.compiled import CompiledModel
 from fairadv.train.folding import BatchNormFolded, try_fold
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -98,7 +99,7 @@ class SpeedSettings:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.compile:
-            return torch.compile(model)  # type: ignore[return-value]
+            return CompiledModel(model)
         return try_fold(model) if self.fold_bn else model
 
     def record(self, train_model: nn.Module) -> dict[str, object]:
