@@ -8,7 +8,7 @@ is the whole file.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import attrs
 
@@ -63,8 +63,9 @@ class TrainConfig:
             Training attacks follow it; evaluation always runs in fp32. ``"auto"``: bf16 on CUDA GPUs that support
             it, else fp16 on CUDA, fp32 on the CPU.
         channels_last: NHWC memory layout for 4-D inputs and the model; unset (automatic) = on for CUDA, off on CPU.
-        compile: wrap the training forward passes in ``torch.compile``; unset (automatic) = off, since compiling
-            costs minutes that short runs never win back.
+        compile: ``torch.compile`` the training passes and the training attack's passes, each compiled once
+            (`fairadv.train.compiled`). ``true``, ``false``, or ``"auto"`` / unset: on for a CUDA run of at least
+            10 epochs; off on the CPU and for shorter runs, where compiling costs more than it saves.
         fold_bn: in the training attack's eval-mode passes, fold each BatchNorm into the convolution before it
             (`fairadv.train.folding`): the same function, with no BatchNorm to run forward or backward in those K
             passes. Unset (automatic) = on with bf16/fp16, off in fp32 (which then stays the reference computation op
@@ -81,13 +82,13 @@ class TrainConfig:
     eval_every: int = attrs.field(default=0, validator=ge(0))
     precision: str = attrs.field(default="auto", validator=one_of(("auto", "fp32", "bf16", "fp16")))
     channels_last: bool | None = None
-    compile: bool | None = None
+    compile: bool | Literal["auto"] | None = None
     fold_bn: bool | None = None
     sync_batchnorm: bool = False
     best_by: str = attrs.field(default="average", validator=one_of(("average", "worst_class", "none")))
 
     def __attrs_post_init__(self) -> None:
-        if self.fold_bn and self.compile:
+        if self.fold_bn and self.compile is True:
             raise InvalidValue("fold_bn", self.fold_bn, "false or unset with compile = true (folding needs the eager "
                                "model; torch.compile fuses on its own)")
 

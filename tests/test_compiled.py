@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch._dynamo.backends.registry import lookup_backend
 
+import fairadv
 from fairadv.attacks import PGD
 from fairadv.objectives import TRADES
 from fairadv.policy import ClassPolicy
@@ -17,6 +18,7 @@ from fairadv.train.compiled import CompiledModel, cuda_graphs_note
 from fairadv.train.precision import resolve_speed
 
 from conftest import make_tiny_model, synthetic_batch
+from helpers import DIGITS, invoke, sets, stderr_lines
 
 
 class GraphCounter:
@@ -126,3 +128,31 @@ def test_inductor_agrees_with_eager_in_fp32():
     torch.testing.assert_close(losses[1][0], losses[0][0], atol=1e-5, rtol=1e-5)
     for got, want in zip(losses[1][1], losses[0][1], strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+# --- compile = "auto" -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("device", "epochs", "fold_bn", "picked", "why"), [
+    ("cuda", 110, None, True, "compile on (auto: on for CUDA and 110 epochs)"),
+    ("cuda", 3, None, False, "compile off (auto: off for 3 epochs, too few to win back its compile time)"),
+    ("cpu", 110, None, False, "compile off (auto: off on the CPU, where it does not win back its compile time)"),
+    ("cuda", 110, True, False, "compile off (auto: off, fold_bn = true needs the eager model)"),
+])
+def test_auto_compile_picks_by_device_and_run_length_and_says_why(device, epochs, fold_bn, picked, why):
+    for setting in ("auto", None):  # unset is automatic
+        speed = resolve_speed(torch.device(device), "fp32", False, setting, fold_bn, epochs=epochs)
+        assert speed.compile is picked
+        assert why in speed.describe()
+    explicit = resolve_speed(torch.device(device), "fp32", False, True, epochs=epochs)
+    assert explicit.compile and "compile on," in explicit.describe()  # an explicit choice needs no reason
+
+
+def test_recipe_compile_takes_true_false_or_auto_and_names_a_bad_value():
+    recipe = fairadv.Recipe.load(DIGITS)
+    assert [recipe.override(f"train.compile={v}").train.compile for v in ("true", "false", "auto")] == [
+        True, False, "auto"]
+    result = invoke("validate", DIGITS, *sets("train.compile=maybe"))
+    assert result.exit_code == 2
+    assert stderr_lines(result) == [f"error: {DIGITS} (--set train.compile=maybe): train.compile = 'maybe': expected "
+                                    "true or false or one of 'auto'"]

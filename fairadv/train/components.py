@@ -72,7 +72,7 @@ def build_components(recipe: Recipe, device: torch.device, dist: DistInfo, initi
     model.to(device)
     check_model_fits(model, recipe, data, device)
     speed = resolve_speed(device, recipe.train.precision, recipe.train.channels_last, recipe.train.compile,
-                          recipe.train.fold_bn)
+                          recipe.train.fold_bn, epochs=recipe.train.epochs)
     if speed.warning and dist.is_main:
         log.warning(speed.warning)
     train_model = wrap_model(speed.prepare_model(model), dist, device)

@@ -21,6 +21,7 @@ from fairadv.train.compiled import CompiledModel
 from fairadv.train.folding import BatchNormFolded, try_fold
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTO_COMPILE_EPOCHS = 10  # compile = "auto" compiles a CUDA run of at least this many epochs
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: with one of these, oneDNN emulates bf16.
 _ISAS_WITHOUT_BF16 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"})
@@ -66,6 +67,7 @@ class SpeedSettings:
     channels_last: bool
     compile: bool
     fold_bn: bool = False
+    compile_note: str = ""  # why compile was picked, when it was picked automatically
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -121,7 +123,8 @@ class SpeedSettings:
                     else "off (no conv+BatchNorm pair, or the model does not trace with torch.fx)")
         layout = "on" if self.channels_last else "off"
         return (f"device {self.device}, precision {self.precision}, channels_last {layout}"
-                f", compile {'on' if self.compile else 'off'}, fold_bn {fold}")
+                f", compile {'on' if self.compile else 'off'}{f' ({self.compile_note})' if self.compile_note else ''}"
+                f", fold_bn {fold}")
 
 
 def folded_pairs(train_model: nn.Module) -> int:
@@ -130,9 +133,26 @@ def folded_pairs(train_model: nn.Module) -> int:
     return train_model.pairs if isinstance(train_model, BatchNormFolded) else 0
 
 
+def auto_compile(device: torch.device, epochs: int | None, fold_bn: bool | None) -> tuple[bool, str]:
+    """``compile = "auto"``: whether compiling wins here, and why, in words for the start-up line.
+
+    Compiling costs a minute or more before the first step. On a GPU the compiled passes (and the attack's CUDA
+    graphs) win that back within a few epochs; on the CPU compiling was not faster (docs/performance.md).
+    """
+    if fold_bn:
+        return False, "auto: off, fold_bn = true needs the eager model"
+    if device.type != "cuda":
+        return False, "auto: off on the CPU, where it does not win back its compile time"
+    if epochs is not None and epochs < AUTO_COMPILE_EPOCHS:
+        return False, f"auto: off for {epochs} epochs, too few to win back its compile time"
+    return True, "auto: on for CUDA" + (f" and {epochs} epochs" if epochs is not None else "")
+
+
 def resolve_speed(device: torch.device, precision: str = "auto", channels_last: bool | None = None,
-                  compile: bool | None = None, fold_bn: bool | None = None) -> SpeedSettings:
-    """Pick the automatic defaults for ``device`` and check that explicit choices can run there.
+                  compile: bool | str | None = None, fold_bn: bool | None = None,
+                  epochs: int | None = None) -> SpeedSettings:
+    """Pick the automatic defaults for ``device`` (and a run of ``epochs``, when known) and check that explicit
+    choices can run there.
 
     BatchNorm folding is on by default with reduced precision, whose rounding already differs from the reference;
     fp32 stays the reference computation op for op unless asked.
@@ -142,10 +162,13 @@ def resolve_speed(device: torch.device, precision: str = "auto", channels_last: 
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     if precision == "fp16" and not cuda:
         raise FairadvError("train.precision = 'fp16': fp16 training needs a CUDA GPU; use 'bf16' or 'fp32' on the CPU")
-    compile = False if compile is None else compile
+    note = ""
+    if compile is None or compile == "auto":
+        compile, note = auto_compile(device, epochs, fold_bn)
     if compile and fold_bn:
         raise FairadvError("train.fold_bn = true and train.compile = true: choose one; folding needs the eager model "
                            "(torch.compile does its own fusion)")
     return SpeedSettings(device=device, precision=precision,
-                         channels_last=cuda if channels_last is None else channels_last, compile=compile,
-                         fold_bn=(precision != "fp32" and not compile) if fold_bn is None else fold_bn)
+                         channels_last=cuda if channels_last is None else channels_last, compile=bool(compile),
+                         fold_bn=(precision != "fp32" and not compile) if fold_bn is None else fold_bn,
+                         compile_note=note)
