@@ -266,18 +266,44 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
 @click.option("--plan-sd", type=float, default=None, metavar="POINTS",
               help="With --plan-seeds: the worst-class std over seeds to assume (e.g. from a paper) instead of the "
                    "finished baseline cells'.")
+@click.option("--dry-run", is_flag=True, help="Leaderboards: print the size (targets, images, attacks) and the "
+              "estimated cost, and run nothing.")
+@click.option("--sort", type=click.Choice(["average", "worst", "rho"]), default="worst", show_default=True,
+              help="Leaderboards: rank by robust average, robust worst class or rho_rob against the reference.")
 @_user_errors
 def study(study_file: str, jobs: int, out: str | None, report_only: bool, launcher: str, partition: str | None,
           gpus_per_job: int, cpus_per_job: int, time_limit: str, plan_seeds: float | None,
           plan_sd: float | None, overrides: tuple[str, ...], methods: str | None, seeds: str | None, allow_mixed: bool,
           account: str | None, qos: str | None, mem: str | None, constraint: str | None,
-          setup: tuple[str, ...]) -> None:
+          setup: tuple[str, ...], dry_run: bool, sort: str) -> None:
     """Run every cell of STUDY.toml (methods x axes x seeds), then write table.md/.tex/.csv, study.json and figures.
 
-    Finished cells are skipped and interrupted ones resume, so running a study again continues it.
+    Finished cells are skipped and interrupted ones resume, so running a study again continues it. A leaderboard
+    file ([leaderboard] and [targets]: existing models, docs/leaderboard.md) evaluates each target instead and
+    writes leaderboard.md/.tex/.csv, study.json and its figures.
     """
     from fairadv.study.spec import Shape
+    from fairadv.study.targets import is_leaderboard
 
+    if is_leaderboard(study_file):
+        from fairadv.study.leaderboard_runner import run_leaderboard
+        from fairadv.study.runner import SlurmOptions
+
+        if overrides or methods or seeds or plan_seeds is not None or plan_sd is not None or allow_mixed:
+            raise FairadvError(f"{study_file}: a leaderboard takes none of --set, --methods, --seeds, --plan-seeds, "
+                               "--plan-sd, --allow-mixed (they shape training studies)")
+        doc = run_leaderboard(study_file, out=out, jobs=jobs, launcher=launcher, report_only=report_only,
+                              slurm=SlurmOptions(partition=partition, gpus=gpus_per_job, time=time_limit,
+                                                 cpus=cpus_per_job, account=account, qos=qos, mem=mem,
+                                                 constraint=constraint, setup=setup),
+                              console=err_console, sort=sort, dry_run=dry_run)
+        if not dry_run:
+            from fairadv.study.leaderboard_render import markdown as board_markdown
+
+            click.echo(board_markdown(doc))
+        return
+    if dry_run:
+        raise FairadvError(f"{study_file}: --dry-run is for leaderboard files ([leaderboard] and [targets])")
     shape = Shape.from_options(overrides, methods, seeds)
     if plan_seeds is not None or plan_sd is not None:
         from fairadv.study.plan import plan_seeds as plan

@@ -94,6 +94,14 @@ def zoo_entry(name: str, dataset: str = "cifar10", threat_model: str = "Linf") -
     return models[name]
 
 
+def zoo_names(dataset: str = "cifar10", threat_model: str = "Linf") -> list[str]:
+    """Every zoo model of ``dataset`` and ``threat_model``, in robustbench's order (a leaderboard's ``all``)."""
+    data, threat = _enums(dataset, threat_model)
+    from robustbench.model_zoo.models import model_dicts
+
+    return list(model_dicts.get(data, {}).get(threat, {}))
+
+
 def load_zoo_model(name: str, dataset: str = "cifar10", threat_model: str = "Linf",
                    model_dir: str | Path = "models") -> nn.Module:
     """Zoo model ``name`` with its weights, in eval mode on the CPU, through robustbench's ``load_model``."""

@@ -27,8 +27,25 @@ from fairadv.run_folder import RunFolder
 EVAL_SEED = 0  # every cell is evaluated on the same subset with the same attack starts
 
 
+class CellFiles:
+    """A cell's log and thread record in ``<study_dir>/logs``: a training cell's (`CellJob`) or a leaderboard
+    target's (`fairadv.study.target_cell.TargetJob`)."""
+
+    name: str
+    study_dir: str
+
+    @property
+    def log_file(self) -> Path:
+        return Path(self.study_dir) / "logs" / f"{self.name}.log"
+
+    @property
+    def threads_file(self) -> Path:
+        """``logs/<cell>.threads.json``: the CPU thread count the cell trains and evaluates with (`cell_threads`)."""
+        return Path(self.study_dir) / "logs" / f"{self.name}.threads.json"
+
+
 @attrs.frozen
-class CellJob:
+class CellJob(CellFiles):
     """Everything a worker (a local process or a Slurm job) needs to run one cell; picklable."""
 
     name: str
@@ -44,15 +61,6 @@ class CellJob:
     @property
     def run_dir(self) -> Path:
         return Path(self.study_dir) / "runs" / self.name
-
-    @property
-    def log_file(self) -> Path:
-        return Path(self.study_dir) / "logs" / f"{self.name}.log"
-
-    @property
-    def threads_file(self) -> Path:
-        """``logs/<cell>.threads.json``: the CPU thread count the cell trains and evaluates with (`cell_threads`)."""
-        return Path(self.study_dir) / "logs" / f"{self.name}.threads.json"
 
 
 def is_done(run_dir: Path, evaluate: Sequence[str], n: int) -> bool:
@@ -115,7 +123,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     return {"seconds": round(time.perf_counter() - tic, 3), "train_seconds": round(trained - tic, 3)}
 
 
-def cell_threads(job: CellJob) -> int:
+def cell_threads(job: CellFiles) -> int:
     """The CPU threads the cell computes with: the count it first ran with, recorded in `CellJob.threads_file`.
 
     Float sums, and so the trained weights, differ with the thread count in their last digits, so a cell
@@ -129,7 +137,7 @@ def cell_threads(job: CellJob) -> int:
     return job.threads
 
 
-def recorded_threads(job: CellJob) -> int | None:
+def recorded_threads(job: CellFiles) -> int | None:
     """The count `CellJob.threads_file` records, None when there is none; a damaged file is a one-line error."""
     if not job.threads_file.exists():
         return None
@@ -140,7 +148,7 @@ def recorded_threads(job: CellJob) -> int | None:
     return threads
 
 
-def check_cell_files(job: CellJob) -> None:
+def check_cell_files(job: CellFiles) -> None:
     """Before a study starts ``job``: its log and thread record can be used (a worker found out only after the pool
     had started, and the cell failed)."""
     if job.log_file.exists() and not job.log_file.is_file():

@@ -18,7 +18,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
@@ -30,7 +30,6 @@ from fairadv.errors import one_line
 from fairadv.study.cell import CellJob, run_cell
 from fairadv.study.view import StudyView
 
-
 EXIT_ORPHANED = 70  # a worker's exit status when the study that started it is gone
 
 
@@ -39,9 +38,11 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // max(1, jobs))
 
 
-def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dict[str, Any]]:
-    """Run ``cells`` ``jobs`` at a time; returns {cell: {"state": "done", timing...} or {"state": "failed",
-    "error": one line}}. A failed cell does not stop the others."""
+def run_local(cells: list[CellJob], jobs: int, view: StudyView, work: Callable[[Any], dict[str, Any]] = run_cell
+              ) -> dict[str, dict[str, Any]]:
+    """Run ``cells`` ``jobs`` at a time with ``work`` (`run_cell` trains; a leaderboard's evaluates); returns
+    {cell: {"state": "done", timing...} or {"state": "failed", "error": one line}}. A failed cell does not stop the
+    others."""
     threads = threads_per_job(jobs)
     todo = [attrs.evolve(cell, threads=threads) for cell in cells]
     results: dict[str, dict[str, Any]] = {}
@@ -50,7 +51,7 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
             view.set(cell.name, "running")
             try:
                 with _as_a_worker():
-                    timing = run_cell(cell)
+                    timing = work(cell)
             except Exception as error:  # noqa: BLE001 - a failed cell is recorded, as a worker's would be
                 _record(results, view, cell, error=error)
             else:
@@ -64,7 +65,7 @@ def run_local(cells: list[CellJob], jobs: int, view: StudyView) -> dict[str, dic
             while todo or running:
                 while todo and len(running) < jobs:
                     cell = todo.pop(0)
-                    running[pool.submit(run_cell, cell)] = cell
+                    running[pool.submit(work, cell)] = cell
                     view.set(cell.name, "running")
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:

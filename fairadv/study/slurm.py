@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +99,24 @@ def make_executor(study_dir: Path, options: Any) -> Any:
     return executor
 
 
-def checkpointable_cell() -> Any:
-    """`run_cell` as a submitit Checkpointable: on preemption or timeout it is resubmitted with the same job, which
-    then resumes the run folder."""
+def checkpointable_cell(work: Callable[[Any], dict[str, Any]] = run_cell) -> Any:
+    """``work`` (`run_cell`, or a leaderboard's evaluation) as a submitit Checkpointable: on preemption or timeout
+    it is resubmitted with the same job, which then resumes the run folder (or evaluates its target again)."""
     submitit = import_submitit()
 
     class ResumableCell(submitit.helpers.Checkpointable):
         def __call__(self, job: CellJob) -> dict[str, Any]:
-            return run_cell(job)
+            return work(job)
 
     return ResumableCell()
 
 
-def run_slurm(cells: list[CellJob], study_dir: Path, options: Any, view: StudyView) -> dict[str, dict[str, Any]]:
-    """Submit every cell, wait for all of them; returns the same states as `fairadv.study.local.run_local`."""
+def run_slurm(cells: list[CellJob], study_dir: Path, options: Any, view: StudyView,
+              work: Callable[[Any], dict[str, Any]] = run_cell) -> dict[str, dict[str, Any]]:
+    """Submit every cell to run ``work``, wait for all of them; returns the same states as
+    `fairadv.study.local.run_local`."""
     executor = make_executor(study_dir, options)
-    function = checkpointable_cell()
+    function = checkpointable_cell(work)
     jobs = {}
     for cell in cells:
         cell = attrs.evolve(cell, threads=options.cpus, gpus=options.gpus)
