@@ -17,16 +17,19 @@ class SmallCNN(nn.Module):
     """conv(w)-conv(2w)-maxpool-conv(4w), average-pooled to 2x2, then fc(128)-ReLU-``fc``.
 
     The adaptive pool makes it size-agnostic: 8x8 digits give a 4x4 map pooled to 2x2, 32x32 images a 16x16 one.
+    With ``batchnorm`` each conv is followed by BatchNorm, as in the ResNets that the distillation papers train.
 
     Shape:
         inputs in [0, 1], shape (N, C, H, W) -> logits (N, num_classes); features (N, 128).
     """
 
-    def __init__(self, num_classes: int, in_channels: int, width: int = 32):
+    def __init__(self, num_classes: int, in_channels: int, width: int = 32, batchnorm: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
         self.conv3 = nn.Conv2d(2 * width, 4 * width, 3, padding=1)
+        norm = nn.BatchNorm2d if batchnorm else (lambda channels: nn.Identity())
+        self.bn1, self.bn2, self.bn3 = norm(width), norm(2 * width), norm(4 * width)
         self.fc1 = nn.Linear(4 * width * 2 * 2, 128)
         self.fc = nn.Linear(128, num_classes)
 
@@ -37,8 +40,8 @@ class SmallCNN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features: the ReLU output of ``fc1``, shape (N, 128)."""
-        out = F.relu(self.conv2(F.relu(self.conv1(x))))
-        out = F.relu(self.conv3(F.max_pool2d(out, 2, ceil_mode=True)))  # ceil_mode: a 1-pixel input still works
+        out = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        out = F.relu(self.bn3(self.conv3(F.max_pool2d(out, 2, ceil_mode=True))))  # ceil_mode: a 1-pixel input still works
         out = torch.flatten(F.adaptive_avg_pool2d(out, 2), 1)
         return F.relu(self.fc1(out))
 
@@ -82,14 +85,16 @@ class MLP(nn.Module):
 
 
 @MODELS.register("small_cnn")
-def small_cnn(num_classes: int, in_channels: int, input_size: tuple[int, int], width: int = 32) -> SmallCNN:
+def small_cnn(num_classes: int, in_channels: int, input_size: tuple[int, int], width: int = 32,
+              batchnorm: bool = False) -> SmallCNN:
     """A three-conv CNN for small images such as 8x8 digits.
 
     Args:
         width: channels of the first conv; the next two have 2x and 4x as many.
+        batchnorm: BatchNorm after each conv (off by default: the digits recipes' model has none).
     """
     ge(1, noun="an integer").check("width", width)
-    return SmallCNN(num_classes, in_channels, width)
+    return SmallCNN(num_classes, in_channels, width, batchnorm)
 
 
 @MODELS.register("mlp")
