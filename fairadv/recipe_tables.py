@@ -64,8 +64,9 @@ class TrainConfig:
             it, else fp16 on CUDA, fp32 on the CPU.
         channels_last: NHWC memory layout for 4-D inputs and the model; unset (automatic) = on for CUDA, off on CPU.
         compile: ``torch.compile`` the training passes and the training attack's passes, each compiled once
-            (`fairadv.train.compiled`). ``true``, ``false``, or ``"auto"`` / unset: on for a CUDA run of at least
-            10 epochs; off on the CPU and for shorter runs, where compiling costs more than it saves.
+            (`fairadv.train.compiled`); on CUDA the attack's passes also run as CUDA graphs. ``true``, ``false``, or
+            ``"auto"`` / unset: on for a CUDA run of at least 10 epochs; off on the CPU and for shorter runs, where
+            compiling costs more than it saves.
         fold_bn: in the training attack's eval-mode passes, fold each BatchNorm into the convolution before it
             (`fairadv.train.folding`): the same function, with no BatchNorm to run forward or backward in those K
             passes. Unset (automatic) = on with bf16/fp16, off in fp32 (which then stays the reference computation op

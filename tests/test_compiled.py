@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_tiny_model, synthetic_batch
+from helpers import DIGITS, invoke, sets, stderr_lines
 from torch._dynamo.backends.registry import lookup_backend
 
 import fairadv
@@ -16,9 +18,6 @@ from fairadv.objectives import TRADES
 from fairadv.policy import ClassPolicy
 from fairadv.train.compiled import CompiledModel, cuda_graphs_note
 from fairadv.train.precision import resolve_speed
-
-from conftest import make_tiny_model, synthetic_batch
-from helpers import DIGITS, invoke, sets, stderr_lines
 
 
 class GraphCounter:
@@ -95,8 +94,38 @@ def test_compile_setting_builds_the_compiled_model():
     assert sum(1 for _ in prepared.parameters()) == sum(1 for _ in model.parameters())  # not registered twice
 
 
-def test_cuda_graphs_are_refused_off_cuda_with_a_reason():
-    assert cuda_graphs_note(torch.device("cpu")) == "CUDA graphs need a CUDA device, not cpu"
+def test_cuda_graphs_are_picked_on_cuda_only_and_the_cpu_says_why():
+    cpu = resolve_speed(torch.device("cpu"), "fp32", False, True)
+    assert not cpu.cuda_graphs and cuda_graphs_note(cpu.device) is not None
+    assert "compile on (CUDA graphs off: they need a CUDA device, this run is on cpu)" in cpu.describe()
+    assert not cpu.prepare_model(make_tiny_model()).cuda_graphs
+    cuda = resolve_speed(torch.device("cuda"), "fp32", False, True)  # resolving needs no GPU
+    assert cuda.cuda_graphs and "compile on (attack in CUDA graphs)" in cuda.describe()
+    assert not resolve_speed(torch.device("cuda"), "fp32", False, False).cuda_graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; this machine has none")
+def test_cuda_graph_training_steps_agree_with_eager():
+    torch._dynamo.reset()
+    eager, model = make_tiny_model().cuda(), make_tiny_model().cuda()
+    compiled = CompiledModel(model, cuda_graphs=True)
+    x, y = (t.cuda() for t in synthetic_batch(16))
+    attack, objective = PGD(eps=0.1, step_size=0.03, steps=5), TRADES(beta=6.0)
+    policy = ClassPolicy.uniform(3).to("cuda")
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (eager, model)]
+    for _ in range(3):  # steps after capture replay the graphs with the updated parameters
+        losses = []
+        for net, optimizer in zip((eager, compiled), optimizers, strict=True):
+            net.train()
+            torch.manual_seed(0)
+            out = objective(net, x, y, attack, policy)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            losses.append(out.loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], atol=1e-4, rtol=1e-4)
+    for got, want in zip(model.parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.slow
@@ -134,7 +163,7 @@ def test_inductor_agrees_with_eager_in_fp32():
 
 
 @pytest.mark.parametrize(("device", "epochs", "fold_bn", "picked", "why"), [
-    ("cuda", 110, None, True, "compile on (auto: on for CUDA and 110 epochs)"),
+    ("cuda", 110, None, True, "compile on (auto: on for CUDA and 110 epochs; attack in CUDA graphs)"),
     ("cuda", 3, None, False, "compile off (auto: off for 3 epochs, too few to win back its compile time)"),
     ("cpu", 110, None, False, "compile off (auto: off on the CPU, where it does not win back its compile time)"),
     ("cuda", 110, True, False, "compile off (auto: off, fold_bn = true needs the eager model)"),
@@ -145,7 +174,7 @@ def test_auto_compile_picks_by_device_and_run_length_and_says_why(device, epochs
         assert speed.compile is picked
         assert why in speed.describe()
     explicit = resolve_speed(torch.device(device), "fp32", False, True, epochs=epochs)
-    assert explicit.compile and "compile on," in explicit.describe()  # an explicit choice needs no reason
+    assert explicit.compile and "auto" not in explicit.describe()  # an explicit choice needs no reason
 
 
 def test_recipe_compile_takes_true_false_or_auto_and_names_a_bad_value():
@@ -154,5 +183,5 @@ def test_recipe_compile_takes_true_false_or_auto_and_names_a_bad_value():
         True, False, "auto"]
     result = invoke("validate", DIGITS, *sets("train.compile=maybe"))
     assert result.exit_code == 2
-    assert stderr_lines(result) == [f"error: {DIGITS} (--set train.compile=maybe): train.compile = 'maybe': expected "
-                                    "true or false or one of 'auto'"]
+    line = f"error: {DIGITS} (--set train.compile=maybe): train.compile = 'maybe': expected true or false or one of 'auto'"
+    assert stderr_lines(result) == [line]

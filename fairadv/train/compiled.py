@@ -29,7 +29,7 @@ from torch import nn
 def cuda_graphs_note(device: torch.device) -> str | None:
     """Why the attack's passes cannot run as CUDA graphs on ``device``, or None where they can."""
     if device.type != "cuda":
-        return f"CUDA graphs need a CUDA device, not {device.type}"
+        return f"CUDA graphs off: they need a CUDA device, this run is on {device.type}"
     return None
 
 
@@ -67,7 +67,7 @@ class CompiledModel(nn.Module):
             self._addresses = addresses
             if self.cuda_graphs:
                 for view in self._views.values():
-                    torch._dynamo.mark_static_address(view)
+                    torch._dynamo.mark_static_address(view, guard=True)  # a moved parameter recompiles
         return self._views
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fairadv.errors import FairadvError
-from fairadv.train.compiled import CompiledModel
+from fairadv.train.compiled import CompiledModel, cuda_graphs_note
 from fairadv.train.folding import BatchNormFolded, try_fold
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -68,6 +68,7 @@ class SpeedSettings:
     compile: bool
     fold_bn: bool = False
     compile_note: str = ""  # why compile was picked, when it was picked automatically
+    cuda_graphs: bool = False  # the compiled attack passes captured in CUDA graphs (CUDA only)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -101,14 +102,14 @@ class SpeedSettings:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.compile:
-            return CompiledModel(model)
+            return CompiledModel(model, cuda_graphs=self.cuda_graphs)
         return try_fold(model) if self.fold_bn else model
 
     def record(self, train_model: nn.Module) -> dict[str, object]:
         """The resolved settings as plain values (a run's provenance), with the pairs folding took in ``train_model``
         (0 when it is off or did not take)."""
         return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
-                "compile": self.compile, "fold_bn": self.fold_bn,
+                "compile": self.compile, "cuda_graphs": self.cuda_graphs, "fold_bn": self.fold_bn,
                 "folded_pairs": folded_pairs(train_model) if self.fold_bn else 0}
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,9 +123,15 @@ class SpeedSettings:
             fold = (f"on ({pairs} conv+BatchNorm pairs)" if pairs
                     else "off (no conv+BatchNorm pair, or the model does not trace with torch.fx)")
         layout = "on" if self.channels_last else "off"
-        return (f"device {self.device}, precision {self.precision}, channels_last {layout}"
-                f", compile {'on' if self.compile else 'off'}{f' ({self.compile_note})' if self.compile_note else ''}"
+        return (f"device {self.device}, precision {self.precision}, channels_last {layout}, {self._compile_words()}"
                 f", fold_bn {fold}")
+
+    def _compile_words(self) -> str:
+        """``compile on`` / ``off``, why when picked automatically, and whether the attack runs as CUDA graphs."""
+        notes = [self.compile_note] if self.compile_note else []
+        if self.compile:
+            notes.append("attack in CUDA graphs" if self.cuda_graphs else str(cuda_graphs_note(self.device)))
+        return f"compile {'on' if self.compile else 'off'}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def folded_pairs(train_model: nn.Module) -> int:
@@ -171,4 +178,4 @@ def resolve_speed(device: torch.device, precision: str = "auto", channels_last: 
     return SpeedSettings(device=device, precision=precision,
                          channels_last=cuda if channels_last is None else channels_last, compile=bool(compile),
                          fold_bn=(precision != "fp32" and not compile) if fold_bn is None else fold_bn,
-                         compile_note=note)
+                         compile_note=note, cuda_graphs=bool(compile) and cuda_graphs_note(device) is None)
