@@ -226,17 +226,34 @@ def test_paper_recipes_run_the_forward_passes_and_count_the_hold_out_as_their_co
 def test_paper_study_rows_follow_their_codes(study):
     cells = paper_cells(study)
     orders = {m: r.objective.params.get("order") for m, r in cells.items() if r.objective.name == "trades"}
+    own_setting = {"trades_wrn": "adv_clean", "csr": "clean_adv"} if study == "paper_cifar10" else {}
     assert orders == {"trades": "adv_clean", "dafa": "adv_clean", "frl": "clean_adv_clean",
-                      "cfa": "clean_adv_clean", "wat": "clean_adv"}
+                      "cfa": "clean_adv_clean", "wat": "clean_adv", **own_setting}
     assert cells["frl"].strategy.params["val_counting"] == "last_iterate"
     cfa = cells["cfa"].strategy.params
     if study == "paper_cifar10":  # FAWA at CFA's CIFAR-10 threshold, its gate counted at the last iterate
         assert cfa["fawa"] and cfa["fawa_threshold"] == 0.24 and cfa["val_counting"] == "last_iterate"
     else:  # no worst class reaches CIFAR-10's 0.24 here: FAWA is off, and says so
         assert not cfa["fawa"]
-    for cell in cells.values():  # every row on DAFA's TRADES setting, BAT's included
+    for method, cell in cells.items():  # every row on DAFA's TRADES setting, BAT's included
+        if method in ("csr", "absld", "fair_ard"):  # the methods since DAFA, each on its own paper's setting
+            continue
         assert (cell.train.epochs, cell.schedule.name, cell.optimizer.params["weight_decay"]) == (110, "bag_of_tricks",
                                                                                                   5e-4)
+
+
+def test_paper_rows_since_dafa_run_their_own_settings_under_the_tables_threat_model():
+    from fairadv.study.mixed import check_planned
+    from fairadv.study.spec import load_study
+    study = load_study(STUDIES / "paper_cifar10.toml")
+    check_planned(study, study.recipes(), allow_mixed=False)  # one threat model and attack per column: not mixed
+    cells = paper_cells("paper_cifar10")
+    assert {m: (c.train.epochs, c.model.name) for m, c in cells.items() if m in ("csr", "absld", "fair_ard")} == {
+        "csr": (2, "wideresnet"), "absld": (300, "resnet18"), "fair_ard": (200, "resnet18")}
+    assert cells["trades_wrn"].model.name == "wideresnet"
+    wiring = {m.name: (m.init_from, m.teacher_from) for m in study.methods}
+    assert (wiring["csr"], wiring["absld"], wiring["fair_ard"]) == ((
+        "trades_wrn", None), (None, "trades_wrn"), (None, "trades_wrn"))
 
 
 def test_paper_hold_outs_are_the_official_splits():
