@@ -72,6 +72,16 @@ def test_other_input_shapes(name, in_channels, input_size, features):
         assert model(torch.rand(2, in_channels, *input_size)).shape == (2, 7)
 
 
+def test_small_cnn_batchnorm_adds_a_norm_per_conv_and_keeps_the_plain_layout():
+    plain = create_model("small_cnn", 10, 1, (8, 8))
+    normed = create_model("small_cnn", 10, 1, (8, 8), batchnorm=True)
+    assert [n for n, m in normed.named_modules() if isinstance(m, torch.nn.BatchNorm2d)] == ["bn1", "bn2", "bn3"]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert set(plain.state_dict()) < set(normed.state_dict())  # plain checkpoints keep their keys
+    assert [(n, p.shape) for n, p in plain.named_parameters()] == [
+        (n, p.shape) for n, p in normed.named_parameters() if not n.startswith("bn")]
+
+
 def test_mlp_depth_zero_is_linear():
     model = create_model("mlp", 3, 1, (1, 5), depth=0)
     assert [n for n, _ in model.named_parameters()] == ["fc.weight", "fc.bias"]
