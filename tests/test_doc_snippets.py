@@ -62,12 +62,13 @@ from fairadv.distances import DISTANCES
 from fairadv.errors import FairadvError
 from fairadv.recipe import Recipe, component_registries, read_recipe
 from fairadv.study.spec import load_study
+from fairadv.study.targets import is_leaderboard, load_leaderboard
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ("api", "reference")  # docs/ folders written by mkdocstrings and docs/hooks/reference.py
 PAGES = [ROOT / "README.md"] + sorted(p for p in (ROOT / "docs").rglob("*.md")
                                       if p.relative_to(ROOT / "docs").parts[0] not in GENERATED)
-REPO_DIRS = ("recipes", "studies", "plugins", "benchmarks")  # linked into every working directory
+REPO_DIRS = ("recipes", "studies", "leaderboards", "plugins", "benchmarks")  # linked into every working directory
 REPO_PATH_PREFIXES = (*REPO_DIRS, "fairadv", "tests", "docs")  # a title under these names a shipped file
 
 SHELL = ("bash", "sh", "shell", "console")
@@ -510,6 +511,8 @@ def test_shell_commands_parse_and_their_files_exist(command, workspace):
             assert result.exit_code == 0, f"{command.id}: exit {result.exit_code}: {result.output}"
     elif name == "run":
         Recipe.load(params["recipe"], params["overrides"])
+    elif name == "study" and is_leaderboard(params["study_file"]):
+        load_leaderboard(params["study_file"])
     elif name == "study":
         load_study(params["study_file"]).recipes()
     elif name == "eval" and params.get("recipe_path"):

@@ -129,6 +129,48 @@ def test_zoo_models_and_a_checkpoint_make_a_leaderboard_and_a_rerun_runs_nothing
     assert averages == sorted(averages, reverse=True)
 
 
+@needs_robustbench
+@pytest.mark.slow  # trains a one-epoch CIFAR-10 run folder
+def test_two_zoo_models_a_run_folder_and_a_checkpoint_killed_midway_rerun_the_same(tmp_path, zoo, monkeypatch):
+    """The issue's acceptance: four local targets of each kind, tables and figures, a second invocation runs
+    nothing, and a leaderboard killed midway and run again writes the same study.json as one run straight."""
+    from helpers import DIGITS, QUICK
+
+    import fairadv
+    from fairadv.evaluation import eval_command
+
+    recipe = fairadv.Recipe.load(DIGITS, (*QUICK, "data.name='cifar10'", f"data.root='{zoo['data']}'",
+                                          "data.augment=false", "run.name='cifar_run'"))
+    fairadv.run(recipe, out=tmp_path / "runs")
+    board = zoo_board(tmp_path, zoo, runs=(tmp_path / "runs" / "cifar_run",))
+    result = invoke("study", board)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "out" / "board"
+    for name in OUTPUTS:
+        assert (folder / name).is_file(), name
+    doc = json.loads((folder / "study.json").read_text())
+    assert {c["name"]: c["state"] for c in doc["cells"]} == {**dict.fromkeys(ZOO, "done"), "cifar_run": "done",
+                                                              "tiny_cnn": "done"}
+    assert len(doc["tables"]["worst_case"]["rows"]) == 4
+    again = invoke("study", board)
+    assert again.exit_code == 0 and "all 4 targets are done" in again.stderr
+    real, calls = eval_command.evaluate_target, []
+
+    def killed_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eval_command, "evaluate_target", killed_on_the_third)
+    with pytest.raises(Killed):
+        invoke("study", board, "--out", tmp_path / "cut")
+    monkeypatch.setattr(eval_command, "evaluate_target", real)
+    rerun = invoke("study", board, "--out", tmp_path / "cut")
+    assert rerun.exit_code == 0 and "2 of 4 targets to evaluate" in rerun.stderr
+    assert (tmp_path / "cut" / "board" / "study.json").read_text() == (folder / "study.json").read_text()
+
+
 def digits_board(tmp_path: Path, digits_run: Path, checkpoint: Path | None = None, out: str = "out") -> Path:
     ckpt = checkpoint or (tmp_path / "digits_last.pt")
     if checkpoint is None:
@@ -257,3 +299,19 @@ def test_the_heat_map_names_every_class_and_marks_each_rows_worst(tmp_path, mode
         assert patch.get_x() + 0.5 == int(np.argmin(row["per_class"]))
     png = save_pdf_png(fig, tmp_path / f"heatmap_{models}x{classes}.png")
     assert png.is_file() and png.with_suffix(".pdf").is_file()
+
+
+@needs_robustbench
+def test_the_shipped_zoo_leaderboard_sizes_every_cifar10_linf_model_without_running(tmp_path):
+    from fairadv.models.robustbench_adapter import zoo_names
+    from fairadv.study.targets import load_leaderboard
+
+    path = Path(__file__).parent.parent / "leaderboards" / "robustbench_cifar10_linf.toml"
+    board = load_leaderboard(path)
+    names = zoo_names("cifar10", "Linf")
+    assert [t.name for t in board.targets] == names and board.reference in names
+    assert all(t.overrides == ("data.download=true",) and t.target == f"robustbench:{t.name}" for t in board.targets)
+    result = invoke("study", path, "--dry-run", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert f"{len(names)} targets (0 done, {len(names)} to run), 10000 test images each" in result.stderr
+    assert not (tmp_path / "out").exists()

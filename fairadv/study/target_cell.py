@@ -74,7 +74,8 @@ def eval_options(job: TargetJob) -> Any:
     spec = job.spec
     return EvalOptions(spec.target, job.evaluate, n=job.n, batch_size=job.batch_size, eps=job.eps, seed=job.seed,
                        device=job.device, counting=job.counting, recipe_path=spec.recipe_path,
-                       model_name=spec.model_name, out=str(RunFolder(job.run_dir).eval_file), zoo=dict(spec.zoo))
+                       model_name=spec.model_name, overrides=spec.overrides, out=str(RunFolder(job.run_dir).eval_file),
+                       zoo=dict(spec.zoo))
 
 
 def run_target(job: TargetJob) -> dict[str, Any]:

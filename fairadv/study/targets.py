@@ -13,6 +13,7 @@ models = ["Standard", "Carmon2019Unlabeled"]   # or all = true: every entry of d
 dataset = "cifar10"
 threat_model = "Linf"
 top = 20                            # with all = true: the 20 best by RobustBench's listed AutoAttack accuracy
+download = true                     # fetch CIFAR-10 into data_root (the weights always download when missing)
 [targets]
 runs = ["../runs/trades_digits"]    # fairadv run folders (relative to this file)
 studies = ["digits.toml"]           # every finished cell of another (training) study
@@ -90,7 +91,8 @@ class LeaderboardTable:
     counting: str | None = attrs.field(default=None, validator=_check_counting)
     reference: str | None = None
     device: str = attrs.field(default="auto", validator=_check_device)
-    batch_size: int | None = None
+    batch_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        ge(1, noun="an integer", note=" (default: each target's recipe's eval.batch_size)")))
 
 
 @attrs.frozen
@@ -106,6 +108,7 @@ class ZooTable:
     model_dir: str = "models"
     model_info: str = "model_info"
     data_root: str = "data"
+    download: bool = False  # fetch the data set into data_root when it is not there (weights always download)
 
 
 @attrs.frozen
@@ -143,6 +146,7 @@ class TargetSpec:
     recipe_path: str | None = None
     model_name: str | None = None
     zoo: tuple[tuple[str, str], ...] = ()  # dataset, threat_model, model_dir, data_root, model_info
+    overrides: tuple[str, ...] = ()  # fairadv eval's --set: a zoo target's data.download
 
 
 @attrs.frozen
@@ -238,7 +242,8 @@ def _zoo_targets(path: Path, zoo: ZooTable) -> list[TargetSpec]:
     fields = (("dataset", zoo.dataset), ("threat_model", zoo.threat_model),
               ("model_dir", str(_relative(path, zoo.model_dir))), ("data_root", str(_relative(path, zoo.data_root))),
               ("model_info", str(_relative(path, zoo.model_info))))
-    return [TargetSpec(name, f"{ZOO_PREFIX}{name}", zoo=fields) for name in names]
+    overrides = ("data.download=true",) if zoo.download else ()
+    return [TargetSpec(name, f"{ZOO_PREFIX}{name}", zoo=fields, overrides=overrides) for name in names]
 
 
 def _study_targets(path: Path, study_file: Path, key: str) -> list[TargetSpec]:
