@@ -315,3 +315,15 @@ def test_the_shipped_zoo_leaderboard_sizes_every_cifar10_linf_model_without_runn
     assert result.exit_code == 0, result.output
     assert f"{len(names)} targets (0 done, {len(names)} to run), 10000 test images each" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_target_evaluated_at_another_radius_is_evaluated_again(tmp_path, digits_run):
+    board = digits_board(tmp_path, digits_run)
+    text = board.read_text().split("[targets.checkpoints.copy]")[0].replace('n = 100', 'n = 50\neps = "0.1"')
+    board.write_text(text)
+    assert invoke("study", board).exit_code == 0
+    board.write_text(text.replace('eps = "0.1"', 'eps = "0.2"'))
+    again = invoke("study", board)
+    assert again.exit_code == 0 and "1 of 1 targets to evaluate" in again.stderr
+    doc = json.loads((tmp_path / "out" / "digits_board" / "targets" / "trades_digits" / "eval.json").read_text())
+    assert doc["eps"] == pytest.approx(0.2) and len(doc["evaluations"]) == 2

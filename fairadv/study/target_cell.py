@@ -8,6 +8,7 @@ is written atomically at its end), so a rerun evaluates that target from its sta
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +65,18 @@ def target_done(job: TargetJob) -> bool:
     except FairadvError:
         return False
     return (isinstance(doc, dict) and same_subset(doc, job.n) and doc.get("seed") == job.seed
-            and all(name in (doc.get("attacks") or {}) for name in job.evaluate))
+            and all(name in (doc.get("attacks") or {}) for name in job.evaluate) and _same_threat(doc, job))
+
+
+def _same_threat(doc: dict[str, Any], job: TargetJob) -> bool:
+    """Whether the evaluation used the file's ``eps`` and ``counting`` where the file sets them (a changed radius
+    evaluates the target again; eval.json keeps the earlier setup beside the new one)."""
+    from fairadv.evaluation.presets import parse_eps
+
+    eps = doc.get("eps")
+    if job.eps is not None and not (isinstance(eps, float) and math.isclose(eps, parse_eps(job.eps)[0])):
+        return False
+    return job.counting is None or doc.get("counting") == job.counting
 
 
 def eval_options(job: TargetJob) -> Any:
