@@ -327,3 +327,9 @@ def test_a_target_evaluated_at_another_radius_is_evaluated_again(tmp_path, digit
     assert again.exit_code == 0 and "1 of 1 targets to evaluate" in again.stderr
     doc = json.loads((tmp_path / "out" / "digits_board" / "targets" / "trades_digits" / "eval.json").read_text())
     assert doc["eps"] == pytest.approx(0.2) and len(doc["evaluations"]) == 2
+
+
+def test_the_heat_map_outlines_every_class_tied_for_worst():
+    rows = [{"target": "a", "per_class": [0.0, 50.0, 0.0]}, {"target": "b", "per_class": [10.0, 5.0, 20.0]}]
+    ax = heatmap_figure(rows, ["x", "y", "z"], "ties").axes[0]
+    assert sorted((p.get_y() + 0.5, p.get_x() + 0.5) for p in ax.patches) == [(0, 0), (0, 2), (1, 1)]

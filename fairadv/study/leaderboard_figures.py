@@ -2,7 +2,7 @@
 attack (the worst case over the attacks when there are several, else the one attack):
 
 - ``leaderboard_heatmap``: targets x classes robust accuracy, rows in the table's order, every class named, each
-  row's worst class outlined;
+  row's worst class outlined (every tied one);
 - ``leaderboard_tradeoff``: worst class against average with their 95 % intervals, the Pareto front (no other
   target is better on both) drawn and its targets named;
 - ``leaderboard_worst_classes``: how many targets have each class as their worst (ties shared).
@@ -34,7 +34,7 @@ def write_leaderboard_figures(doc: Mapping[str, Any], study_dir: Path) -> list[P
         return []
     rows = doc["tables"][attack]["rows"]
     names = doc["class_names"]
-    title = f"{doc['study']}: robust accuracy under {attack_name(attack)}"
+    title = f"{doc['study']}: robust accuracy ({attack_name(attack)})"
     paths = []
     for stem, fig in (("leaderboard_heatmap", heatmap_figure(rows, names, title)),
                       ("leaderboard_tradeoff", tradeoff_figure(rows, title)),
@@ -56,14 +56,14 @@ def heatmap_figure(rows: Sequence[Mapping[str, Any]], names: Sequence[str], titl
     class_ticks(ax, names, "x")
     ax.set_yticks(np.arange(m), [r["target"] for r in rows], fontsize=8 if m <= 20 else 7 if m <= 40 else 5)
     for i, row in enumerate(values):
-        j = int(np.argmin(row))
-        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#e8112d", linewidth=1.6))
+        for j in np.flatnonzero(row == row.min()):  # every tied class: the worst one is not unique then
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#e8112d", linewidth=1.6))
     if m * c <= ANNOTATE_CELLS:
         for i, j in np.ndindex(m, c):
             ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=6 if c <= 12 else 5,
                     color="black" if values[i, j] > 60 else "white")
     ax.set_xlabel("class")
-    set_title(fig, f"{title}\nper class (red box: each target's worst class)")
+    set_title(fig, f"{title}\nper class (red box: each target's worst class, every one where tied)")
     return fig
 
 
