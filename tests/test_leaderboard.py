@@ -333,3 +333,18 @@ def test_the_heat_map_outlines_every_class_tied_for_worst():
     rows = [{"target": "a", "per_class": [0.0, 50.0, 0.0]}, {"target": "b", "per_class": [10.0, 5.0, 20.0]}]
     ax = heatmap_figure(rows, ["x", "y", "z"], "ties").axes[0]
     assert sorted((p.get_y() + 0.5, p.get_x() + 0.5) for p in ax.patches) == [(0, 0), (0, 2), (1, 1)]
+
+
+@pytest.mark.slow  # two spawned worker processes, each importing torch
+def test_jobs_evaluate_targets_in_worker_processes(tmp_path, digits_run):
+    board = digits_board(tmp_path, digits_run)
+    result = invoke("study", board, "--jobs", "3")
+    assert result.exit_code == 1 and "1 target(s) failed: broken:" in result.stderr  # a worker's failure, one line
+    folder = tmp_path / "out" / "digits_board"
+    doc = json.loads((folder / "study.json").read_text())
+    assert {c["name"]: c["state"] for c in doc["cells"]} == {"trades_digits": "done", "copy": "done",
+                                                             "broken": "failed"}
+    rows = doc["tables"]["pgd20"]["rows"]
+    assert rows[0]["per_class"] == rows[1]["per_class"]  # one worker's weights and images as the other's
+    timing = json.loads((folder / "timing.json").read_text())
+    assert timing["jobs"] == 3 and set(timing["cells"]) == {"trades_digits", "copy", "broken"}
