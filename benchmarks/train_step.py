@@ -41,10 +41,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved_medians(calls: dict[str, Callable[[], None]], rounds: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each function, timing one call of each per round after one warm-up call of each."""
-    for fn in calls.values():
-        fn()
+def interleaved_medians(calls: dict[str, Callable[[], None]], rounds: int, device: torch.device,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, timing one call of each per round after ``warmup`` calls of each
+    (compiling, and recording CUDA graphs, happen there)."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
@@ -102,6 +105,33 @@ def floor_passes(speed: SpeedSettings, model: torch.nn.Module, x: torch.Tensor, 
     loss.backward()
 
 
+def fairadv_step(speed: SpeedSettings, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 policy: ClassPolicy) -> Callable[[], None]:
+    """fairadv's real TRADES-10 training step (PGD-10 attack, TRADES loss, SGD step) for ``model`` under ``speed``."""
+    attack = PGD(eps=0.031, step_size=0.007, steps=10, random_start="normal")
+    objective = TRADES(beta=6.0)
+    train_model, xin = speed.prepare_model(model), speed.prepare_input(x)
+    optimizer = sgd(model)
+
+    def step() -> None:
+        with speed.autocast():
+            out = objective(train_model, xin, y, attack, policy)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+    return step
+
+
+def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def fresh_model(name: str, device: torch.device) -> torch.nn.Module:
+    """The benchmark's model, the same initial weights every time: CIFAR-10's shape, 10 classes."""
+    torch.manual_seed(0)
+    return create_model(name, num_classes=10, in_channels=3, input_size=(32, 32)).to(device)
+
+
 def choose_modes(requested: str | None, device: torch.device) -> tuple[list[str], str | None]:
     """The precisions to time, and a note when bf16 was left out of the default list because it is emulated here."""
     if requested is not None:
@@ -131,34 +161,13 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.rand(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
-    attack = PGD(eps=0.031, step_size=0.007, steps=10, random_start="normal")
-    objective = TRADES(beta=6.0)
     policy = ClassPolicy.uniform(10).to(device)
 
-    def fresh_model() -> torch.nn.Module:
-        torch.manual_seed(0)
-        return create_model(args.model, num_classes=10, in_channels=3, input_size=(32, 32)).to(device)
-
-    def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def fairadv_step(speed: SpeedSettings) -> Callable[[], None]:
-        model = fresh_model()
-        train_model, optimizer, xin = speed.prepare_model(model), sgd(model), speed.prepare_input(x)
-
-        def step() -> None:
-            with speed.autocast():
-                out = objective(train_model, xin, y, attack, policy)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-        return step
-
     def floor(speed: SpeedSettings) -> Callable[[], None]:
-        model, xin = speed.prepare_model(fresh_model()), speed.prepare_input(x)
+        model, xin = speed.prepare_model(fresh_model(args.model, device)), speed.prepare_input(x)
         return lambda: floor_passes(speed, model, xin, y)
 
-    reference_model = fresh_model()
+    reference_model = fresh_model(args.model, device)
     reference_optimizer, class_weights = sgd(reference_model), torch.ones(10)
     calls = {"reference": lambda: reference_step(reference_model, reference_optimizer, x, y, class_weights)}
     rows = []
@@ -168,9 +177,11 @@ def main() -> None:
             calls[f"floor {precision} {channels_last}"] = floor(plain)
             for fold_bn, compiled in [(False, False), (True, False)] + ([(False, True)] if args.compile else []):
                 row = (precision, channels_last, fold_bn, compiled)
-                calls[str(row)] = fairadv_step(resolve_speed(device, precision, channels_last, compiled, fold_bn))
+                speed = resolve_speed(device, precision, channels_last, compiled, fold_bn)
+                calls[str(row)] = fairadv_step(speed, fresh_model(args.model, device), x, y, policy)
                 rows.append(row)
-    seconds = interleaved_medians(calls, args.rounds, device)
+    # compiled modes compile on their first call; on CUDA they record their CUDA graphs on the next ones
+    seconds = interleaved_medians(calls, args.rounds, device, warmup=3 if args.compile else 1)
 
     print(f"{args.model}, batch {args.batch_size}, TRADES-10, {device}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds")
