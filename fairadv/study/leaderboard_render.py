@@ -14,9 +14,9 @@ from typing import Any
 
 from fairadv.evaluation.metrics import CLEAN_AVG, ROBUST_AVG, ROBUST_NSD, ROBUST_WORST, ROBUST_WORST_K, Metric
 from fairadv.files import write_atomic
-from fairadv.study.latex import tex_text
+from fairadv.study.latex import _tex_cell, tex_escape, tex_text
 from fairadv.study.leaderboard import COLUMNS, COMPARABLE
-from fairadv.study.text import UNDEFINED, attack_name, digits
+from fairadv.study.text import RHO_HEADERS, UNDEFINED, attack_name, digits
 
 TIED = "≈"
 FLAG = "≠"
@@ -90,18 +90,30 @@ def markdown(doc: Mapping[str, Any]) -> str:
 
 
 def latex(doc: Mapping[str, Any]) -> str:
-    out = []
+    """booktabs tables, one per attack, each value with its interval on a small line below it, for ``\\input``."""
+    note = "a wide table (table*): for one column, \\resizebox{\\linewidth}{!}{...} the tabular (graphicx)"
+    out = [f"% fairadv leaderboard {tex_escape(doc['study'])}: needs \\usepackage{{booktabs}}; {note}"]
+    head = ["Rank", "Target", *(h for h, _ in SHOWN[:-1])]
     for attack, table in doc["tables"].items():
-        spec = "rl" + "c" * (len(SHOWN) + 1)
-        head = " & ".join(tex_text(h) for h in ["Rank", "Target", *(h for h, _ in SHOWN), "RobustBench"])
-        out += ["\\begin{table}[t]", "\\centering", f"\\caption{{{tex_text(caption(doc, attack, table))}}}",
-                f"\\label{{tab:leaderboard-{doc['study']}-{attack}}}", "\\small", f"\\begin{{tabular}}{{{spec}}}",
-                "\\toprule", head + " \\\\", "\\midrule"]
+        header = " & ".join([*map(tex_text, head), RHO_HEADERS["rho_rob"][1], "RobustBench"])
+        out += ["\\begin{table*}[t]", "\\centering",
+                f"\\caption{{{_tex_symbols(tex_text(caption(doc, attack, table)))}}}",
+                f"\\label{{tab:leaderboard-{tex_escape(doc['study'])}-{attack}}}", "\\small",
+                f"\\begin{{tabular}}{{rl{'c' * len(SHOWN)}c}}", "\\toprule", header + " \\\\", "\\midrule"]
         for row in table["rows"]:
-            cells = [rank_text(row), row["target"], *_cells(row, attack)]
-            out.append(" & ".join(tex_text(c) for c in cells) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+            cells = [_tex_symbols(tex_text(rank_text(row))), tex_text(row["target"])]
+            for _, metric in SHOWN:
+                value, interval = _value(row["rho_rob"] if metric is None else row[metric.column], metric)
+                name = f" ({row['worst_class_name']})" if metric is ROBUST_WORST else ""
+                cells.append(_tex_cell(value + name, [interval], False))
+            out.append(" & ".join([*cells, tex_text(_listed(row, attack))]) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table*}", ""]
     return "\n".join(out)
+
+
+def _tex_symbols(text: str) -> str:
+    """What `tex_text` leaves: the tie mark, and ρ_rob as the table header writes it."""
+    return text.replace(TIED, "$\\approx$").replace("$\\rho$\\_rob", RHO_HEADERS["rho_rob"][1])
 
 
 def csv_text(doc: Mapping[str, Any]) -> str:
