@@ -4,9 +4,11 @@ evaluated under one setup as resumable cells, then ranked in leaderboard.md/.tex
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,15 +94,20 @@ def zoo_board(tmp_path: Path, zoo: dict[str, Path], runs: tuple[Path, ...] = (),
     return board
 
 
+def reported(board: Path, folder: Path) -> dict:
+    """Run the leaderboard ``board``; its ``study.json``, once every table and figure is in ``folder``."""
+    result = invoke("study", board)
+    assert result.exit_code == 0, result.output
+    for name in OUTPUTS:
+        assert (folder / name).is_file(), name
+    return json.loads((folder / "study.json").read_text())
+
+
 @needs_robustbench
 def test_zoo_models_and_a_checkpoint_make_a_leaderboard_and_a_rerun_runs_nothing(tmp_path, zoo):
     board = zoo_board(tmp_path, zoo)
-    result = invoke("study", board)
-    assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / "board"
-    for name in OUTPUTS:
-        assert (folder / name).is_file(), name
-    doc = json.loads((folder / "study.json").read_text())
+    doc = reported(board, folder)
     assert doc["kind"] == "leaderboard" and list(doc["tables"]) == ["pgd20", "fgsm", "worst_case"]
     rows = doc["tables"]["worst_case"]["rows"]
     assert sorted(r["target"] for r in rows) == sorted([*ZOO, "tiny_cnn"])
@@ -137,35 +144,20 @@ def test_two_zoo_models_a_run_folder_and_a_checkpoint_killed_midway_rerun_the_sa
     from helpers import DIGITS, QUICK
 
     import fairadv
-    from fairadv.evaluation import eval_command
 
     recipe = fairadv.Recipe.load(DIGITS, (*QUICK, "data.name='cifar10'", f"data.root='{zoo['data']}'",
                                           "data.augment=false", "run.name='cifar_run'"))
     fairadv.run(recipe, out=tmp_path / "runs")
     board = zoo_board(tmp_path, zoo, runs=(tmp_path / "runs" / "cifar_run",))
-    result = invoke("study", board)
-    assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / "board"
-    for name in OUTPUTS:
-        assert (folder / name).is_file(), name
-    doc = json.loads((folder / "study.json").read_text())
+    doc = reported(board, folder)
     assert {c["name"]: c["state"] for c in doc["cells"]} == {**dict.fromkeys(ZOO, "done"), "cifar_run": "done",
                                                               "tiny_cnn": "done"}
     assert len(doc["tables"]["worst_case"]["rows"]) == 4
     again = invoke("study", board)
     assert again.exit_code == 0 and "all 4 targets are done" in again.stderr
-    real, calls = eval_command.evaluate_target, []
-
-    def killed_on_the_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(eval_command, "evaluate_target", killed_on_the_third)
-    with pytest.raises(Killed):
+    with killed_at_evaluation(3, monkeypatch), pytest.raises(Killed):
         invoke("study", board, "--out", tmp_path / "cut")
-    monkeypatch.setattr(eval_command, "evaluate_target", real)
     rerun = invoke("study", board, "--out", tmp_path / "cut")
     assert rerun.exit_code == 0 and "2 of 4 targets to evaluate" in rerun.stderr
     assert (tmp_path / "cut" / "board" / "study.json").read_text() == (folder / "study.json").read_text()
@@ -210,8 +202,27 @@ class Killed(BaseException):
     """Stands for a kill (Ctrl-C, SIGTERM) while a target is being evaluated: not a failure the study records."""
 
 
-def test_a_leaderboard_killed_midway_and_rerun_writes_the_same_study_json(tmp_path, digits_run, monkeypatch):
+@contextlib.contextmanager
+def killed_at_evaluation(n: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The n-th target evaluation in the block is killed (`Killed`) before it writes anything."""
     from fairadv.evaluation import eval_command
+
+    real, calls = eval_command.evaluate_target, []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eval_command, "evaluate_target", evaluate)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(eval_command, "evaluate_target", real)
+
+
+def test_a_leaderboard_killed_midway_and_rerun_writes_the_same_study_json(tmp_path, digits_run, monkeypatch):
 
     board = digits_board(tmp_path, digits_run)
     (tmp_path / "broken.pt").unlink()
@@ -221,23 +232,13 @@ def test_a_leaderboard_killed_midway_and_rerun_writes_the_same_study_json(tmp_pa
     assert straight.exit_code == 2 and "run it first" in straight.stderr
     assert invoke("study", board).exit_code == 0
     expected = (tmp_path / "out" / "digits_board" / "study.json").read_text()
-    real, calls = eval_command.evaluate_target, []
-
-    def killed_on_the_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(eval_command, "evaluate_target", killed_on_the_second)
     cut = board.with_name("cut.toml")
     cut.write_text(text.replace(f'out = "{tmp_path / "out"}"', f'out = "{tmp_path / "cut"}"'))
-    with pytest.raises(Killed):
+    with killed_at_evaluation(2, monkeypatch), pytest.raises(Killed):
         invoke("study", cut)
     folder = tmp_path / "cut" / "cut"
     assert (folder / "targets" / "trades_digits" / "eval.json").is_file()
     assert not (folder / "targets" / "copy" / "eval.json").exists(), "a killed evaluation writes nothing"
-    monkeypatch.setattr(eval_command, "evaluate_target", real)
     rerun = invoke("study", cut)
     assert rerun.exit_code == 0 and "1 of 2 targets to evaluate" in rerun.stderr
     got = json.loads((folder / "study.json").read_text())

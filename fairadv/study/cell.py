@@ -91,8 +91,6 @@ def same_subset(doc: dict[str, Any], n: int) -> bool:
 
 def run_cell(job: CellJob) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell; returns its timing. Output goes to the cell's log file."""
-    import torch
-
     from fairadv.evaluation.eval_command import run_eval
     from fairadv.evaluation.eval_options import EvalOptions
     from fairadv.evaluation.presets import check_preset_runs
@@ -101,11 +99,8 @@ def run_cell(job: CellJob) -> dict[str, Any]:
 
     for name in job.evaluate:  # in this worker's environment (a Slurm node's may lack an extra), before training
         check_preset_runs(name)
-    job.log_file.parent.mkdir(parents=True, exist_ok=True)
-    threads = cell_threads(job)
-    torch.set_num_threads(threads)
     tic = time.perf_counter()
-    with open(job.log_file, "a") as log, _logging_to(log):
+    with cell_log(job) as (log, threads):
         log.write(f"cell {job.name}: {job.recipe} {' '.join(job.overrides)} ({threads} CPU threads)\n")
         log.flush()
         run = RunFolder(job.run_dir)
@@ -121,6 +116,19 @@ def run_cell(job: CellJob) -> dict[str, Any]:
             run_eval(EvalOptions(str(job.run_dir), tuple(job.evaluate), n=job.n, seed=EVAL_SEED))
         log.write(f"cell {job.name}: done in {time.perf_counter() - tic:.1f}s\n")
     return {"seconds": round(time.perf_counter() - tic, 3), "train_seconds": round(trained - tic, 3)}
+
+
+@contextlib.contextmanager
+def cell_log(job: CellFiles) -> Any:
+    """Yield (the cell's log file, open to append, with fairadv's log records sent to it; the CPU thread count the
+    cell computes with, set in torch): what a training cell and a leaderboard target run under."""
+    import torch
+
+    job.log_file.parent.mkdir(parents=True, exist_ok=True)
+    threads = cell_threads(job)
+    torch.set_num_threads(threads)
+    with open(job.log_file, "a") as log, _logging_to(log):
+        yield log, threads
 
 
 def cell_threads(job: CellFiles) -> int:

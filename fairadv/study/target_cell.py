@@ -18,7 +18,7 @@ import attrs
 
 from fairadv.errors import FairadvError
 from fairadv.run_folder import RunFolder
-from fairadv.study.cell import CellFiles, cell_threads, same_subset
+from fairadv.study.cell import CellFiles, cell_log, same_subset
 from fairadv.study.targets import Leaderboard, TargetSpec
 
 
@@ -92,18 +92,13 @@ def eval_options(job: TargetJob) -> Any:
 
 def run_target(job: TargetJob) -> dict[str, Any]:
     """Evaluate one target; returns its timing. Output goes to the cell's log file."""
-    import torch
     from rich.console import Console
 
     from fairadv.evaluation.eval_command import run_eval
-    from fairadv.study.cell import _logging_to
 
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    job.log_file.parent.mkdir(parents=True, exist_ok=True)
-    threads = cell_threads(job)
-    torch.set_num_threads(threads)
     tic = time.perf_counter()
-    with open(job.log_file, "a") as log, _logging_to(log):
+    with cell_log(job) as (log, threads):
         log.write(f"target {job.name}: {job.spec.target} ({threads} CPU threads)\n")
         log.flush()
         run_eval(eval_options(job), progress=Console(file=log, width=120))
