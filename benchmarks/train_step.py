@@ -181,7 +181,7 @@ def main() -> None:
                 calls[str(row)] = fairadv_step(speed, fresh_model(args.model, device), x, y, policy)
                 rows.append(row)
     # compiled modes compile on their first call; on CUDA they record their CUDA graphs on the next ones
-    seconds = interleaved_medians(calls, args.rounds, device, warmup=3 if args.compile else 1)
+    seconds = interleaved_medians(calls, args.rounds, device, warmup=3 if args.compile and device.type == "cuda" else 1)
 
     print(f"{args.model}, batch {args.batch_size}, TRADES-10, {device}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds")
