@@ -24,8 +24,10 @@ from fairadv.run_folder import RunFolder
 from fairadv.study.evidence import Settings
 from fairadv.study.text import CHANCE, attack_name, row_label
 
+# seaborn's "deep" palette, then its "dark" one: 20 methods get 20 distinct colours before any repeats.
 COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
-          "#64b5cd"]
+          "#64b5cd", "#001c7f", "#b1400d", "#12711c", "#8c0800", "#591e71", "#592f0d", "#a23582", "#3c3c3c",
+          "#b8850a", "#006374"]
 
 
 def write_figures(doc: Mapping[str, Any], study_dir: Path) -> list[Path]:
