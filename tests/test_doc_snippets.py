@@ -68,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ("api", "reference")  # docs/ folders written by mkdocstrings and docs/hooks/reference.py
 PAGES = [ROOT / "README.md"] + sorted(p for p in (ROOT / "docs").rglob("*.md")
                                       if p.relative_to(ROOT / "docs").parts[0] not in GENERATED)
-REPO_DIRS = ("recipes", "studies", "leaderboards", "plugins", "benchmarks")  # linked into every working directory
+REPO_DIRS = ("recipes", "studies", "plugins", "benchmarks")  # linked into every working directory
 REPO_PATH_PREFIXES = (*REPO_DIRS, "fairadv", "tests", "docs")  # a title under these names a shipped file
 
 SHELL = ("bash", "sh", "shell", "console")

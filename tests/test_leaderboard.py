@@ -307,7 +307,7 @@ def test_the_shipped_zoo_leaderboard_sizes_every_cifar10_linf_model_without_runn
     from fairadv.models.robustbench_adapter import zoo_names
     from fairadv.study.targets import load_leaderboard
 
-    path = Path(__file__).parent.parent / "leaderboards" / "robustbench_cifar10_linf.toml"
+    path = Path(__file__).parent.parent / "studies" / "leaderboards" / "robustbench_cifar10_linf.toml"
     board = load_leaderboard(path)
     names = zoo_names("cifar10", "Linf")
     assert [t.name for t in board.targets] == names and board.reference in names
