@@ -223,8 +223,8 @@ def compare(runs: tuple[str, ...], baseline: str | None, as_json: bool, resample
             bootstrap_seed: int, allow_mixed: bool) -> None:
     """Runs side by side: clean, robust and worst-class robust accuracy, per-class deltas, eval.json results.
 
-    Runs whose recipes differ only in run.seed and run.name are pooled into mean ± sample std, with a 95 % interval
-    for the mean over seeds and test images.
+    Runs whose recipes differ only in run.seed and run.name (and in which seed of one setting they fine-tune or
+    distil from) are pooled into mean ± sample std, with a 95 % interval for the mean over seeds and test images.
     """
     from fairadv.evaluation.compare import run_compare
     from fairadv.evaluation.compare_statistics import Settings

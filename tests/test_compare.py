@@ -131,6 +131,27 @@ def test_group_key_ignores_only_seed_name_out_and_device():
     assert group_key(recipe(0, "x")) != group_key(recipe(0, "x", lam=1.5))
 
 
+def test_runs_reading_seeds_of_one_source_setting_pool_and_other_sources_do_not(tmp_path):
+    """A study's distilling (teacher.path) or fine-tuning (model.init_from) cells each read their own seed's source
+    cell: they are seeds of one setting; a source of another setting, or a file outside any run, keeps them apart."""
+    teachers = [write_run(tmp_path, f"teacher-s{seed}", [1, 1, 1], [0.5, 0.5, 0.5], seed=seed) for seed in (0, 1)]
+    other = write_run(tmp_path, "teacher_lam2-s0", [1, 1, 1], [0.5, 0.5, 0.5], lam=2.0)
+
+    def student(seed: int, source: Path | str, table: str, key: str) -> dict:
+        base = recipe(seed, f"student-s{seed}")
+        return {**base, table: {**base.get(table, {}), key: str(source)}}
+
+    for table, key in (("teacher", "path"), ("model", "init_from")):
+        assert group_key(student(0, teachers[0], table, key)) == group_key(student(1, teachers[1], table, key))
+        assert group_key(student(0, teachers[0], table, key)) != group_key(student(0, other, table, key))
+        assert group_key(student(0, teachers[0] / "checkpoints" / "last.pt", table, key)) == group_key(
+            student(1, teachers[1] / "checkpoints" / "last.pt", table, key))
+        assert group_key(student(0, teachers[0] / "checkpoints" / "best.pt", table, key)) != group_key(
+            student(1, teachers[1] / "checkpoints" / "last.pt", table, key))
+        assert group_key(student(0, tmp_path / "a.pt", table, key)) != group_key(student(1, tmp_path / "b.pt", table,
+                                                                                       key))
+
+
 def test_seeds_are_pooled_into_mean_and_sample_std(tmp_path):
     a = [write_run(tmp_path, f"dafa_s{s}", clean=[0.9, 0.9, 0.9], robust=r, seed=s)
          for s, r in enumerate([[0.2, 0.5, 0.8], [0.3, 0.5, 0.7], [0.4, 0.5, 0.6]])]

@@ -29,7 +29,7 @@ from fairadv.evaluation.eval_file import COMPARABLE_KEYS, DEFAULTS, THREAT_KEYS,
 from fairadv.evaluation.metrics import METRICS, ROBUST_WORST, Metric, rho_scores
 from fairadv.evaluation.outcomes import of_counts, of_result
 from fairadv.evaluation.run_results import Run, load_run
-from fairadv.run_folder import EVAL, SUMMARY
+from fairadv.run_folder import CHECKPOINTS, EVAL, SUMMARY, RunFolder
 
 IGNORED_RUN_KEYS = ("seed", "name", "out", "device")
 
@@ -42,11 +42,34 @@ def mean_std(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "n": n}
 
 
+SOURCE_KEYS = (("model", "init_from"), ("teacher", "path"))  # a run this one fine-tunes or distils from
+
+
 def group_key(recipe: Mapping[str, Any]) -> str:
-    """The recipe without the keys that do not change what is trained: equal keys mean seeds of one setting."""
+    """The recipe without the keys that do not change what is trained: equal keys mean seeds of one setting.
+
+    A source run (``model.init_from``, ``teacher.path``) counts by its own setting (`source_setting`), so a study's
+    fine-tuning or distilling cells, each reading the same seed's source cell, pool as seeds of one setting."""
     stripped = {k: v for k, v in recipe.items() if k != "run"}
     stripped["run"] = {k: v for k, v in (recipe.get("run") or {}).items() if k not in IGNORED_RUN_KEYS}
+    for table, key in SOURCE_KEYS:
+        entry = stripped.get(table)
+        if isinstance(entry, dict) and isinstance(entry.get(key), str):
+            stripped[table] = {**entry, key: source_setting(entry[key])}
     return json.dumps(stripped, sort_keys=True, default=str)
+
+
+def source_setting(path: str) -> Any:
+    """What a source run contributes to `group_key`: the group key of the run folder ``path`` names (or of the run
+    holding the checkpoint it names, with the file's name); a path with no readable run recipe, as written."""
+    folder, file = Path(path), None
+    if folder.parent.name == CHECKPOINTS:
+        folder, file = folder.parent.parent, folder.name
+    try:
+        recipe = RunFolder(folder).recipe()
+    except FairadvError:
+        return path
+    return {"seeds of": json.loads(group_key(recipe)), "checkpoint": file}
 
 
 def group_runs(runs: Sequence[Run]) -> list[list[Run]]:
