@@ -19,7 +19,7 @@ from test_data import trust_files, write_cifar
 from torchvision import datasets
 
 from fairadv.evaluation.plots import save_pdf_png
-from fairadv.study.leaderboard_figures import heatmap_figure, pareto_front, worst_counts
+from fairadv.study.leaderboard_figures import NAME_ALL, heatmap_figure, pareto_front, tradeoff_figure, worst_counts
 
 HAS_ROBUSTBENCH = importlib.util.find_spec("robustbench") is not None and importlib.util.find_spec(
     "pyautoattack") is not None
@@ -282,6 +282,17 @@ def test_the_pareto_front_and_the_worst_class_counts():
     assert pareto_front(points) == [1, 0]
     rows = [{"per_class": [1.0, 0.0, 5.0]}, {"per_class": [0.0, 0.0, 5.0]}, {"per_class": [3.0, 2.0, 1.0]}]
     assert worst_counts(rows, 3).tolist() == [0.5, 1.5, 1.0]
+
+
+@pytest.mark.parametrize("models", [3, 30])
+def test_the_tradeoff_names_every_target_of_a_small_board_and_the_front_of_a_large_one(models):
+    """Up to NAME_ALL targets every one is named, targets at one point sharing a label; beyond, the front only."""
+    def cell(point):
+        return {"point": point, "low": point - 5, "high": point + 5}
+    points = [(60.0, 20.0), (61.0, 20.0), (61.0, 20.0)] + [(40.0 + i / 2, 10.0) for i in range(models - 3)]
+    rows = [{"target": f"m{i}", "robust_avg": cell(x), "robust_worst": cell(y)} for i, (x, y) in enumerate(points)]
+    labels = [t.get_text() for t in tradeoff_figure(rows, "synthetic").axes[0].texts]
+    assert labels == (["m0", "m1, m2"] if models <= NAME_ALL else ["m1, m2"])
 
 
 @pytest.mark.parametrize(("models", "classes"), [(30, 10), (10, 100)])

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from fairadv.evaluation.plots import class_ticks, new_figure, save_pdf_png, set_title
 from fairadv.study.text import attack_name
 
 ANNOTATE_CELLS = 400  # write each cell's value up to this many cells (30 x 10 fits; 10 x 100 does not)
+NAME_ALL = 12  # the trade-off figure names every target up to this many, else the Pareto front only
 
 
 def headline(doc: Mapping[str, Any]) -> str | None:
@@ -83,16 +85,22 @@ def tradeoff_figure(rows: Sequence[Mapping[str, Any]], title: str) -> Any:
         ax.errorbar(x, y, xerr=_error(row["robust_avg"], x), yerr=_error(row["robust_worst"], y), fmt="o",
                     color="#4c72b0", ecolor="#9aaccc", markersize=4, elinewidth=0.8, capsize=0, zorder=2)
     front = pareto_front(points)
-    ax.step(points[front, 0], points[front, 1], where="post", color="#c44e52", linewidth=1.2, zorder=1,
-            label="Pareto front")
-    for i in front:
-        ax.annotate(rows[i]["target"], points[i], xytext=(4, 4), textcoords="offset points", fontsize=7,
-                    color="#c44e52")
+    # rings on the front's points, so that a front of one target is drawn too
+    ax.plot(points[front, 0], points[front, 1], drawstyle="steps-post", color="#c44e52", linewidth=1.2, marker="o",
+            markersize=9, markerfacecolor="none", zorder=1, label="Pareto front")
+    named = range(len(rows)) if len(rows) <= NAME_ALL else front  # a zoo of 76 would be unreadable
+    at: dict[tuple[float, float], list[int]] = {}  # targets at the same point share one label
+    for i in named:
+        at.setdefault((points[i, 0], points[i, 1]), []).append(i)
+    for point, members in at.items():
+        ax.annotate(", ".join(rows[i]["target"] for i in members), point, xytext=(5, 4), textcoords="offset points",
+                    fontsize=7, color="#c44e52" if any(i in front for i in members) else "0.3")
     ax.set_xlabel("robust average accuracy (%)")
     ax.set_ylabel("robust worst-class accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, frameon=False)
-    set_title(fig, f"{title}\nworst class against average, 95 % intervals; Pareto front named")
+    named_text = "every target named" if len(rows) <= NAME_ALL else "Pareto front named"
+    set_title(fig, f"{title}\nworst class against average, 95 % intervals; {named_text}")
     return fig
 
 
@@ -121,7 +129,9 @@ def worst_class_figure(rows: Sequence[Mapping[str, Any]], names: Sequence[str], 
     ax = fig.add_subplot()
     ax.bar(np.arange(len(shown)), counts[shown], color="#4c72b0")
     class_ticks(ax, [names[i] for i in shown], "x")
+    ax.set_xlabel("class")
     ax.set_ylabel("targets with this worst class")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of targets (a tie shares one)
     ax.set_ylim(0, max(1.0, float(counts.max())) * 1.1)
     ax.grid(axis="y", alpha=0.3)
     set_title(fig, f"{title}\nhow often each class is the worst, over {len(rows)} targets "
