@@ -6,8 +6,8 @@ throughput, peak memory and the compute floor, written as JSON and printed as a 
 On CUDA it times ResNet-18 at batch 128 and 512 and WRN-34-10 at batch 128, each in every mode: fp32, bf16,
 bf16 + channels-last, + BatchNorm folding, + torch.compile, + CUDA graphs for the attack. Then PGD-20 (every image,
 all 20 steps) and AutoAttack (standard version, when the ``autoattack`` extra is installed) on ResNet-18 at batch
-512. On the CPU it runs a reduced set (the small CNN at batch 4, fp32 modes, PGD-20; no AutoAttack) in under a minute, so that CI
-can check that the suite works; those figures say nothing about GPUs.
+512. On the CPU it runs a reduced set (the small CNN at batch 4, fp32 modes, PGD-20; no AutoAttack) in under a
+minute, so that CI can check that the suite works; those figures say nothing about GPUs.
 
 The training steps, the reference step and the compute floor are `benchmarks/train_step.py`'s. The step/floor
 column is the step's time over the time of the passes a TRADES-10 step needs, timed alone in eager mode at the same
