@@ -75,6 +75,29 @@ def test_each_pass_compiles_once_across_steps_epochs_policies_and_modes():
     assert len(counter.graphs) == warm, "recompiled after warm-up"
 
 
+def test_the_attack_pass_sees_every_optimizer_step_and_batchnorm_update():
+    """The compiled eval-mode function takes the parameters as detached views and the BatchNorm statistics from the
+    module: after training steps (in-place updates of both) it must give what the eager model gives, not what the
+    model was when it compiled."""
+    torch._dynamo.reset()
+    model = make_tiny_model()
+    compiled = CompiledModel(model, backend=GraphCounter())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    x, y = synthetic_batch(12)
+    first = None
+    for _ in range(3):
+        model.eval()
+        with torch.no_grad():
+            got, want = compiled(x), model(x)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+        first = got if first is None else first
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(compiled(x), y).backward()
+        optimizer.step()
+    assert not torch.allclose(got, first)  # the steps did move the model
+
+
 def test_the_attack_gradient_pass_differentiates_the_input_only():
     torch._dynamo.reset()
     counter, model = GraphCounter(), make_tiny_model()
